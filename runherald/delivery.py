@@ -1,0 +1,97 @@
+"""The unit of work between the pipeline and the notifiers: one delivery and its outcome."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+def delivery_id(project: str, uid: str, name: str, state: str) -> str:
+    """Stable id of the one delivery for (project, uid, notification name, run state)."""
+    raw = "\x1f".join((project, uid, name, state)).encode("utf-8")
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+class OutcomeKind(StrEnum):
+    """What a notifier says happened to one send attempt."""
+
+    SENT = "sent"
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """Result of one send attempt; whether to retry is decided by the notifier that understood the error."""
+
+    kind: OutcomeKind
+    reason: str = ""
+    retry_after: float | None = None  # seconds the receiver asked us to wait (Retry-After), if any
+
+    @classmethod
+    def sent(cls) -> DeliveryOutcome:
+        return cls(OutcomeKind.SENT)
+
+    @classmethod
+    def retryable(cls, reason: str, retry_after: float | None = None) -> DeliveryOutcome:
+        return cls(OutcomeKind.RETRYABLE, reason, retry_after)
+
+    @classmethod
+    def permanent(cls, reason: str) -> DeliveryOutcome:
+        return cls(OutcomeKind.PERMANENT, reason)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One notification to send for one run state.
+
+    ``params`` is the merged ``{**secret_params, **params}`` with secret references already resolved;
+    it lives in memory only and is never serialised (see ``to_record``).
+    """
+
+    id: str
+    project: str
+    uid: str
+    name: str
+    state: str
+    kind: str
+    message: str
+    severity: str
+    runs: list[dict[str, Any]]  # run dicts as receivers see them: secrets already REDACTED
+    notification: dict[str, Any]  # the notification as configured on the run (secret_params unresolved)
+    attempts: int = 0
+    params: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_record(self) -> dict[str, Any]:
+        """The delivery as carried on the deliveries topic: everything but the resolved params."""
+        return {
+            "id": self.id,
+            "project": self.project,
+            "uid": self.uid,
+            "name": self.name,
+            "state": self.state,
+            "kind": self.kind,
+            "message": self.message,
+            "severity": self.severity,
+            "runs": self.runs,
+            "notification": self.notification,
+            "attempts": self.attempts,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Delivery:
+        return cls(
+            id=record["id"],
+            project=record["project"],
+            uid=record["uid"],
+            name=record["name"],
+            state=record["state"],
+            kind=record["kind"],
+            message=record["message"],
+            severity=record["severity"],
+            runs=list(record.get("runs") or []),
+            notification=dict(record.get("notification") or {}),
+            attempts=int(record.get("attempts") or 0),
+        )
