@@ -62,6 +62,7 @@ class Delivery:
     runs: list[dict[str, Any]]  # run dicts as receivers see them: secrets already REDACTED
     notification: dict[str, Any]  # the notification as configured on the run (secret_params unresolved)
     attempts: int = 0
+    created_at: float = 0.0  # epoch seconds when the pipeline decided to send it
     params: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_record(self) -> dict[str, Any]:
@@ -78,6 +79,7 @@ class Delivery:
             "runs": self.runs,
             "notification": self.notification,
             "attempts": self.attempts,
+            "created_at": self.created_at,
         }
 
     @classmethod
@@ -94,4 +96,5 @@ class Delivery:
             runs=list(record.get("runs") or []),
             notification=dict(record.get("notification") or {}),
             attempts=int(record.get("attempts") or 0),
+            created_at=float(record.get("created_at") or 0.0),
         )

@@ -1,0 +1,194 @@
+"""Mail channel: MLRun's SMTP params and subject, a text + HTML body from templates, sent with aiosmtplib."""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+
+import aiosmtplib
+from runherald.notifiers.settings import NotifierSettings
+
+from runherald.delivery import Delivery, DeliveryOutcome
+from runherald.secrets import SecretScrubber, secret_values_of
+from runherald.templating import TemplateRenderer, message_context
+
+DEFAULT_SMTP_PORT = 587
+BOOLEAN_PARAMS = ("use_tls", "start_tls", "validate_certs")
+REQUIRED_PARAMS = ("server_host", "server_port", "sender_address", "email_addresses", *BOOLEAN_PARAMS)
+MAIL_PATTERN = re.compile(r"^[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$")
+
+
+class MailParamsError(ValueError):
+    """The notification's mail params cannot be used; the message is MLRun's wording."""
+
+
+def _address_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return value.split(",") if value else []
+    if isinstance(value, list):
+        return list(value)
+    raise MailParamsError("Parameter 'email_addresses' must be a string or a list of strings")
+
+
+def mail_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """MLRun's mail params with its defaults filled in, validated; raises MailParamsError."""
+    merged = dict(params)
+    merged.setdefault("use_tls", True)
+    merged.setdefault("start_tls", False)
+    merged.setdefault("validate_certs", True)
+    merged.setdefault("server_port", DEFAULT_SMTP_PORT)
+    addresses = _address_list(merged.get("email_addresses", "")) + _address_list(
+        merged.pop("default_email_addresses", "")
+    )
+    if not addresses:
+        raise MailParamsError("Parameter 'email_addresses' is required for MailNotification")
+    merged["email_addresses"] = ",".join(addresses)
+    for name in REQUIRED_PARAMS:
+        if merged.get(name) is None or merged.get(name) == "":
+            raise MailParamsError(f"Parameter '{name}' is required for MailNotification")
+    for name in BOOLEAN_PARAMS:
+        if not isinstance(merged[name], bool):
+            raise MailParamsError(f"Parameter '{name}' must be a boolean for MailNotification")
+    for name in ("username", "password"):
+        merged[name] = merged.get(name) or None
+    if merged["password"] and not merged["username"]:
+        raise MailParamsError(
+            "Parameter 'username' is required when 'password' is provided for MailNotification"
+        )
+    try:
+        merged["server_port"] = int(merged["server_port"])
+    except (TypeError, ValueError) as exc:
+        raise MailParamsError("Parameter 'server_port' must be an integer for MailNotification") from exc
+    for address in [merged["sender_address"], *addresses]:
+        if not isinstance(address, str):
+            raise MailParamsError(f"Email address '{address}' must be a string")
+        if not MAIL_PATTERN.match(address):
+            raise MailParamsError(f"Invalid email address '{address}'")
+    return merged
+
+
+def mail_subject(rendered: str) -> str:
+    """MLRun's subject rule: the first line, stripped (also keeps header injection out)."""
+    lines = rendered.splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def render_mail_parts(
+    message: str,
+    severity: str,
+    runs: Sequence[Mapping[str, Any]],
+    *,
+    name: str = "",
+    renderer: TemplateRenderer,
+    ui_url: str | None = None,
+    delivery_id: str = "",
+    body_override: str | None = None,
+) -> dict[str, str]:
+    """Subject, text body and HTML body for one message."""
+    context = message_context(message, severity, runs, name=name, ui_url=ui_url, delivery_id=delivery_id)
+    html = renderer.render("mail_body.html.j2", context)
+    if body_override:
+        # MLRun's message_body_override: the literal {{ runs }} / {{runs}} takes the HTML rendering.
+        html = body_override.replace("{{ runs }}", html).replace("{{runs}}", html)
+    return {
+        "subject": mail_subject(renderer.render("mail_subject.txt.j2", context)),
+        "text": renderer.render("mail_body.txt.j2", context),
+        "html": html,
+    }
+
+
+def message_id(delivery_id: str, sender_address: str) -> str:
+    """A Message-ID derived from the delivery id, so receivers can drop duplicates."""
+    domain = sender_address.rpartition("@")[2] or "runherald"
+    return f"<{delivery_id}.runherald@{domain}>"
+
+
+class MailNotifier:
+    """Sends one multipart (text + HTML) mail per delivery through an SMTP server."""
+
+    kind = "mail"
+
+    def __init__(
+        self, settings: NotifierSettings | None = None, tls_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.settings = settings or NotifierSettings()
+        self.renderer = TemplateRenderer(self.settings.templates_dir)
+        self.tls_context = tls_context  # extra trusted CAs (tests, private servers)
+
+    def build_message(self, delivery: Delivery, params: Mapping[str, Any]) -> EmailMessage:
+        """The EmailMessage for one delivery, given validated params."""
+        parts = render_mail_parts(
+            delivery.message,
+            delivery.severity,
+            delivery.runs,
+            name=delivery.name,
+            renderer=self.renderer,
+            ui_url=self.settings.ui_url,
+            delivery_id=delivery.id,
+            body_override=params.get("message_body_override"),
+        )
+        mail = EmailMessage()
+        mail["From"] = params["sender_address"]
+        mail["To"] = params["email_addresses"]
+        mail["Subject"] = parts["subject"]
+        mail["Date"] = formatdate(localtime=False, usegmt=True)
+        mail["Message-ID"] = message_id(delivery.id, params["sender_address"])
+        mail["X-Runherald-Delivery"] = delivery.id
+        mail.set_content(parts["text"])
+        mail.add_alternative(parts["html"], subtype="html")
+        return mail
+
+    async def send(self, delivery: Delivery) -> DeliveryOutcome:
+        """Send once: connection trouble and 4xx SMTP replies are retryable, 5xx and auth failures not."""
+        scrubber = SecretScrubber(secret_values_of(delivery.params, delivery.notification))
+        try:
+            params = mail_params(delivery.params)
+        except MailParamsError as exc:
+            return DeliveryOutcome.permanent(scrubber.scrub(str(exc)))
+        try:
+            mail = self.build_message(delivery, params)
+        except Exception as exc:
+            return DeliveryOutcome.permanent(scrubber.scrub(f"rendering the mail failed: {exc}"))
+        timeout = float(params.get("timeout") or self.settings.timeout)
+        try:
+            await aiosmtplib.send(
+                mail,
+                hostname=params["server_host"],
+                port=params["server_port"],
+                username=params["username"],
+                password=params["password"],
+                use_tls=params["use_tls"],
+                start_tls=params["start_tls"],
+                validate_certs=params["validate_certs"],
+                tls_context=self.tls_context if params["validate_certs"] else None,
+                timeout=timeout,
+            )
+        except Exception as exc:
+            return _classify_smtp_error(exc, scrubber, timeout)
+        return DeliveryOutcome.sent()
+
+
+def _classify_smtp_error(exc: Exception, scrubber: SecretScrubber, timeout: float) -> DeliveryOutcome:
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return DeliveryOutcome.permanent(f"SMTP authentication failed ({exc.code})")
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return DeliveryOutcome.retryable(f"SMTP timed out after {timeout:g}s")
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = sorted({error.code for error in exc.recipients})
+        reason = scrubber.scrub(f"SMTP recipients refused ({', '.join(map(str, codes))})")
+        retry = all(400 <= code < 500 for code in codes)
+        return DeliveryOutcome.retryable(reason) if retry else DeliveryOutcome.permanent(reason)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        reason = scrubber.scrub(f"SMTP {exc.code}: {' '.join(exc.message.split())[:120]}")
+        if 400 <= exc.code < 500:
+            return DeliveryOutcome.retryable(reason)
+        return DeliveryOutcome.permanent(reason)
+    if isinstance(exc, ssl.SSLError | aiosmtplib.SMTPNotSupported) or isinstance(exc.__cause__, ssl.SSLError):
+        return DeliveryOutcome.permanent(scrubber.scrub(f"SMTP TLS error: {type(exc).__name__}"))
+    if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected | OSError):
+        return DeliveryOutcome.retryable(scrubber.scrub(f"SMTP connection error: {exc}"))
+    return DeliveryOutcome.permanent(scrubber.scrub(f"SMTP error: {type(exc).__name__}: {exc}"))

@@ -1,0 +1,218 @@
+"""Slack channel: MLRun's Block Kit message, by incoming webhook or by bot token (chat.postMessage)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runherald.notifiers._http import SessionCache, classify_exception, classify_status, scrubbed
+from runherald.notifiers.settings import NotifierSettings
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from runherald.delivery import Delivery, DeliveryOutcome
+from runherald.secrets import SecretScrubber, redact_url, secret_values_of
+from runherald.templating import TemplateRenderer, message_context, run_url
+
+HEADER_LIMIT = 150  # Slack rejects longer header blocks
+FIELDS_PER_SECTION = 8
+STATE_EMOJIS = {
+    "completed": ":smiley:",
+    "running": ":man-running:",
+    "error": ":x:",
+    "skipped": ":zzz:",
+}
+RETRYABLE_API_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+METADATA_EVENT_TYPE = "runherald_delivery"
+
+# slack_sdk logs full request URLs at debug level; a webhook URL is a secret, so keep that quiet.
+_sdk_logger = logging.getLogger("runherald.notifiers.slack.sdk")
+_sdk_logger.setLevel(logging.INFO)
+
+
+def _mrkdwn(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def header_blocks(text: str) -> list[dict[str, Any]]:
+    """The header block, plus an overflow section when the text is over Slack's 150-character limit."""
+    header, overflow = text, ""
+    if len(text) > HEADER_LIMIT:
+        # MLRun's rule: cut at the first comma when a ", " appears early enough, else at 150.
+        if ", " in text and text.index(", ") < HEADER_LIMIT - 1:
+            header = text.split(",")[0]
+            overflow = text[len(header) + 2 :]
+        else:
+            header, overflow = text[:HEADER_LIMIT], text[HEADER_LIMIT:]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": header}}]
+    if overflow:
+        blocks.append({"type": "section", "text": _mrkdwn(overflow)})
+    return blocks
+
+
+def run_line(run: Mapping[str, Any], ui_url: str | None = None) -> str:
+    """A run's left-hand field: state emoji, then its name (linked to the UI when MLRun would)."""
+    metadata = run.get("metadata") or {}
+    status = run.get("status") or {}
+    state = status.get("state", "")
+    step_kind = run.get("step_kind")
+    name = metadata.get("name")
+    url = run_url(ui_url, str(metadata.get("project")), str(name), str(metadata.get("uid")))
+    if state != "skipped" and ((url and not step_kind) or step_kind == "run"):
+        line = f"<{url}|*{name}*>"
+    else:
+        line = f"{name}"
+    if step_kind:
+        line = f"{line} *({step_kind})*"
+    return f"{STATE_EMOJIS.get(state, ':question:')}  {line}"
+
+
+def run_result_text(run: Mapping[str, Any]) -> str:
+    """A run's right-hand field: the bold error, the results as ``k=v, k2=v2``, or the state."""
+    status = run.get("status") or {}
+    state = status.get("state", "")
+    if state == "error":
+        result = f"*{status.get('error', '') or state}*"
+    else:
+        result = ", ".join(f"{key}={value}" for key, value in (status.get("results") or {}).items())
+    return result or state
+
+
+def render_slack_blocks(
+    message: str,
+    severity: str,
+    runs: Sequence[Mapping[str, Any]],
+    *,
+    name: str = "",
+    ui_url: str | None = None,
+    renderer: TemplateRenderer | None = None,
+) -> list[dict[str, Any]]:
+    """The Block Kit blocks MLRun 1.12.1 sends for this message, severity, notification name and runs."""
+    if renderer is None:
+        header = f"[{severity}] {message}"
+    else:
+        context = message_context(message, severity, runs, name=name, ui_url=ui_url)
+        header = renderer.render("slack_header.txt.j2", context)
+    blocks = header_blocks(header)
+    if name:
+        blocks.append({"type": "section", "text": _mrkdwn(name)})
+    if not runs:
+        return blocks
+    fields = [_mrkdwn("*Runs*"), _mrkdwn("*Results*")]
+    for run in runs:
+        fields.append(_mrkdwn(run_line(run, ui_url)))
+        fields.append(_mrkdwn(run_result_text(run)))
+    for start in range(0, len(fields), FIELDS_PER_SECTION):
+        blocks.append({"type": "section", "fields": fields[start : start + FIELDS_PER_SECTION]})
+    return blocks
+
+
+class SlackNotifier:
+    """Sends MLRun's Slack message to an incoming webhook, or as a bot with ``token`` + ``channel``."""
+
+    kind = "slack"
+
+    def __init__(self, settings: NotifierSettings | None = None) -> None:
+        self.settings = settings or NotifierSettings()
+        self.renderer = TemplateRenderer(self.settings.templates_dir)
+        self.sessions = SessionCache(self.settings.egress, self.settings.timeout)
+
+    async def send(self, delivery: Delivery) -> DeliveryOutcome:
+        """Post the message once; Slack's 429, 5xx and network trouble are retryable."""
+        params = delivery.params
+        webhook = params.get("webhook") or self.settings.slack_webhook
+        token = params.get("token")
+        channel = params.get("channel")
+        scrubber = SecretScrubber(secret_values_of(params, delivery.notification))
+        if webhook:
+            scrubber.add([str(webhook)])
+        if not webhook and not token:
+            return DeliveryOutcome.permanent("Parameter 'webhook' is required for SlackNotification")
+        if not webhook and not channel:
+            return DeliveryOutcome.permanent(
+                "Parameter 'channel' is required with 'token' for SlackNotification"
+            )
+        try:
+            blocks = render_slack_blocks(
+                delivery.message,
+                delivery.severity,
+                delivery.runs,
+                name=delivery.name,
+                ui_url=self.settings.ui_url,
+                renderer=self.renderer,
+            )
+            if webhook:
+                outcome = await self._send_webhook(str(webhook), blocks)
+            else:
+                outcome = await self._post_message(str(token), str(channel), blocks, delivery)
+        except Exception as exc:
+            outcome = classify_exception(exc, self.settings.timeout)
+        return scrubbed(outcome, scrubber)
+
+    async def _send_webhook(self, webhook: str, blocks: list[dict[str, Any]]) -> DeliveryOutcome:
+        client = AsyncWebhookClient(
+            webhook,
+            timeout=int(self.settings.timeout),
+            session=self.sessions.get(),
+            logger=_sdk_logger,
+            retry_handlers=[],  # retries are the pipeline's job, with backoff and a ledger
+        )
+        response = await client.send_dict({"blocks": blocks})
+        outcome = classify_status(response.status_code, dict(response.headers), response.body or "", "Slack")
+        if outcome.reason:
+            reason = f"{outcome.reason} ({redact_url(webhook)})"
+            outcome = DeliveryOutcome(outcome.kind, reason, outcome.retry_after)
+        return outcome
+
+    async def _post_message(
+        self, token: str, channel: str, blocks: list[dict[str, Any]], delivery: Delivery
+    ) -> DeliveryOutcome:
+        client = AsyncWebClient(
+            token=token,
+            base_url=self.settings.slack_base_url,
+            timeout=int(self.settings.timeout),
+            session=self.sessions.get(),
+            logger=_sdk_logger,
+            retry_handlers=[],
+        )
+        try:
+            await client.chat_postMessage(
+                channel=channel,
+                blocks=blocks,
+                text=blocks[0]["text"]["text"],
+                metadata={
+                    "event_type": METADATA_EVENT_TYPE,
+                    "event_payload": {
+                        "delivery_id": delivery.id,
+                        "project": delivery.project,
+                        "uid": delivery.uid,
+                        "notification": delivery.name,
+                        "state": delivery.state,
+                    },
+                },
+            )
+        except SlackApiError as exc:
+            return _classify_api_error(exc)
+        except SlackClientError as exc:
+            return DeliveryOutcome.permanent(f"Slack client error: {type(exc).__name__}")
+        return DeliveryOutcome.sent()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session."""
+        await self.sessions.aclose()
+
+
+def _classify_api_error(exc: SlackApiError) -> DeliveryOutcome:
+    response = exc.response
+    status = int(getattr(response, "status_code", 0) or 0)
+    data = getattr(response, "data", None)
+    error = str(data.get("error", "")) if isinstance(data, dict) else ""
+    headers = dict(getattr(response, "headers", None) or {})
+    if status == 429 or status >= 500 or status == 408 or error in RETRYABLE_API_ERRORS:
+        base = classify_status(status if status >= 400 else 503, headers, what="Slack")
+        return DeliveryOutcome.retryable(f"Slack API error: {error or status}", base.retry_after)
+    return DeliveryOutcome.permanent(f"Slack API error: {error or status}")

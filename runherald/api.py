@@ -1,0 +1,84 @@
+"""The HTTP API every worker serves: publish runs, read runs and their notification statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from runherald import metrics
+from runherald.publish import Publisher, PublishError, parse_runs, run_key
+from runherald.streams import ledger
+
+RecordLookup = Callable[[str], bytes | None]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(message: str, status: int) -> web.Response:
+    return _json({"error": message}, status)
+
+
+def create_api(
+    *,
+    publisher: Publisher,
+    record_for: RecordLookup,
+    run_for: RecordLookup,
+    health: Callable[[], dict[str, Any]],
+    max_body_bytes: int,
+) -> web.Application:
+    """An aiohttp application over a publisher and two lookups (ledger record, latest run) by run key."""
+
+    async def post_runs(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            runs = parse_runs(body)
+            for run in runs:
+                run_key(run)
+        except PublishError as exc:
+            return _error(str(exc), 400)
+        keys = await publisher.publish_many(runs)
+        return _json({"accepted": len(keys), "runs": keys}, 202)
+
+    def key_of(request: web.Request) -> str:
+        return f"{request.match_info['project']}/{request.match_info['uid']}"
+
+    async def get_run(request: web.Request) -> web.Response:
+        key = key_of(request)
+        raw_run = run_for(key)
+        if raw_run is None:
+            return _error(f"run {key} not found", 404)
+        run = orjson.loads(raw_run)
+        record = ledger.load(record_for(key))
+        status = run.setdefault("status", {})
+        notifications = dict(status.get("notifications") or {})
+        notifications.update(ledger.mlrun_status_notifications(record))
+        if notifications:
+            status["notifications"] = notifications
+        return _json(run)
+
+    async def get_notifications(request: web.Request) -> web.Response:
+        key = key_of(request)
+        raw_record = record_for(key)
+        if raw_record is None and run_for(key) is None:
+            return _error(f"run {key} not found", 404)
+        return _json(ledger.notifications_view(ledger.load(raw_record)))
+
+    async def healthz(request: web.Request) -> web.Response:
+        info = health()
+        return _json(info, 200 if info.get("status") == "ok" else 503)
+
+    async def get_metrics(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    app = web.Application(client_max_size=max_body_bytes)
+    app.router.add_post("/api/v1/runs", post_runs)
+    app.router.add_get("/api/v1/runs/{project}/{uid}", get_run)
+    app.router.add_get("/api/v1/runs/{project}/{uid}/notifications", get_notifications)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", get_metrics)
+    return app

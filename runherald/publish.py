@@ -1,0 +1,127 @@
+"""Publish run dicts (or RunObjects) to the runs topic, keyed ``"{project}/{uid}"``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from runherald.config import Settings
+from runherald.topics import ensure_topics
+
+
+class PublishError(ValueError):
+    """A run that cannot be published (not a run dict, or no project/uid to key it by)."""
+
+
+def to_run_dict(run: Any) -> dict[str, Any]:
+    """A run dict from a dict or any object with ``to_dict()`` (such as runherald.model.RunObject)."""
+    if isinstance(run, dict):
+        return run
+    to_dict = getattr(run, "to_dict", None)
+    if callable(to_dict):
+        value = to_dict()
+        if isinstance(value, dict):
+            return value
+    raise PublishError(f"expected a run dict or RunObject, got {type(run).__name__}")
+
+
+def run_key(run: dict[str, Any]) -> str:
+    """``"{project}/{uid}"`` of a run dict, or PublishError saying what is missing."""
+    meta = run.get("metadata")
+    if not isinstance(meta, dict):
+        raise PublishError("run has no metadata object")
+    missing = [name for name in ("project", "uid") if not isinstance(meta.get(name), str) or not meta[name]]
+    if missing:
+        raise PublishError(f"run metadata lacks {' and '.join(missing)}")
+    return f"{meta['project']}/{meta['uid']}"
+
+
+class Publisher:
+    """An async producer for the runs topic; use as ``async with Publisher(settings) as p``."""
+
+    def __init__(self, settings: Settings | None = None, *, create_topics: bool = True) -> None:
+        self.settings = settings or Settings.from_env()
+        self._create_topics = create_topics
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        if self._create_topics:
+            await ensure_topics(self.settings)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            enable_idempotence=False,  # the embedded broker refuses InitProducerId
+            linger_ms=1,
+            acks=1,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def __aenter__(self) -> Publisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def publish(self, run: Any) -> str:
+        """Publish one run and wait for the broker to accept it; returns its key."""
+        return (await self.publish_many([run]))[0]
+
+    async def publish_many(self, runs: Iterable[Any]) -> list[str]:
+        """Publish runs (validated first: nothing is sent if one is not a run) and wait for all acks."""
+        if self._producer is None:
+            raise RuntimeError("Publisher is not started")
+        prepared = []
+        for run in runs:
+            run_dict = to_run_dict(run)
+            prepared.append((run_key(run_dict), orjson.dumps(run_dict)))
+        topic = self.settings.topic("runs")
+        futures = [await self._producer.send(topic, value=value, key=key.encode()) for key, value in prepared]
+        if futures:
+            await asyncio.gather(*futures)
+        return [key for key, _ in prepared]
+
+
+async def publish(runs: Any, settings: Settings | None = None) -> list[str]:
+    """Publish one run or a list of runs with a short-lived producer."""
+    items = runs if isinstance(runs, list) else [runs]
+    async with Publisher(settings) as publisher:
+        return await publisher.publish_many(items)
+
+
+def publish_sync(runs: Any, settings: Settings | None = None) -> list[str]:
+    """publish() for code without an event loop."""
+    return asyncio.run(publish(runs, settings))
+
+
+def parse_runs(text: str | bytes) -> list[dict[str, Any]]:
+    """Run dicts from one JSON object, a JSON array, or NDJSON (one object per line)."""
+    data = text.encode() if isinstance(text, str) else text
+    stripped = data.strip()
+    if not stripped:
+        raise PublishError("no input: expected a JSON object, a JSON array or NDJSON")
+    try:
+        value = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        runs = []
+        for number, line in enumerate(stripped.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                runs.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise PublishError(f"line {number} is not JSON: {exc}") from None
+        value = runs
+    items = value if isinstance(value, list) else [value]
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise PublishError(f"item {i} is a {type(item).__name__}, not a run object")
+    return items

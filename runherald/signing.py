@@ -1,0 +1,77 @@
+"""Standard Webhooks signatures: sign outgoing webhook bodies and let receivers verify them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+
+SECRET_PREFIX = "whsec_"
+DEFAULT_TOLERANCE = 300  # seconds a signed timestamp may differ from the receiver's clock
+
+
+class WebhookVerificationError(ValueError):
+    """A webhook signature is missing, malformed, too old or does not match."""
+
+
+def secret_bytes(secret: str | bytes) -> bytes:
+    """The HMAC key: base64 after a ``whsec_`` prefix, otherwise the raw secret."""
+    if isinstance(secret, bytes):
+        return secret
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        except ValueError as exc:
+            raise ValueError("signing secret after 'whsec_' is not valid base64") from exc
+    return secret.encode("utf-8")
+
+
+def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes | str) -> str:
+    """The ``v1,<base64 HMAC-SHA256>`` signature of ``{msg_id}.{timestamp}.{body}``."""
+    payload = body.encode("utf-8") if isinstance(body, str) else body
+    signed = f"{msg_id}.{timestamp}.".encode() + payload
+    digest = hmac.new(secret_bytes(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def signature_headers(
+    secret: str | bytes, msg_id: str, body: bytes | str, timestamp: int | None = None
+) -> dict[str, str]:
+    """The ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` headers for one body."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(secret, msg_id, ts, body),
+    }
+
+
+def verify(
+    secret: str | bytes,
+    headers: Mapping[str, str],
+    body: bytes | str,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    now: float | None = None,
+) -> None:
+    """Check a received webhook's Standard Webhooks signature; raise WebhookVerificationError if wrong."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    msg_id = lowered.get("webhook-id")
+    raw_ts = lowered.get("webhook-timestamp")
+    signatures = lowered.get("webhook-signature")
+    if not msg_id or not raw_ts or not signatures:
+        raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature header")
+    try:
+        timestamp = int(raw_ts)
+    except ValueError as exc:
+        raise WebhookVerificationError("webhook-timestamp is not an integer") from exc
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        raise WebhookVerificationError("webhook-timestamp is outside the tolerance window")
+    expected = sign(secret, msg_id, timestamp, body)
+    for candidate in signatures.split():
+        if hmac.compare_digest(candidate, expected):
+            return
+    raise WebhookVerificationError("no webhook-signature matches")

@@ -1,0 +1,155 @@
+"""Run one pipeline worker (faust agents + HTTP API + ledger view), or the whole embedded stack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import replace
+from typing import Any
+
+import faust
+import mode
+from aiohttp import web
+
+from runherald.api import create_api
+from runherald.broker import EmbeddedBroker, free_port
+from runherald.config import Settings
+from runherald.publish import Publisher
+from runherald.streams.app import Pipeline, create_pipeline
+from runherald.topics import ensure_topics
+from runherald.view import LedgerView
+
+log = logging.getLogger("runherald.worker")
+
+EMBEDDED_FETCH_WAIT_MS = 5
+
+
+class ApiService(mode.Service):
+    """The HTTP API and the ledger view, started and stopped with the faust worker."""
+
+    def __init__(self, pipeline: Pipeline, *, announce: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.settings = pipeline.settings
+        self.announce = announce
+        self.view = LedgerView(self.settings)
+        self.publisher = Publisher(self.settings, create_topics=False)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+
+    def _lookup(self, table: Any, view_get: Any) -> Any:
+        def lookup(key: str) -> bytes | None:
+            value: bytes | None = table.data.get(key.encode())  # fresh for partitions this worker owns
+            return value if value is not None else view_get(key)
+
+        return lookup
+
+    def _run_lookup(self, key: str) -> bytes | None:
+        value = self.pipeline.index_table.data.get(key.encode())
+        return value if value is not None else self.view.run(key)
+
+    def _health(self) -> dict[str, Any]:
+        app = self.pipeline.app
+        try:
+            assigned = len(app.consumer.assignment())
+        except Exception:
+            assigned = 0
+        ready = self.view.caught_up.is_set()
+        return {
+            "status": "ok" if ready else "starting",
+            "ledger_view_caught_up": ready,
+            "assigned_partitions": assigned,
+            "in_flight": len(self.pipeline.dispatcher.in_flight),
+            "runs_known": len(self.view),
+        }
+
+    async def on_start(self) -> None:
+        await self.publisher.start()
+        await self.view.start()
+        api = create_api(
+            publisher=self.publisher,
+            record_for=self._lookup(self.pipeline.ledger_table, self.view.record),
+            run_for=self._run_lookup,
+            health=self._health,
+            max_body_bytes=self.settings.max_event_bytes * 16,
+        )
+        self._runner = web.AppRunner(api, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.web_host, self.settings.web_port)
+        await site.start()
+        print(f"runherald API listening on {self.url}", flush=True)
+        if self.announce:
+            print(self.announce, flush=True)
+
+    async def on_stop(self) -> None:
+        await self.pipeline.dispatcher.drain()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.view.stop()
+        await self.publisher.stop()
+
+
+def run_worker(settings: Settings, *, announce: str = "") -> int:
+    """Run one worker in the foreground until SIGINT/SIGTERM; returns the exit code."""
+    asyncio.run(ensure_topics(settings))
+    pipeline = create_pipeline(settings)
+    service = ApiService(pipeline, announce=announce)
+    worker = faust.Worker(
+        pipeline.app,
+        service,
+        loglevel=settings.log_level.upper(),
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def run_dev(settings: Settings, *, broker_port: int | None = None) -> int:
+    """The embedded stack: a memory-only broker, one worker and the API, in one foreground process tree."""
+    broker = None
+    if not settings.extra.get("external_broker"):
+        port = broker_port or 9092
+        if broker_port is None and not _port_free(port):
+            port = free_port()
+        broker = EmbeddedBroker(port=port)
+        try:
+            broker.start()
+        except Exception as exc:
+            print(f"runherald dev: cannot start the embedded broker: {exc}", file=sys.stderr)
+            return 1
+        settings = replace(
+            settings,
+            broker=broker.url,
+            fetch_max_wait_ms=min(settings.fetch_max_wait_ms, EMBEDDED_FETCH_WAIT_MS),
+            session_timeout=min(settings.session_timeout, 6.0),
+            allow_loopback_egress=True,
+        )
+    announce = (
+        f"runherald dev: broker {settings.broker} "
+        f"({'embedded, memory only: nothing survives a restart' if broker else 'external'}); "
+        f"try: RUNHERALD_BROKER={settings.broker} runherald publish run.json"
+    )
+    try:
+        return run_worker(settings, announce=announce)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

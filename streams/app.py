@@ -1,0 +1,341 @@
+"""The faust app: topics, tables and the two agents, wired to the pure core and the notifiers.
+
+runs ──► evaluate ──► deliveries ──► dispatch ──► Slack / SMTP / HTTP
+              └──────────► status (the ledger) ◄───────┘
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP
+
+from runherald import metrics, rules
+from runherald.config import Settings
+from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind
+from runherald.retry import RetryPolicy
+from runherald.topics import COMPACTED
+
+from . import ledger
+from .dispatch import Dispatcher
+from .evaluate import InvalidEvent, evaluate_event, parse_event, run_key
+from .kafka import App
+
+log = logging.getLogger("runherald.pipeline")
+
+
+def dead_letter_value(*, reason: str, stage: str, source: dict[str, Any], payload: Any = None) -> bytes:
+    """A dead-letter record: why, where from, and the payload with secrets redacted."""
+    record: dict[str, Any] = {
+        "reason": reason,
+        "stage": stage,
+        "source": source,
+        "time": ledger.utc_now_iso(),
+    }
+    if payload is not None:
+        record["payload"] = payload
+    return orjson.dumps(record)
+
+
+def _redacted_payload(raw: bytes | None) -> Any:
+    """What of a bad event may go to the dead-letter topic: the JSON with secrets redacted, or a digest."""
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    if isinstance(value, dict):
+        try:
+            return rules.redact_run(value)
+        except Exception:  # a shape redact_run cannot walk: keep nothing that might be secret
+            return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+def _notifier_lookup(settings: Settings) -> Callable[[str], Any]:
+    from runherald.notifiers import NotifierSettings, get_notifier
+
+    from runherald.egress import EgressPolicy
+
+    notifier_settings = dataclasses.replace(
+        NotifierSettings.from_env(),
+        egress=EgressPolicy(
+            allow_private=settings.allow_private_egress, allow_loopback=settings.allow_loopback_egress
+        ),
+        timeout=settings.send_timeout,
+    )
+    if settings.templates_dir:
+        notifier_settings.templates_dir = Path(settings.templates_dir)
+    if settings.ui_url:
+        notifier_settings.ui_url = settings.ui_url
+    cache: dict[str, Any] = {}
+
+    def lookup(kind: str) -> Any:
+        if kind not in cache:
+            cache[kind] = get_notifier(kind, notifier_settings)
+        return cache[kind]
+
+    return lookup
+
+
+def _observe(delivery: Delivery, outcome: DeliveryOutcome, _took: float) -> None:
+    metrics.DELIVERIES.labels(delivery.kind, outcome.kind.value).inc()
+    if outcome.kind is OutcomeKind.SENT and delivery.created_at:
+        metrics.DELIVERY_LATENCY.labels(delivery.kind).observe(max(0.0, time.time() - delivery.created_at))
+
+
+class DeliveryFetcher:
+    """Re-reads one delivery event by offset, for a retry scheduled in the ledger."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def fetch(self, partition: int, offset: int) -> Delivery:
+        async with self._lock:
+            if self._consumer is None:
+                self._consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.settings.bootstrap_servers,
+                    enable_auto_commit=False,
+                    fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+                )
+                await self._consumer.start()
+            tp = TopicPartition(self.settings.topic("deliveries"), partition)
+            self._consumer.assign([tp])
+            self._consumer.seek(tp, offset)
+            message = await asyncio.wait_for(self._consumer.getone(tp), timeout=30)
+            return Delivery.from_record(orjson.loads(message.value))
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+
+@dataclass
+class Pipeline:
+    """One worker's faust app and the objects the API and CLI reach into."""
+
+    settings: Settings
+    app: App
+    dispatcher: Dispatcher
+    ledger_table: Any
+    index_table: Any
+
+    def record(self, key: str) -> ledger.Record | None:
+        raw = self.ledger_table.data.get(key.encode())
+        return ledger.load(raw) if raw else None
+
+
+def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | None = None) -> Pipeline:
+    """Build the faust app for these settings (nothing connects until the app starts)."""
+    app = App(
+        settings.group_id,
+        broker=settings.broker,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        web_enabled=False,
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        broker_commit_interval=0.5,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+        datadir=tempfile.mkdtemp(prefix="runherald-"),
+        producer_linger_ms=1,
+    )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+
+    def topic(name: str) -> Any:
+        return app.topic(
+            settings.topic(name),
+            partitions=settings.partitions,
+            compacting=name in COMPACTED or None,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+    runs_topic = topic("runs")
+    deliveries_topic = topic("deliveries")
+    dead_letter_topic = topic("dead-letter")
+    ledger_table = app.Table(
+        "ledger",
+        partitions=settings.partitions,
+        changelog_topic=topic("status"),
+    )
+    index_table = app.Table(
+        "run-index",
+        partitions=settings.partitions,
+        changelog_topic=topic("run-index"),
+    )
+
+    def put(table: Any, partition: int, key: bytes, value: bytes) -> None:
+        # Records of one run are written by both agents and by retry timers, so the partition is
+        # given explicitly instead of being taken from faust's current event.
+        table.data[key] = value
+        table.send_changelog(partition, key, value)
+
+    def owns(partition: int) -> bool:
+        return TP(deliveries_topic.get_topic_name(), partition) in app.consumer.assignment()
+
+    def write_record(delivery: Delivery, partition: int, record: ledger.Record) -> None:
+        put(ledger_table, partition, Dispatcher.key_of(delivery).encode(), ledger.dump(record))
+
+    def dead_letter_delivery(delivery: Delivery, reason: str) -> None:
+        from runherald.secrets import redact_secret_params
+
+        payload = delivery.to_record()
+        payload["notification"] = redact_secret_params(delivery.notification)
+        dead_letter_topic.send_soon(
+            key=Dispatcher.key_of(delivery).encode(),
+            value=dead_letter_value(
+                reason=reason,
+                stage="dispatch",
+                source={"delivery_id": delivery.id, "name": delivery.name, "state": delivery.state},
+                payload=payload,
+            ),
+        )
+
+    fetcher = DeliveryFetcher(settings)
+
+    dispatcher = Dispatcher(
+        notifier_for=notifier_for or _notifier_lookup(settings),
+        read_record=lambda key: ledger.load(ledger_table.data.get(key.encode())),
+        write_record=write_record,
+        dead_letter=dead_letter_delivery,
+        fetch_delivery=fetcher.fetch,
+        policy=RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            max_elapsed=settings.retry_max_elapsed,
+            base_delay=settings.retry_base_delay,
+            max_delay=settings.retry_max_delay,
+        ),
+        send_timeout=settings.send_timeout,
+        max_in_flight=settings.max_in_flight,
+        secrets_dir=settings.secrets_dir or None,
+        owns_partition=owns,
+        on_outcome=_observe,
+    )
+
+    def dead_letter_event(message: Any, reason: str) -> None:
+        metrics.EVENTS_DEAD_LETTERED.labels(reason.split(":")[0][:40]).inc()
+        log.warning(
+            "dead-lettered run event %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason
+        )
+        dead_letter_topic.send_soon(
+            key=message.key,
+            value=dead_letter_value(
+                reason=reason,
+                stage="evaluate",
+                source={"topic": message.topic, "partition": message.partition, "offset": message.offset},
+                payload=_redacted_payload(message.value),
+            ),
+        )
+
+    @app.agent(runs_topic, name="runherald.evaluate")
+    async def evaluate(stream: Any) -> None:
+        """Read run events, decide which notifications to send, emit deliveries and ledger entries."""
+        async for event in stream.events():
+            message = event.message
+            metrics.EVENTS_CONSUMED.inc()
+            try:
+                run = parse_event(message.value, settings.max_event_bytes)
+            except InvalidEvent as exc:
+                dead_letter_event(message, str(exc))
+                continue
+            key = run_key(run)
+            keyb = key.encode()
+            if message.key != keyb:
+                # Published under another key: move it to its run's partition so per-run order holds.
+                await runs_topic.send(key=keyb, value=message.value)
+                continue
+            meta = run["metadata"]
+            indexed_raw = index_table.data.get(keyb)
+            result = evaluate_event(
+                run,
+                record=ledger.load(ledger_table.data.get(keyb), meta["project"], meta["uid"]),
+                indexed=orjson.loads(indexed_raw) if indexed_raw else None,
+                source=(message.partition, message.offset),
+                settings=settings,
+            )
+            if result.dropped:
+                metrics.EVENTS_DROPPED.inc()
+                log.info("ignored run event for %s: %s", key, result.dropped)
+                continue
+            for delivery in result.deliveries:
+                deliveries_topic.send_soon(
+                    key=keyb, value=orjson.dumps(delivery.to_record()), partition=message.partition
+                )
+            metrics.DELIVERIES_EMITTED.inc(len(result.deliveries))
+            if result.index is not None:
+                put(index_table, message.partition, keyb, result.index)
+            if result.record is not None:
+                put(ledger_table, message.partition, keyb, ledger.dump(result.record))
+
+    @app.agent(deliveries_topic, name="runherald.dispatch")
+    async def dispatch(stream: Any) -> None:
+        """Send each delivery in its own task; its event is acknowledged once the outcome is recorded."""
+        async for event in stream.noack().events():
+            message = event.message
+            try:
+                delivery = Delivery.from_record(orjson.loads(message.value))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                dead_letter_topic.send_soon(
+                    key=message.key,
+                    value=dead_letter_value(
+                        reason=f"malformed delivery: {exc}",
+                        stage="dispatch",
+                        source={
+                            "topic": message.topic,
+                            "partition": message.partition,
+                            "offset": message.offset,
+                        },
+                    ),
+                )
+                event.ack()
+                continue
+            await dispatcher.submit(delivery, message.partition, message.offset, event.ack)
+
+    @ledger_table.on_recover
+    async def reschedule_retries() -> None:
+        for key, raw in list(ledger_table.data.items()):
+            if raw and b'"retry":[' in raw:
+                record = ledger.load(raw)
+                for _due, did in ledger.due_retries(record):
+                    found = record["deliveries"][did]
+                    dispatcher.schedule(
+                        float(found["next_attempt_at"]), did, key.decode(), int(found["partition"])
+                    )
+
+    @app.task
+    async def retries() -> None:
+        try:
+            await dispatcher.run_retries()
+        finally:
+            await fetcher.stop()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+        gone = {tp.partition for tp in revoked if tp.topic == deliveries_topic.get_topic_name()}
+        dispatcher.forget_partitions(lambda partition: partition not in gone)
+
+    return Pipeline(
+        settings=settings, app=app, dispatcher=dispatcher, ledger_table=ledger_table, index_table=index_table
+    )

@@ -1,0 +1,252 @@
+"""Send deliveries concurrently, record each outcome, and schedule retries that survive restarts.
+
+The dispatcher never lets one slow endpoint hold back another: every delivery is its own task, bounded
+only by ``max_in_flight``. Retries are written to the ledger (with the delivery to resend) before the
+source event is acknowledged, so a restarted worker finds them there and carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind
+from runherald.retry import RetryPolicy
+from runherald.secrets import SecretResolutionError, SecretScrubber, resolve_params_and_secrets
+
+from . import ledger
+
+log = logging.getLogger("runherald.dispatch")
+
+NotifierLookup = Callable[[str], Any]  # kind -> Notifier
+RecordWriter = Callable[[Delivery, int, ledger.Record], None]  # (delivery, partition, record) -> write
+DeadLetterWriter = Callable[[Delivery, str], None]
+DeliveryFetcher = Callable[[int, int], Awaitable[Delivery]]  # (partition, offset) on the deliveries topic
+
+
+@dataclass
+class _Retry:
+    due: float
+    delivery_id: str
+    key: str
+    partition: int
+
+    def __lt__(self, other: _Retry) -> bool:
+        return self.due < other.due
+
+
+class Dispatcher:
+    """The send → record → retry stage of the pipeline, independent of how records are stored."""
+
+    def __init__(
+        self,
+        *,
+        notifier_for: NotifierLookup,
+        read_record: Callable[[str], ledger.Record],
+        write_record: RecordWriter,
+        dead_letter: DeadLetterWriter,
+        fetch_delivery: DeliveryFetcher,
+        policy: RetryPolicy,
+        send_timeout: float,
+        max_in_flight: int,
+        secrets_dir: str | None = None,
+        owns_partition: Callable[[int], bool] = lambda p: True,
+        on_outcome: Callable[[Delivery, DeliveryOutcome, float], None] | None = None,
+    ) -> None:
+        self._notifier_for = notifier_for
+        self._read = read_record
+        self._write = write_record
+        self._dead_letter = dead_letter
+        self._fetch = fetch_delivery
+        self._policy = policy
+        self._send_timeout = send_timeout
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._secrets_dir = secrets_dir
+        self._owns = owns_partition
+        self._on_outcome = on_outcome
+        self.in_flight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._retries: list[_Retry] = []
+        self._scheduled: set[str] = set()
+        self._wakeup = asyncio.Event()
+
+    # -- intake -------------------------------------------------------------------------------------
+
+    async def submit(self, delivery: Delivery, partition: int, offset: int, done: Callable[[], Any]) -> None:
+        """Start sending one delivery read at (partition, offset); `done` acknowledges that event."""
+        found = ledger.entry(self._read(self.key_of(delivery)), delivery.id)
+        if delivery.id in self.in_flight or ledger.is_terminal(found) or (found or {}).get("retry"):
+            done()  # already sent, failed for good, being sent, or waiting for its retry
+            return
+        await self._slots.acquire()
+        self.in_flight.add(delivery.id)
+        task = asyncio.create_task(self._attempt(delivery, partition, offset, done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def key_of(delivery: Delivery) -> str:
+        return f"{delivery.project}/{delivery.uid}"
+
+    # -- one attempt --------------------------------------------------------------------------------
+
+    async def _attempt(
+        self, delivery: Delivery, partition: int, offset: int, done: Callable[[], Any] | None
+    ) -> None:
+        started = time.monotonic()
+        try:
+            outcome = await self._send(delivery)
+            self._record(delivery, partition, offset, outcome)
+            if self._on_outcome is not None:
+                self._on_outcome(delivery, outcome, time.monotonic() - started)
+        except Exception:  # a bug here must not lose the delivery: leave it unacknowledged
+            log.exception("recording delivery %s failed", delivery.id)
+            done = None
+        finally:
+            self.in_flight.discard(delivery.id)
+            self._slots.release()
+            if done is not None:
+                done()
+
+    async def _send(self, delivery: Delivery) -> DeliveryOutcome:
+        try:
+            params, secrets = resolve_params_and_secrets(delivery.notification, secrets_dir=self._secrets_dir)
+        except SecretResolutionError as exc:
+            return DeliveryOutcome.permanent(f"secret resolution failed: {exc}")
+        delivery.params = params
+        try:
+            notifier = self._notifier_for(delivery.kind)
+        except (KeyError, ValueError) as exc:
+            return DeliveryOutcome.permanent(str(exc))
+        try:
+            outcome: DeliveryOutcome = await asyncio.wait_for(notifier.send(delivery), self._send_timeout)
+        except TimeoutError:
+            outcome = DeliveryOutcome.retryable(f"timed out after {self._send_timeout:g}s")
+        except Exception as exc:  # a notifier bug: retry within budget rather than lose the delivery
+            log.exception("notifier %s raised for delivery %s", delivery.kind, delivery.id)
+            outcome = DeliveryOutcome.retryable(f"Exception error: {type(exc).__name__}: {exc}")
+        finally:
+            delivery.params = {}
+        if secrets and outcome.reason:
+            outcome = DeliveryOutcome(
+                outcome.kind, SecretScrubber(secrets).scrub(outcome.reason), outcome.retry_after
+            )
+        return outcome
+
+    def _record(self, delivery: Delivery, partition: int, offset: int, outcome: DeliveryOutcome) -> None:
+        key = self.key_of(delivery)
+        record = self._read(key)
+        current = ledger.entry(record, delivery.id) or {}
+        attempts = int(current.get("attempts", 0)) + 1
+        now = time.time()
+        first = float(current.get("first_attempt_at") or now)
+        common = {
+            "name": delivery.name,
+            "state": delivery.state,
+            "kind": delivery.kind,
+            "attempts": attempts,
+            "first_attempt_at": first,
+            "last_attempt_at": now,
+            "next_attempt_at": None,
+            "retry": None,
+            "partition": partition,
+        }
+        if outcome.kind is OutcomeKind.SENT:
+            ledger.put_entry(
+                record, delivery.id, **common, status=ledger.SENT, sent_time=ledger.utc_now_iso(), reason=None
+            )
+        else:
+            delay = None
+            if outcome.kind is OutcomeKind.RETRYABLE:
+                delay = self._policy.next_delay(attempts, now - first, outcome.retry_after)
+            if delay is None:
+                reason = outcome.reason
+                if outcome.kind is OutcomeKind.RETRYABLE:
+                    reason = f"gave up after {attempts} attempts: {outcome.reason}"
+                ledger.put_entry(
+                    record, delivery.id, **common, status=ledger.ERROR, reason=ledger.short_reason(reason),
+                    detail=reason,
+                )  # fmt: skip
+                self._dead_letter(delivery, reason)
+            else:
+                # The ledger points at the delivery event instead of copying it: no secrets in the ledger.
+                retry = [partition, offset]
+                ledger.put_entry(
+                    record, delivery.id, **{**common, "next_attempt_at": now + delay, "retry": retry},
+                    status=ledger.PENDING, reason=ledger.short_reason(outcome.reason), detail=outcome.reason,
+                )  # fmt: skip
+                self.schedule(now + delay, delivery.id, key, partition)
+        self._write(delivery, partition, record)
+
+    # -- retries ------------------------------------------------------------------------------------
+
+    def schedule(self, due: float, delivery_id: str, key: str, partition: int) -> None:
+        """Remember that a delivery waits for another attempt at `due` (epoch seconds)."""
+        if delivery_id in self._scheduled:
+            return
+        self._scheduled.add(delivery_id)
+        heapq.heappush(self._retries, _Retry(due, delivery_id, key, partition))
+        self._wakeup.set()
+
+    def schedule_from_record(self, key: str, partition: int, record: ledger.Record) -> None:
+        for due, did in ledger.due_retries(record):
+            self.schedule(due, did, key, partition)
+
+    async def run_retries(self) -> None:
+        """Fire scheduled retries when they fall due; runs until cancelled."""
+        while True:
+            self._wakeup.clear()
+            now = time.time()
+            while self._retries and self._retries[0].due <= now:
+                item = heapq.heappop(self._retries)
+                self._scheduled.discard(item.delivery_id)
+                await self._fire(item)
+            timeout = (self._retries[0].due - time.time()) if self._retries else 3600.0
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), max(0.0, timeout))
+            except TimeoutError:
+                pass
+
+    async def _fire(self, item: _Retry) -> None:
+        if not self._owns(item.partition) or item.delivery_id in self.in_flight:
+            return  # another worker owns it now (it reschedules from the ledger), or it is being sent
+        found = ledger.entry(self._read(item.key), item.delivery_id)
+        if not found or found.get("status") != ledger.PENDING or not found.get("retry"):
+            return
+        if float(found.get("next_attempt_at") or 0) > time.time():
+            self.schedule(float(found["next_attempt_at"]), item.delivery_id, item.key, item.partition)
+            return
+        partition, offset = found["retry"]
+        try:
+            delivery = await self._fetch(int(partition), int(offset))
+        except Exception as exc:
+            log.warning(
+                "cannot re-read delivery %s for its retry, trying again in 5s: %s", item.delivery_id, exc
+            )
+            self.schedule(time.time() + 5, item.delivery_id, item.key, item.partition)
+            return
+        delivery.attempts = int(found.get("attempts", 0))
+        await self._slots.acquire()
+        self.in_flight.add(delivery.id)
+        task = asyncio.create_task(self._attempt(delivery, item.partition, int(offset), None))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget_partitions(self, keep: Callable[[int], bool]) -> None:
+        """Drop scheduled retries of partitions this worker no longer owns."""
+        self._retries = [r for r in self._retries if keep(r.partition)]
+        heapq.heapify(self._retries)
+        self._scheduled = {r.delivery_id for r in self._retries}
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait a little for sends under way (used on shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+
+__all__ = ["Dispatcher"]

@@ -1,0 +1,284 @@
+"""Webhook: MLRun's bodies, idempotency key, signing, body templates, sandbox, outcome classification."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from email.utils import formatdate
+from typing import Any
+
+import pytest
+from runherald.notifiers import NotifierSettings, WebhookNotifier
+
+from runherald.delivery import OutcomeKind
+from runherald.egress import EgressPolicy
+from runherald.signing import WebhookVerificationError, verify
+from runherald.testing import Reply, WebhookReceiver
+
+
+async def send(settings: NotifierSettings, delivery: Any) -> Any:
+    notifier = WebhookNotifier(settings)
+    try:
+        return await notifier.send(delivery)
+    finally:
+        await notifier.aclose()
+
+
+async def test_body_and_method_equal_mlrun(
+    webhook_case: dict, settings: NotifierSettings, delivery_for: Any
+) -> None:
+    async with WebhookReceiver() as receiver:
+        params = {**webhook_case["params"], "url": receiver.url("/hook")}
+        delivery = delivery_for(
+            "webhook",
+            params,
+            message=webhook_case["message"],
+            severity=webhook_case["severity"],
+            runs=webhook_case["runs"],
+        )
+        outcome = await send(settings, delivery)
+    assert outcome.kind is OutcomeKind.SENT
+    (request,) = receiver.requests
+    assert request.text == webhook_case["body"]
+    assert request.method == webhook_case["method"]
+    for key, value in webhook_case["headers"].items():
+        assert request.headers[key] == value
+    assert request.headers["Content-Type"] == "application/json"
+
+
+async def test_override_body_is_not_changed_in_place(settings: NotifierSettings, delivery_for: Any) -> None:
+    override = {"message": "runs: {{ runs }}"}
+    async with WebhookReceiver() as receiver:
+        delivery = delivery_for("webhook", {"url": receiver.url(), "override_body": override})
+        await send(settings, delivery)
+    assert override == {"message": "runs: {{ runs }}"}
+    assert receiver.requests[0].json() == {"message": "runs: []"}
+
+
+async def test_idempotency_key_is_the_delivery_id(settings: NotifierSettings, delivery_for: Any) -> None:
+    async with WebhookReceiver() as receiver:
+        delivery = delivery_for("webhook", {"url": receiver.url(), "headers": {"Idempotency-Key": "user"}})
+        await send(settings, delivery)
+    assert receiver.requests[0].headers.getall("Idempotency-Key") == [delivery.id]
+
+
+@pytest.mark.parametrize("secret", ["whsec_c2VjcmV0LWJ5dGVzLWZvci10ZXN0aW5n", "plain-secret"])
+async def test_signature_verifies_with_the_same_secret(
+    secret: str, settings: NotifierSettings, delivery_for: Any
+) -> None:
+    async with WebhookReceiver() as receiver:
+        delivery = delivery_for("webhook", {"url": receiver.url(), "signing_secret": secret})
+        await send(settings, delivery)
+    request = receiver.requests[0]
+    headers = dict(request.headers)
+    assert headers["webhook-id"] == delivery.id
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+    verify(secret, headers, request.body)
+    with pytest.raises(WebhookVerificationError):
+        verify("whsec_b3RoZXI=", headers, request.body)
+    with pytest.raises(WebhookVerificationError):
+        verify(secret, headers, request.body + b" ")
+    with pytest.raises(WebhookVerificationError):
+        verify(secret, headers, request.body, now=time.time() + 3600)
+
+
+async def test_body_template_renders_message_and_runs_as_json(
+    settings: NotifierSettings, delivery_for: Any
+) -> None:
+    run = {"metadata": {"name": "r1", "uid": "u1", "project": "p1"}, "status": {"state": "completed"}}
+    template = (
+        '{"text": {{ message | json }}, "sev": "{{ severity }}", '
+        '"runs": {{ runs_json }}, "first": "{{ run.metadata.name }}"}'
+    )
+    async with WebhookReceiver() as receiver:
+        delivery = delivery_for(
+            "webhook", {"url": receiver.url(), "body_template": template}, message='say "hi"', runs=[run]
+        )
+        outcome = await send(settings, delivery)
+    assert outcome.kind is OutcomeKind.SENT
+    assert receiver.requests[0].json() == {"text": 'say "hi"', "sev": "info", "runs": [run], "first": "r1"}
+
+
+async def test_body_template_sandbox_blocks_dunder_access(
+    settings: NotifierSettings, delivery_for: Any
+) -> None:
+    async with WebhookReceiver() as receiver:
+        delivery = delivery_for(
+            "webhook", {"url": receiver.url(), "body_template": "{{ ''.__class__.__mro__ }}"}
+        )
+        outcome = await send(settings, delivery)
+    assert outcome.kind is OutcomeKind.PERMANENT
+    assert "unsafe" in outcome.reason
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "retry_after"),
+    [
+        (Reply(status=500), OutcomeKind.RETRYABLE, None),
+        (Reply(status=503, headers={"Retry-After": "120"}), OutcomeKind.RETRYABLE, 120.0),
+        (Reply(status=429, headers={"Retry-After": "5"}), OutcomeKind.RETRYABLE, 5.0),
+        (Reply(status=408), OutcomeKind.RETRYABLE, None),
+        (Reply(status=400, body="bad request body"), OutcomeKind.PERMANENT, None),
+        (Reply(status=404), OutcomeKind.PERMANENT, None),
+        (Reply(status=204, body=b""), OutcomeKind.SENT, None),
+    ],
+)
+async def test_status_classification(
+    reply: Reply, kind: OutcomeKind, retry_after: float | None, settings: NotifierSettings, delivery_for: Any
+) -> None:
+    async with WebhookReceiver() as receiver:
+        receiver.reply("/hook", reply)
+        outcome = await send(settings, delivery_for("webhook", {"url": receiver.url("/hook")}))
+    assert outcome.kind is kind
+    assert outcome.retry_after == retry_after
+    if kind is not OutcomeKind.SENT:
+        assert outcome.reason.startswith(f"HTTP {reply.status}")
+
+
+async def test_429_with_http_date_retry_after(settings: NotifierSettings, delivery_for: Any) -> None:
+    async with WebhookReceiver() as receiver:
+        receiver.reply(
+            "/hook", Reply(status=429, headers={"Retry-After": formatdate(time.time() + 30, usegmt=True)})
+        )
+        outcome = await send(settings, delivery_for("webhook", {"url": receiver.url("/hook")}))
+    assert outcome.kind is OutcomeKind.RETRYABLE
+    assert outcome.retry_after is not None and 25 <= outcome.retry_after <= 31
+
+
+async def test_scripted_replies_then_success(settings: NotifierSettings, delivery_for: Any) -> None:
+    async with WebhookReceiver() as receiver:
+        receiver.script("/hook", Reply(status=500), Reply(status=429, headers={"Retry-After": "1"}))
+        notifier = WebhookNotifier(settings)
+        delivery = delivery_for("webhook", {"url": receiver.url("/hook")})
+        kinds = [(await notifier.send(delivery)).kind for _ in range(3)]
+        await notifier.aclose()
+    assert kinds == [OutcomeKind.RETRYABLE, OutcomeKind.RETRYABLE, OutcomeKind.SENT]
+    assert len({r.headers["Idempotency-Key"] for r in receiver.requests}) == 1
+
+
+async def test_timeout_is_retryable(settings: NotifierSettings, delivery_for: Any) -> None:
+    async with WebhookReceiver() as receiver:
+        receiver.hang("/slow")
+        started = time.monotonic()
+        outcome = await send(
+            settings, delivery_for("webhook", {"url": receiver.url("/slow"), "timeout": 0.3})
+        )
+        elapsed = time.monotonic() - started
+    assert outcome.kind is OutcomeKind.RETRYABLE
+    assert outcome.reason == "timed out after 0.3s"
+    assert elapsed < 2
+
+
+async def test_connection_refused_is_retryable(settings: NotifierSettings, delivery_for: Any) -> None:
+    async with WebhookReceiver() as receiver:
+        url = receiver.url("/hook")
+    outcome = await send(settings, delivery_for("webhook", {"url": url}))
+    assert outcome.kind is OutcomeKind.RETRYABLE
+    assert "cannot connect to 127.0.0.1" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({}, "Parameter 'url' is required for WebhookNotification"),
+        ({"url": None}, "Parameter 'url' is required for WebhookNotification"),
+        ({"url": "ftp://x"}, "Parameter 'url' must be an http or https URL for WebhookNotification"),
+        ({"url": "http://x", "method": "fetch"}, "must be one of"),
+    ],
+)
+async def test_invalid_params_are_permanent(
+    params: dict, reason: str, settings: NotifierSettings, delivery_for: Any
+) -> None:
+    outcome = await send(settings, delivery_for("webhook", params))
+    assert outcome.kind is OutcomeKind.PERMANENT
+    assert reason in outcome.reason
+
+
+async def test_reason_never_contains_secret_values(settings: NotifierSettings, delivery_for: Any) -> None:
+    async with WebhookReceiver() as receiver:
+        receiver.reply("/hook", Reply(status=400, body="echo: token=sekrit-value-123"))
+        delivery = delivery_for(
+            "webhook",
+            {"url": receiver.url("/hook")},
+            secret_params={"headers": {"X-Token": "sekrit-value-123"}},
+        )
+        outcome = await send(settings, delivery)
+    assert receiver.requests[0].headers["X-Token"] == "sekrit-value-123"
+    assert outcome.kind is OutcomeKind.PERMANENT
+    assert "sekrit-value-123" not in outcome.reason
+    assert "REDACTED" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://169.254.10.1/hook",
+        "http://[fe80::1]/hook",
+        "http://[fd00:ec2::254]/hook",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+    ],
+)
+async def test_egress_refusals_are_permanent(url: str, delivery_for: Any) -> None:
+    settings = NotifierSettings(timeout=1.0)
+    outcome = await send(settings, delivery_for("webhook", {"url": url}))
+    assert outcome.kind is OutcomeKind.PERMANENT
+    assert outcome.reason.startswith("egress refused")
+
+
+async def test_loopback_needs_allow_loopback(delivery_for: Any) -> None:
+    async with WebhookReceiver() as receiver:
+        refused = await send(NotifierSettings(), delivery_for("webhook", {"url": receiver.url()}))
+        allowed = await send(
+            NotifierSettings(egress=EgressPolicy(allow_loopback=True)),
+            delivery_for("webhook", {"url": receiver.url()}),
+        )
+    assert refused.kind is OutcomeKind.PERMANENT
+    assert "loopback" in refused.reason
+    assert allowed.kind is OutcomeKind.SENT
+    assert len(receiver.requests) == 1
+
+
+async def test_localhost_name_is_checked_after_resolution(delivery_for: Any) -> None:
+    async with WebhookReceiver() as receiver:
+        url = f"http://localhost:{receiver.port}/hook"
+        outcome = await send(NotifierSettings(), delivery_for("webhook", {"url": url}))
+    assert outcome.kind is OutcomeKind.PERMANENT
+    assert "resolves only to refused addresses" in outcome.reason
+    assert receiver.requests == []
+
+
+async def test_redirect_to_refused_address_is_not_followed(
+    settings: NotifierSettings, delivery_for: Any
+) -> None:
+    async with WebhookReceiver() as receiver:
+        receiver.reply("/hook", Reply(status=307, headers={"Location": "http://169.254.169.254/latest/"}))
+        outcome = await send(settings, delivery_for("webhook", {"url": receiver.url("/hook")}))
+    assert outcome.kind is OutcomeKind.PERMANENT
+    assert "metadata" in outcome.reason
+    assert [r.path for r in receiver.requests] == ["/hook"]
+
+
+async def test_redirect_to_allowed_address_is_followed(settings: NotifierSettings, delivery_for: Any) -> None:
+    async with WebhookReceiver() as receiver:
+        receiver.reply("/old", Reply(status=308, headers={"Location": receiver.url("/new")}))
+        outcome = await send(settings, delivery_for("webhook", {"url": receiver.url("/old")}))
+    assert outcome.kind is OutcomeKind.SENT
+    assert [r.path for r in receiver.requests] == ["/old", "/new"]
+    assert json.loads(receiver.requests[1].body)["message"] == "test-message"
+
+
+async def test_receiver_records_arrival_order(settings: NotifierSettings, delivery_for: Any) -> None:
+    async with WebhookReceiver() as receiver:
+        notifier = WebhookNotifier(settings)
+        await asyncio.gather(
+            *(notifier.send(delivery_for("webhook", {"url": receiver.url(f"/p{i}")})) for i in range(3))
+        )
+        await notifier.aclose()
+        await receiver.wait_for_requests(3)
+    assert sorted(r.path for r in receiver.requests) == ["/p0", "/p1", "/p2"]
+    assert all(r.arrived_monotonic > 0 for r in receiver.requests)
