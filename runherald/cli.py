@@ -107,6 +107,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from runherald.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runherald",
@@ -136,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the API's JSON")
     status.add_argument("--api", default=os.environ.get("RUNHERALD_API", DEFAULT_API), help="API base URL")
     status.set_defaults(func=cmd_status)
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark the pipeline on the embedded broker (see `runherald bench -- --help`)",
+        add_help=False,
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

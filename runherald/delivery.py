@@ -63,6 +63,7 @@ class Delivery:
     notification: dict[str, Any]  # the notification as configured on the run (secret_params unresolved)
     attempts: int = 0
     created_at: float = 0.0  # epoch seconds when the pipeline decided to send it
+    replay: str = ""  # set by `runherald dead-letter replay`: send again although the ledger says error
     params: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_record(self) -> dict[str, Any]:
@@ -80,6 +81,7 @@ class Delivery:
             "notification": self.notification,
             "attempts": self.attempts,
             "created_at": self.created_at,
+            **({"replay": self.replay} if self.replay else {}),
         }
 
     @classmethod
@@ -97,4 +99,5 @@ class Delivery:
             notification=dict(record.get("notification") or {}),
             attempts=int(record.get("attempts") or 0),
             created_at=float(record.get("created_at") or 0.0),
+            replay=str(record.get("replay") or ""),
         )

@@ -16,6 +16,7 @@ from runherald.api import create_api
 from runherald.broker import EmbeddedBroker, free_port
 from runherald.config import Settings
 from runherald.publish import Publisher
+from runherald.secrets import SecretLogFilter
 from runherald.streams.app import Pipeline, create_pipeline
 from runherald.topics import ensure_topics
 from runherald.view import LedgerView
@@ -68,6 +69,10 @@ class ApiService(mode.Service):
         }
 
     async def on_start(self) -> None:
+        # faust has configured logging by now: keep every secret value the dispatcher met out of it.
+        secret_filter = SecretLogFilter(self.pipeline.dispatcher.scrubber)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(secret_filter)
         await self.publisher.start()
         await self.view.start()
         api = create_api(

@@ -69,6 +69,7 @@ class Dispatcher:
         self._secrets_dir = secrets_dir
         self._owns = owns_partition
         self._on_outcome = on_outcome
+        self.scrubber = SecretScrubber()  # every secret value met so far, for the log filter
         self.in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._retries: list[_Retry] = []
@@ -79,7 +80,21 @@ class Dispatcher:
 
     async def submit(self, delivery: Delivery, partition: int, offset: int, done: Callable[[], Any]) -> None:
         """Start sending one delivery read at (partition, offset); `done` acknowledges that event."""
-        found = ledger.entry(self._read(self.key_of(delivery)), delivery.id)
+        record = self._read(self.key_of(delivery))
+        found = ledger.entry(record, delivery.id)
+        if (
+            delivery.replay
+            and found
+            and found.get("status") == ledger.ERROR
+            and found.get("replay") != delivery.replay
+        ):
+            # An operator asked to try a failed delivery again: a fresh budget, never after a success.
+            ledger.put_entry(
+                record, delivery.id, status=ledger.PENDING, attempts=0, first_attempt_at=None,
+                replay=delivery.replay, reason=None,
+            )  # fmt: skip
+            self._write(delivery, partition, record)
+            found = ledger.entry(record, delivery.id)
         if delivery.id in self.in_flight or ledger.is_terminal(found) or (found or {}).get("retry"):
             done()  # already sent, failed for good, being sent, or waiting for its retry
             return
@@ -119,6 +134,7 @@ class Dispatcher:
         except SecretResolutionError as exc:
             return DeliveryOutcome.permanent(f"secret resolution failed: {exc}")
         delivery.params = params
+        self.scrubber.add(secrets)
         try:
             notifier = self._notifier_for(delivery.kind)
         except (KeyError, ValueError) as exc:
