@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,28 @@ async def publisher(worker: WorkerProcess) -> AsyncIterator[Publisher]:
 async def receiver() -> AsyncIterator[WebhookReceiver]:
     async with WebhookReceiver() as running:
         yield running
+
+
+@pytest.fixture
+def start_worker(broker: EmbeddedBroker, worker_logs: Path) -> Iterator[Any]:
+    """Start dedicated workers (own prefix and group unless given); all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(
+        prefix: str | None = None, group: str | None = None, wait: bool = True, **extra_env: str
+    ) -> WorkerProcess:
+        process = WorkerProcess(
+            broker.url,
+            prefix or unique("t") + ".",
+            group or unique("g"),
+            worker_logs,
+            extra_env=dict(extra_env),
+        ).start()
+        started.append(process)
+        if wait:
+            process.wait_ready()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
