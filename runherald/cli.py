@@ -113,6 +113,165 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args)
 
 
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell; the last column (free text) is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+
+
+def cmd_dead_letter_list(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from runherald.deadletter import read_dead_letters
+
+    settings = _settings(args)
+    try:
+        letters = asyncio.run(read_dead_letters(settings, args.limit))
+    except Exception as exc:
+        topic = settings.topic("dead-letter")
+        print(f"runherald dead-letter list: cannot read {topic}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([letter.to_json() for letter in letters], indent=2, sort_keys=True))
+        return 0
+    if not letters:
+        print(f"{settings.topic('dead-letter')}: no records")
+        return 0
+    rows = [("ID", "TIME", "STAGE", "SOURCE", "REASON")]
+    for letter in letters:
+        source = " ".join(f"{key}={value}" for key, value in sorted(letter.source.items()))
+        if letter.key:
+            source = f"{letter.key} {source}".strip()
+        rows.append((letter.id, letter.time, letter.stage, source, letter.reason.replace("\n", " ")))
+    _print_table(rows)
+    return 0
+
+
+def cmd_dead_letter_replay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from runherald.deadletter import read_dead_letters, replay
+
+    settings = _settings(args)
+    try:
+        letters = asyncio.run(read_dead_letters(settings))
+        by_id = {letter.id: letter for letter in letters}
+        wanted = letters if args.all else [by_id[i] for i in args.id if i in by_id]
+        missing = [] if args.all else [i for i in args.id if i not in by_id]
+        results = asyncio.run(replay(settings, wanted))
+    except Exception as exc:
+        print(f"runherald dead-letter replay: {exc}", file=sys.stderr)
+        return 1
+    for record_id in missing:
+        print(f"not replayed {record_id}: no such record on {settings.topic('dead-letter')}")
+    for result in results:
+        print(f"{'replayed' if result.replayed else 'not replayed'} {result.id}: {result.detail}")
+    if not results and not missing:
+        print(f"{settings.topic('dead-letter')}: no records")
+    return 0 if not missing and all(result.replayed for result in results) else 1
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from runherald.publish import PublishError, parse_runs
+
+    try:
+        if args.file in (None, "-"):
+            text = sys.stdin.buffer.read()
+        else:
+            with open(args.file, "rb") as handle:
+                text = handle.read()
+        runs = parse_runs(text)
+    except (OSError, PublishError) as exc:
+        print(f"runherald render: {exc}", file=sys.stderr)
+        return 2
+    previews = [item for run in runs for item in dry_run(run, _settings(args), args.notification)]
+    if args.notification and not previews:
+        print(f"runherald render: no notification named {args.notification!r}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(previews, indent=2, sort_keys=True))
+        return 0
+    for item in previews:
+        print_preview(item)
+    if not previews:
+        print("no notifications in the run")
+    return 0
+
+
+def dry_run(run: dict[str, Any], settings: Settings, only: str | None = None) -> list[dict[str, Any]]:
+    """Per notification of a run: would it be sent now (and why), and what each channel would get."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from runherald import rules
+    from runherald.notifiers import NotifierSettings
+    from runherald.templating import render_preview
+
+    notifier_settings = NotifierSettings.from_env()
+    if settings.templates_dir:
+        notifier_settings = replace(notifier_settings, templates_dir=Path(settings.templates_dir))
+    if settings.ui_url:
+        notifier_settings = replace(notifier_settings, ui_url=settings.ui_url)
+    meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
+    spec = run.get("spec") if isinstance(run.get("spec"), dict) else {}
+    notifications = [n for n in (spec or {}).get("notifications") or [] if isinstance(n, dict)]
+    duplicate_names = rules.check_unique_names(notifications)
+    redacted = rules.redact_run(run)  # receivers see the run with its secret_params REDACTED
+    previews = []
+    for notification in notifications:
+        name = str(notification.get("name") or "")
+        if only is not None and name != only:
+            continue
+        if duplicate_names:
+            decision = rules.Decision(False, duplicate_names)
+        else:
+            decision = rules.evaluate(
+                run,
+                notification,
+                condition_error_policy=settings.condition_error_policy,
+                notify_iterations=settings.notify_iterations,
+            )
+        previews.append(
+            {
+                "run": f"{(meta or {}).get('project')}/{(meta or {}).get('uid')}",
+                "name": name,
+                "kind": str(notification.get("kind") or "slack"),
+                "send": decision.send,
+                "reason": decision.reason,
+                "preview": render_preview(redacted, notification, notifier_settings),
+            }
+        )
+    return previews
+
+
+def print_preview(item: dict[str, Any]) -> None:
+    """One notification's dry run as text: the decision, then what its own channel would get."""
+    preview = item["preview"]
+    verdict = "would be sent" if item["send"] else "would NOT be sent"
+    name = item["name"] or '""'
+    print(f"== {item['run']} {name} ({item['kind']}): {verdict}: {item['reason']}")
+    print(f"message: {preview['message']}")
+    print(f"severity: {preview['severity']}")
+    kind = item["kind"]
+    if kind == "slack":
+        print("slack blocks:")
+        print(json.dumps(preview["slack"]["blocks"], indent=2))
+    elif kind == "webhook":
+        print(f"webhook body ({preview['webhook']['content_type']}):")
+        print(preview["webhook"]["body"])
+    elif kind == "mail":
+        print(f"mail subject: {preview['mail']['subject']}")
+        print("mail text:")
+        print(preview["mail"]["text"])
+    elif kind == "console":
+        print("console:")
+        print(preview["console"])
+    else:
+        print(f"kind {kind!r} has no channel preview")
+    print()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runherald",
@@ -142,6 +301,30 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the API's JSON")
     status.add_argument("--api", default=os.environ.get("RUNHERALD_API", DEFAULT_API), help="API base URL")
     status.set_defaults(func=cmd_status)
+
+    dead_letter = sub.add_parser("dead-letter", help="list or replay the dead-letter topic's records")
+    dl_sub = dead_letter.add_subparsers(dest="dead_letter_command", required=True, metavar="ACTION")
+    dl_list = dl_sub.add_parser("list", help="one line per record: id, time, stage, source, reason")
+    dl_list.add_argument("--json", action="store_true", help="print the records as JSON")
+    dl_list.add_argument("--limit", type=int, metavar="N", help="only the N most recent records")
+    dl_list.add_argument("--broker", help="kafka://host:port (default $RUNHERALD_BROKER)")
+    dl_list.set_defaults(func=cmd_dead_letter_list)
+    dl_replay = dl_sub.add_parser(
+        "replay", help="re-publish failed deliveries (sent again despite `error`) and dead-lettered runs"
+    )
+    which = dl_replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", action="append", metavar="ID", help="a record id from `list` (repeatable)")
+    which.add_argument("--all", action="store_true", help="every record that can be replayed")
+    dl_replay.add_argument("--broker", help="kafka://host:port (default $RUNHERALD_BROKER)")
+    dl_replay.set_defaults(func=cmd_dead_letter_replay)
+
+    render = sub.add_parser(
+        "render", help="dry run: what each notification of a run would send, and whether; sends nothing"
+    )
+    render.add_argument("file", nargs="?", help="a run dict file, or - (default) for standard input")
+    render.add_argument("--notification", metavar="NAME", help="only the notification with this name")
+    render.add_argument("--json", action="store_true", help="print the decisions and previews as JSON")
+    render.set_defaults(func=cmd_render)
 
     bench = sub.add_parser(
         "bench",

@@ -10,6 +10,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from runherald.config import Settings
+from runherald.sealing import seal_run
 from runherald.topics import ensure_topics
 
 
@@ -76,13 +77,17 @@ class Publisher:
         return (await self.publish_many([run]))[0]
 
     async def publish_many(self, runs: Iterable[Any]) -> list[str]:
-        """Publish runs (validated first: nothing is sent if one is not a run) and wait for all acks."""
+        """Publish runs (validated first: nothing is sent if one is not a run) and wait for all acks.
+
+        Literal secret_params values are sealed first (runherald.sealing): no secret reaches the topic.
+        """
         if self._producer is None:
             raise RuntimeError("Publisher is not started")
         prepared = []
         for run in runs:
             run_dict = to_run_dict(run)
-            prepared.append((run_key(run_dict), orjson.dumps(run_dict)))
+            key = run_key(run_dict)
+            prepared.append((key, orjson.dumps(seal_run(run_dict))))
         topic = self.settings.topic("runs")
         futures = [await self._producer.send(topic, value=value, key=key.encode()) for key, value in prepared]
         if futures:

@@ -17,10 +17,26 @@ SENSITIVE_KEYS = frozenset({"webhook", "token", "password", "signing_secret", "u
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MIN_SCRUB_LENGTH = 4
+SEALED = "sealed"  # {"sealed": "<fernet token>"}: a secret_params value sealed by runherald.sealing
 
 
 class SecretResolutionError(ValueError):
     """A secret reference could not be resolved; the message names the secret, never a value."""
+
+
+def is_sealed(value: Any) -> bool:
+    """Whether a value is ``{"sealed": token}`` (see runherald.sealing)."""
+    return isinstance(value, Mapping) and set(value) == {SEALED} and isinstance(value[SEALED], str)
+
+
+def is_reference(value: Any) -> bool:
+    """Whether a secret_params value holds no secret: exactly ``${VAR}``, ``{"secret": name}``, or sealed."""
+    if isinstance(value, str):
+        # Only a whole reference: text around one ("Bearer ${TOKEN}") may itself be secret.
+        return _ENV_REF.fullmatch(value) is not None
+    if isinstance(value, Mapping) and set(value) == {"secret"}:
+        return isinstance(value["secret"], str)
+    return is_sealed(value)
 
 
 def resolve_params(
@@ -78,6 +94,12 @@ class _Resolver:
     def resolve(self, value: Any) -> Any:
         if isinstance(value, str):
             return _ENV_REF.sub(lambda match: self.env_value(match.group(1)), value)
+        if is_sealed(value):
+            from runherald.sealing import open_sealed  # imported here: sealing builds on this module
+
+            plaintext = open_sealed(value)
+            self.remember(plaintext)
+            return self.resolve(plaintext)  # a sealed literal may itself hold ${VAR} references
         if isinstance(value, Mapping):
             if set(value) == {"secret"} and isinstance(value["secret"], str):
                 return self.load(value["secret"])
@@ -133,11 +155,14 @@ def redact_url(url: str) -> str:
 
 
 def redact_secret_params(notification: Mapping[str, Any]) -> dict[str, Any]:
-    """The notification with each secret_params value REDACTED, unless it is a ``{"secret": …}`` reference."""
+    """The notification with literal secret_params values REDACTED; references and sealed values kept."""
     result = dict(notification)
     secret_params = notification.get("secret_params")
-    if isinstance(secret_params, Mapping) and "secret" not in secret_params:
-        result["secret_params"] = {key: REDACTED for key in secret_params}
+    whole_reference = isinstance(secret_params, Mapping) and set(secret_params) == {"secret"}
+    if isinstance(secret_params, Mapping) and not whole_reference:
+        result["secret_params"] = {
+            key: value if is_reference(value) else REDACTED for key, value in secret_params.items()
+        }
     return result
 
 

@@ -21,10 +21,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
-from runherald import metrics, rules
+from runherald import metrics
 from runherald.config import Settings
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind
 from runherald.retry import RetryPolicy
+from runherald.sealing import seal_run
+from runherald.secrets import redact_secret_params
 from runherald.topics import COMPACTED
 
 from . import ledger
@@ -56,12 +58,19 @@ def _redacted_payload(raw: bytes | None) -> Any:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
-    if isinstance(value, dict):
-        try:
-            return rules.redact_run(value)
-        except Exception:  # a shape redact_run cannot walk: keep nothing that might be secret
-            return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
-    return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    digest = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    if not isinstance(value, dict):
+        return digest
+    try:
+        # Literal secrets go; sealed values and references stay, so the record can be replayed.
+        notifications = (value.get("spec") or {}).get("notifications")
+        if isinstance(notifications, list):
+            value["spec"]["notifications"] = [
+                redact_secret_params(n) if isinstance(n, dict) else n for n in notifications
+            ]
+        return value
+    except Exception:  # a shape we cannot walk: keep nothing that might be secret
+        return digest
 
 
 def _notifier_lookup(settings: Settings) -> Callable[[str], Any]:
@@ -199,8 +208,6 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         put(ledger_table, partition, Dispatcher.key_of(delivery).encode(), ledger.dump(record))
 
     def dead_letter_delivery(delivery: Delivery, reason: str) -> None:
-        from runherald.secrets import redact_secret_params
-
         payload = delivery.to_record()
         payload["notification"] = redact_secret_params(delivery.notification)
         dead_letter_topic.send_soon(
@@ -264,7 +271,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             keyb = key.encode()
             if message.key != keyb:
                 # Published under another key: move it to its run's partition so per-run order holds.
-                await runs_topic.send(key=keyb, value=message.value)
+                await runs_topic.send(key=keyb, value=orjson.dumps(seal_run(run)))
                 continue
             meta = run["metadata"]
             indexed_raw = index_table.data.get(keyb)

@@ -90,9 +90,14 @@ class Dispatcher:
         ):
             # An operator asked to try a failed delivery again: a fresh budget, never after a success.
             ledger.put_entry(
-                record, delivery.id, status=ledger.PENDING, attempts=0, first_attempt_at=None,
-                replay=delivery.replay, reason=None,
-            )  # fmt: skip
+                record,
+                delivery.id,
+                status=ledger.PENDING,
+                first_attempt_at=None,
+                replay_base=int(found.get("attempts", 0)),
+                replay=delivery.replay,
+                reason=None,
+            )
             self._write(delivery, partition, record)
             found = ledger.entry(record, delivery.id)
         if delivery.id in self.in_flight or ledger.is_terminal(found) or (found or {}).get("retry"):
@@ -161,6 +166,8 @@ class Dispatcher:
         attempts = int(current.get("attempts", 0)) + 1
         now = time.time()
         first = float(current.get("first_attempt_at") or now)
+        # A replayed delivery gets a fresh budget; `attempts` keeps counting every try.
+        used = attempts - int(current.get("replay_base") or 0)
         common = {
             "name": delivery.name,
             "state": delivery.state,
@@ -179,23 +186,31 @@ class Dispatcher:
         else:
             delay = None
             if outcome.kind is OutcomeKind.RETRYABLE:
-                delay = self._policy.next_delay(attempts, now - first, outcome.retry_after)
+                delay = self._policy.next_delay(used, now - first, outcome.retry_after)
             if delay is None:
                 reason = outcome.reason
                 if outcome.kind is OutcomeKind.RETRYABLE:
-                    reason = f"gave up after {attempts} attempts: {outcome.reason}"
+                    reason = f"gave up after {used} attempts: {outcome.reason}"
                 ledger.put_entry(
-                    record, delivery.id, **common, status=ledger.ERROR, reason=ledger.short_reason(reason),
+                    record,
+                    delivery.id,
+                    **common,
+                    status=ledger.ERROR,
+                    reason=ledger.short_reason(reason),
                     detail=reason,
-                )  # fmt: skip
+                )
                 self._dead_letter(delivery, reason)
             else:
                 # The ledger points at the delivery event instead of copying it: no secrets in the ledger.
                 retry = [partition, offset]
                 ledger.put_entry(
-                    record, delivery.id, **{**common, "next_attempt_at": now + delay, "retry": retry},
-                    status=ledger.PENDING, reason=ledger.short_reason(outcome.reason), detail=outcome.reason,
-                )  # fmt: skip
+                    record,
+                    delivery.id,
+                    **{**common, "next_attempt_at": now + delay, "retry": retry},
+                    status=ledger.PENDING,
+                    reason=ledger.short_reason(outcome.reason),
+                    detail=outcome.reason,
+                )
                 self.schedule(now + delay, delivery.id, key, partition)
         self._write(delivery, partition, record)
 

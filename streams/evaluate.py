@@ -16,6 +16,7 @@ import orjson
 from runherald import rules
 from runherald.config import Settings
 from runherald.delivery import Delivery, delivery_id
+from runherald.sealing import seal_notification
 
 from . import ledger
 
@@ -148,9 +149,14 @@ def evaluate_event(
         if duplicate_names:
             if state in (notification.get("when") or ["completed"]) and not ledger.is_terminal(found):
                 ledger.put_entry(
-                    record, did, name=name, state=state, kind=notification.get("kind", "slack"),
-                    status=ledger.ERROR, reason=duplicate_names,
-                )  # fmt: skip
+                    record,
+                    did,
+                    name=name,
+                    state=state,
+                    kind=notification.get("kind", "slack"),
+                    status=ledger.ERROR,
+                    reason=duplicate_names,
+                )
                 changed = True
             result.skipped.append((name, duplicate_names))
             continue
@@ -180,14 +186,22 @@ def evaluate_event(
             message=rules.compose_message(run, notification),
             severity=rules.severity_of(notification),
             runs=[redacted],
-            notification=notification,
+            # Sealed here too, so a run from a foreign producer with literal secrets yields no
+            # secret on the deliveries topic (values already sealed are kept as they are).
+            notification=seal_notification(notification),
             created_at=now,
         )
         result.deliveries.append(delivery)
         ledger.put_entry(
-            record, did, name=name, state=state, kind=delivery.kind, status=ledger.PENDING,
-            source=list(source), note=decision.reason or None,
-        )  # fmt: skip
+            record,
+            did,
+            name=name,
+            state=state,
+            kind=delivery.kind,
+            status=ledger.PENDING,
+            source=list(source),
+            note=decision.reason or None,
+        )
         changed = True
     if changed:
         result.record = record

@@ -206,16 +206,16 @@ async def read_topic(settings: Settings, name: str) -> list[tuple[bytes | None, 
             return []
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        # The embedded broker under-reports end offsets after a multi-record batch, so read on
+        # until a fetch comes back empty, not only up to end_offsets().
         records: list[tuple[bytes | None, bytes | None]] = []
-        remaining = {tp for tp, end in ends.items() if end > 0}
         deadline = time.monotonic() + 20
-        while remaining and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            for tp, messages in batches.items():
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            if not any(batches.values()):
+                break
+            for messages in batches.values():
                 records.extend((m.key, m.value) for m in messages)
-                if messages and messages[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
         return records
     finally:
         await consumer.stop()

@@ -78,11 +78,22 @@ async def test_unknown_run_is_404(worker: WorkerProcess) -> None:
 async def test_runherald_dev_end_to_end(receiver: WebhookReceiver, tmp_path) -> None:
     web_port, broker_port = free_port(), free_port()
     env = {**os.environ, "RUNHERALD_TOPIC_PREFIX": unique("d") + "."}
-    log = open(tmp_path / "dev.log", "wb")  # noqa: SIM115
+    log = open(tmp_path / "dev.log", "wb")
     dev = subprocess.Popen(
-        [sys.executable, "-m", "runherald.cli", "dev", "--web-port", str(web_port), "--broker-port", str(broker_port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "runherald.cli",
+            "dev",
+            "--web-port",
+            str(web_port),
+            "--broker-port",
+            str(broker_port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     api = f"http://127.0.0.1:{web_port}"
     try:
 
@@ -103,8 +114,10 @@ async def test_runherald_dev_end_to_end(receiver: WebhookReceiver, tmp_path) -> 
         published = subprocess.run(
             [sys.executable, "-m", "runherald.cli", "publish", str(run_file)],
             env={**env, "RUNHERALD_BROKER": f"kafka://127.0.0.1:{broker_port}"},
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert published.returncode == 0, published.stderr
         assert published.stdout.strip() == f"{project}/{uid}"
         await receiver.wait_for_requests(1, path="/dev", within=20)
@@ -112,8 +125,10 @@ async def test_runherald_dev_end_to_end(receiver: WebhookReceiver, tmp_path) -> 
         def sent() -> str:
             out = subprocess.run(
                 [sys.executable, "-m", "runherald.cli", "status", f"{project}/{uid}", "--api", api],
-                capture_output=True, text=True, timeout=30,
-            ).stdout  # fmt: skip
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
             return out if " sent " in out else ""
 
         assert "completed" in await wait_for(sent)

@@ -16,8 +16,15 @@ def _status(worker, project: str, uid: str, name: str) -> dict:
 
 
 def _notification(kind: str, name: str, params: dict, **extra) -> dict:
-    return {"kind": kind, "name": name, "message": "nightly", "severity": "warning",
-            "when": ["completed", "error"], "params": params, **extra}  # fmt: skip
+    return {
+        "kind": kind,
+        "name": name,
+        "message": "nightly",
+        "severity": "warning",
+        "when": ["completed", "error"],
+        "params": params,
+        **extra,
+    }
 
 
 async def test_slack_webhook_and_bot_modes_with_a_429(start_worker) -> None:
@@ -65,9 +72,15 @@ async def test_mail_through_the_pipeline(start_worker) -> None:
     async with SmtpServer("plain") as smtp:
         worker = start_worker()
         project, uid = unique("p"), unique("u")
-        params = {"server_host": smtp.host, "server_port": smtp.port, "sender_address": "herald@example.com",
-                  "email_addresses": ["a@example.com", "b@example.com"], "use_tls": False, "start_tls": False,
-                  "validate_certs": False}  # fmt: skip
+        params = {
+            "server_host": smtp.host,
+            "server_port": smtp.port,
+            "sender_address": "herald@example.com",
+            "email_addresses": ["a@example.com", "b@example.com"],
+            "use_tls": False,
+            "start_tls": False,
+            "validate_certs": False,
+        }
         async with Publisher(worker.settings) as publisher:
             await publisher.publish(run_dict(project, uid, "error", [_notification("mail", "m", params)]))
             await wait_for(lambda: _status(worker, project, uid, "m").get("status") == "sent", timeout=30)
@@ -83,9 +96,16 @@ async def test_egress_policy_applies_in_the_pipeline(start_worker, receiver: Web
     project, uid = unique("p"), unique("u")
     async with Publisher(strict.settings) as publisher:
         await publisher.publish(
-            run_dict(project, uid, "completed", [webhook("loop", receiver.url("/x")),
-                                                 webhook("meta", "http://169.254.169.254/latest/meta-data")])
-        )  # fmt: skip
+            run_dict(
+                project,
+                uid,
+                "completed",
+                [
+                    webhook("loop", receiver.url("/x")),
+                    webhook("meta", "http://169.254.169.254/latest/meta-data"),
+                ],
+            )
+        )
         for name in ("loop", "meta"):
             final = await wait_for(
                 lambda name=name: (

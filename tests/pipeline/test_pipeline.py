@@ -82,18 +82,26 @@ async def test_run_dict_and_status_api_and_cli(
 
     text = subprocess.run(
         [sys.executable, "-m", "runherald.cli", "status", f"{project}/{uid}", "--api", worker.api],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     assert "hook" in text and "completed" in text and "sent" in text
     as_json = subprocess.run(
         [sys.executable, "-m", "runherald.cli", "status", f"{project}/{uid}", "--json", "--api", worker.api],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     assert json.loads(as_json)["hook"]["status"] == "sent"
     missing = subprocess.run(
         [sys.executable, "-m", "runherald.cli", "status", f"{project}/nope", "--api", worker.api],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert missing.returncode == 1 and "not found" in missing.stderr
 
 
@@ -118,8 +126,11 @@ async def test_duplicate_names_send_nothing_and_record_the_reason(
     worker: WorkerProcess, publisher: Publisher, receiver: WebhookReceiver
 ) -> None:
     project, uid = unique("p"), unique("u")
-    hooks = [webhook("same", receiver.url("/dup1")), webhook("same", receiver.url("/dup2")),
-             webhook("other", receiver.url("/dup3"))]  # fmt: skip
+    hooks = [
+        webhook("same", receiver.url("/dup1")),
+        webhook("same", receiver.url("/dup2")),
+        webhook("other", receiver.url("/dup3")),
+    ]
     await publisher.publish(run_dict(project, uid, "completed", hooks))
     status = await wait_for(
         lambda: notifications(worker, project, uid).get("other") and notifications(worker, project, uid)
@@ -142,9 +153,12 @@ async def test_already_sent_is_not_sent_again(
     # MLRun's rule: a notification marked sent in the run dict itself is not sent again either.
     marked_uid = unique("u")
     marked = run_dict(
-        project, marked_uid, "completed", [webhook("hook", receiver.url("/marked"))],
+        project,
+        marked_uid,
+        "completed",
+        [webhook("hook", receiver.url("/marked"))],
         extra_status={"notifications": {"hook": {"status": "sent", "sent_time": "2026-01-01T00:00:00"}}},
-    )  # fmt: skip
+    )
     await publisher.publish(marked)
     await publisher.publish(
         run_dict(project, unique("u"), "completed", [webhook("m", receiver.url("/marker3"))])
