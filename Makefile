@@ -21,8 +21,8 @@ dev: $(STAMP)
 test: $(STAMP) lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check runherald streams notifiers tests bench
-	$(BIN)/ruff format --check runherald streams notifiers tests bench
+	$(BIN)/ruff check runherald streams notifiers tests
+	$(BIN)/ruff format --check runherald streams notifiers tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
