@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -13,6 +13,7 @@ from runherald.publish import Publisher, PublishError, parse_runs, run_key
 from runherald.streams import ledger
 
 RecordLookup = Callable[[str], bytes | None]
+RunLookup = Callable[[ledger.Record], Awaitable[dict[str, Any] | None]]
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -27,11 +28,11 @@ def create_api(
     *,
     publisher: Publisher,
     record_for: RecordLookup,
-    run_for: RecordLookup,
+    run_for: RunLookup,
     health: Callable[[], dict[str, Any]],
     max_body_bytes: int,
 ) -> web.Application:
-    """An aiohttp application over a publisher and two lookups (ledger record, latest run) by run key."""
+    """An aiohttp application over a publisher, the ledger (by run key) and a reader of runs by record."""
 
     async def post_runs(request: web.Request) -> web.Response:
         body = await request.read()
@@ -49,11 +50,11 @@ def create_api(
 
     async def get_run(request: web.Request) -> web.Response:
         key = key_of(request)
-        raw_run = run_for(key)
-        if raw_run is None:
+        raw_record = record_for(key)
+        record = ledger.load(raw_record)
+        run = await run_for(record) if raw_record else None
+        if run is None:
             return _error(f"run {key} not found", 404)
-        run = orjson.loads(raw_run)
-        record = ledger.load(record_for(key))
         status = run.setdefault("status", {})
         notifications = dict(status.get("notifications") or {})
         notifications.update(ledger.mlrun_status_notifications(record))
@@ -64,7 +65,7 @@ def create_api(
     async def get_notifications(request: web.Request) -> web.Response:
         key = key_of(request)
         raw_record = record_for(key)
-        if raw_record is None and run_for(key) is None:
+        if raw_record is None:
             return _error(f"run {key} not found", 404)
         return _json(ledger.notifications_view(ledger.load(raw_record)))
 

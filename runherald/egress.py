@@ -111,6 +111,7 @@ def create_session(
     **kwargs: Any,
 ) -> aiohttp.ClientSession:
     """An aiohttp session whose every connection (redirects included) obeys the egress policy."""
-    connector = GuardedConnector(policy, ssl=ssl_context)
+    # No pool limit: max_in_flight bounds concurrency, and a hanging endpoint must not starve the others.
+    connector = GuardedConnector(policy, ssl=ssl_context, limit=0)
     client_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else aiohttp.ClientTimeout()
     return aiohttp.ClientSession(connector=connector, timeout=client_timeout, trust_env=False, **kwargs)

@@ -211,6 +211,8 @@ class SecretLogFilter(logging.Filter):
         self.scrubber = scrubber
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not self.scrubber:
+            return True
         message = record.getMessage()
         scrubbed = self.scrubber.scrub(message)
         if scrubbed != message:

@@ -11,8 +11,8 @@ from runherald.config import Settings
 
 log = logging.getLogger("runherald.topics")
 
-TOPIC_NAMES = ("runs", "deliveries", "status", "run-index", "rules", "dead-letter")
-COMPACTED = frozenset({"status", "run-index", "rules"})
+TOPIC_NAMES = ("runs", "deliveries", "status", "rules", "dead-letter")
+COMPACTED = frozenset({"status", "rules"})
 
 
 async def ensure_topics(settings: Settings) -> None:

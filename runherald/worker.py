@@ -10,12 +10,15 @@ from typing import Any
 
 import faust
 import mode
+import orjson
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from runherald.api import create_api
 from runherald.broker import EmbeddedBroker, free_port
 from runherald.config import Settings
 from runherald.publish import Publisher
+from runherald.rules import redact_run
 from runherald.secrets import SecretLogFilter
 from runherald.streams.app import Pipeline, create_pipeline
 from runherald.topics import ensure_topics
@@ -49,9 +52,17 @@ class ApiService(mode.Service):
 
         return lookup
 
-    def _run_lookup(self, key: str) -> bytes | None:
-        value = self.pipeline.index_table.data.get(key.encode())
-        return value if value is not None else self.view.run(key)
+    async def _run_lookup(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """The run as last accepted, read back from the runs topic, secrets redacted."""
+        offset = (record.get("run") or {}).get("offset")
+        if not offset:
+            return None
+        try:
+            raw = await self.pipeline.run_fetcher.fetch(int(offset[0]), int(offset[1]))
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("cannot read run %s/%s back: %s", record.get("project"), record.get("uid"), exc)
+            return None
+        return redact_run(orjson.loads(raw))
 
     def _health(self) -> dict[str, Any]:
         app = self.pipeline.app
@@ -95,6 +106,7 @@ class ApiService(mode.Service):
         if self._runner is not None:
             await self._runner.cleanup()
         await self.view.stop()
+        await self.pipeline.run_fetcher.stop()
         await self.publisher.stop()
 
 
@@ -110,6 +122,7 @@ def run_worker(settings: Settings, *, announce: str = "") -> int:
         quiet=True,
         redirect_stdouts=False,
     )
+    worker.spinner = None  # faust's spinner turns the root logger to DEBUG: every Kafka request logged
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -7,9 +7,11 @@ runs ──► evaluate ──► deliveries ──► dispatch ──► Slack 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import hashlib
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -73,6 +75,13 @@ def _redacted_payload(raw: bytes | None) -> Any:
         return digest
 
 
+def _scratch_dir() -> str:
+    """faust wants a data directory even for memory tables: a temporary one, removed at exit."""
+    path = tempfile.mkdtemp(prefix="runherald-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def _notifier_lookup(settings: Settings) -> Callable[[str], Any]:
     from runherald.notifiers import NotifierSettings, get_notifier
 
@@ -105,15 +114,16 @@ def _observe(delivery: Delivery, outcome: DeliveryOutcome, _took: float) -> None
         metrics.DELIVERY_LATENCY.labels(delivery.kind).observe(max(0.0, time.time() - delivery.created_at))
 
 
-class DeliveryFetcher:
-    """Re-reads one delivery event by offset, for a retry scheduled in the ledger."""
+class OffsetFetcher:
+    """Reads single records back by (partition, offset): a delivery for its retry, a run for the API."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, topic: str) -> None:
         self.settings = settings
+        self.topic = topic
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
 
-    async def fetch(self, partition: int, offset: int) -> Delivery:
+    async def fetch(self, partition: int, offset: int) -> bytes:
         async with self._lock:
             if self._consumer is None:
                 self._consumer = AIOKafkaConsumer(
@@ -122,11 +132,14 @@ class DeliveryFetcher:
                     fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
                 )
                 await self._consumer.start()
-            tp = TopicPartition(self.settings.topic("deliveries"), partition)
+            tp = TopicPartition(self.topic, partition)
             self._consumer.assign([tp])
             self._consumer.seek(tp, offset)
             message = await asyncio.wait_for(self._consumer.getone(tp), timeout=30)
-            return Delivery.from_record(orjson.loads(message.value))
+            return message.value or b""
+
+    async def fetch_delivery(self, partition: int, offset: int) -> Delivery:
+        return Delivery.from_record(orjson.loads(await self.fetch(partition, offset)))
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -142,11 +155,7 @@ class Pipeline:
     app: App
     dispatcher: Dispatcher
     ledger_table: Any
-    index_table: Any
-
-    def record(self, key: str) -> ledger.Record | None:
-        raw = self.ledger_table.data.get(key.encode())
-        return ledger.load(raw) if raw else None
+    run_fetcher: OffsetFetcher
 
 
 def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | None = None) -> Pipeline:
@@ -162,12 +171,11 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",
-        broker_commit_interval=0.5,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         table_standby_replicas=0,
         stream_wait_empty=False,
-        datadir=tempfile.mkdtemp(prefix="runherald-"),
+        datadir=_scratch_dir(),
         producer_linger_ms=1,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
@@ -188,11 +196,6 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         "ledger",
         partitions=settings.partitions,
         changelog_topic=topic("status"),
-    )
-    index_table = app.Table(
-        "run-index",
-        partitions=settings.partitions,
-        changelog_topic=topic("run-index"),
     )
 
     def put(table: Any, partition: int, key: bytes, value: bytes) -> None:
@@ -220,14 +223,14 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             ),
         )
 
-    fetcher = DeliveryFetcher(settings)
+    fetcher = OffsetFetcher(settings, deliveries_topic.get_topic_name())
 
     dispatcher = Dispatcher(
         notifier_for=notifier_for or _notifier_lookup(settings),
         read_record=lambda key: ledger.load(ledger_table.data.get(key.encode())),
         write_record=write_record,
         dead_letter=dead_letter_delivery,
-        fetch_delivery=fetcher.fetch,
+        fetch_delivery=fetcher.fetch_delivery,
         policy=RetryPolicy(
             max_attempts=settings.retry_max_attempts,
             max_elapsed=settings.retry_max_elapsed,
@@ -274,11 +277,9 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
                 await runs_topic.send(key=keyb, value=orjson.dumps(seal_run(run)))
                 continue
             meta = run["metadata"]
-            indexed_raw = index_table.data.get(keyb)
             result = evaluate_event(
                 run,
                 record=ledger.load(ledger_table.data.get(keyb), meta["project"], meta["uid"]),
-                indexed=orjson.loads(indexed_raw) if indexed_raw else None,
                 source=(message.partition, message.offset),
                 settings=settings,
             )
@@ -291,8 +292,6 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
                     key=keyb, value=orjson.dumps(delivery.to_record()), partition=message.partition
                 )
             metrics.DELIVERIES_EMITTED.inc(len(result.deliveries))
-            if result.index is not None:
-                put(index_table, message.partition, keyb, result.index)
             if result.record is not None:
                 put(ledger_table, message.partition, keyb, ledger.dump(result.record))
 
@@ -340,9 +339,17 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+        # Before the partitions go, let their sends finish and their ledger writes reach the broker:
+        # the next owner recovers the ledger as soon as this rebalance completes.
         gone = {tp.partition for tp in revoked if tp.topic == deliveries_topic.get_topic_name()}
         dispatcher.forget_partitions(lambda partition: partition not in gone)
+        await dispatcher.drain(timeout=settings.send_timeout + 1, partitions=gone)
+        await app.producer.flush()
 
     return Pipeline(
-        settings=settings, app=app, dispatcher=dispatcher, ledger_table=ledger_table, index_table=index_table
+        settings=settings,
+        app=app,
+        dispatcher=dispatcher,
+        ledger_table=ledger_table,
+        run_fetcher=OffsetFetcher(settings, runs_topic.get_topic_name()),
     )

@@ -71,7 +71,7 @@ class Dispatcher:
         self._on_outcome = on_outcome
         self.scrubber = SecretScrubber()  # every secret value met so far, for the log filter
         self.in_flight: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], int] = {}  # send under way -> its partition
         self._retries: list[_Retry] = []
         self._scheduled: set[str] = set()
         self._wakeup = asyncio.Event()
@@ -105,9 +105,12 @@ class Dispatcher:
             return
         await self._slots.acquire()
         self.in_flight.add(delivery.id)
-        task = asyncio.create_task(self._attempt(delivery, partition, offset, done))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._start(self._attempt(delivery, partition, offset, done), partition)
+
+    def _start(self, coro: Any, partition: int) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks[task] = partition
+        task.add_done_callback(lambda t: self._tasks.pop(t, None))
 
     @staticmethod
     def key_of(delivery: Delivery) -> str:
@@ -160,6 +163,13 @@ class Dispatcher:
         return outcome
 
     def _record(self, delivery: Delivery, partition: int, offset: int, outcome: DeliveryOutcome) -> None:
+        if not self._owns(partition):
+            # The partition moved while we were sending: its new owner redoes this delivery from the
+            # ledger it recovered. Writing now could land after that recovery and record it twice.
+            log.info(
+                "partition %s moved during delivery %s; leaving it to the new owner", partition, delivery.id
+            )
+            return
         key = self.key_of(delivery)
         record = self._read(key)
         current = ledger.entry(record, delivery.id) or {}
@@ -264,9 +274,7 @@ class Dispatcher:
         delivery.attempts = int(found.get("attempts", 0))
         await self._slots.acquire()
         self.in_flight.add(delivery.id)
-        task = asyncio.create_task(self._attempt(delivery, item.partition, int(offset), None))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._start(self._attempt(delivery, item.partition, int(offset), None), item.partition)
 
     def forget_partitions(self, keep: Callable[[int], bool]) -> None:
         """Drop scheduled retries of partitions this worker no longer owns."""
@@ -274,10 +282,11 @@ class Dispatcher:
         heapq.heapify(self._retries)
         self._scheduled = {r.delivery_id for r in self._retries}
 
-    async def drain(self, timeout: float = 5.0) -> None:
-        """Wait a little for sends under way (used on shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+    async def drain(self, timeout: float = 5.0, partitions: set[int] | None = None) -> None:
+        """Wait a little for sends under way (all, or those of some partitions)."""
+        tasks = {t for t, p in self._tasks.items() if partitions is None or p in partitions}
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
 
 __all__ = ["Dispatcher"]

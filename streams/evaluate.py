@@ -35,7 +35,6 @@ class Evaluation:
     run: dict[str, Any] = field(default_factory=dict)
     deliveries: list[Delivery] = field(default_factory=list)
     record: ledger.Record | None = None  # the run's ledger record, when it changed
-    index: bytes | None = None  # the run as the API shows it (secrets redacted), when it changed
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (notification name, why)
     dropped: str = ""  # why the whole event was ignored (e.g. out of order)
 
@@ -113,33 +112,36 @@ def evaluate_event(
     run: dict[str, Any],
     *,
     record: ledger.Record,
-    indexed: dict[str, Any] | None,
     source: tuple[int, int],
     settings: Settings,
 ) -> Evaluation:
-    """Decide, for a validated run dict, which deliveries to emit and what to record."""
+    """Decide, for a validated run dict, which deliveries to emit and what to record.
+
+    A run without notifications needs nothing. Otherwise the record always changes: it remembers the
+    latest accepted event (its state, last_update and offset on the runs topic) for ordering and for
+    the API, which reads the run itself back from the runs topic.
+    """
     key = run_key(run)
     result = Evaluation(key=key, run=run)
     meta, status = run["metadata"], run["status"]
     project, uid, state = meta["project"], meta["uid"], status["state"]
-
-    if indexed is not None:
-        seen = _timestamp((indexed.get("status") or {}).get("last_update"))
-        this = _timestamp(status.get("last_update"))
-        if seen is not None and this is not None and this < seen:
-            result.dropped = (
-                f"out of order: last_update {status.get('last_update')} is older than "
-                f"{indexed['status'].get('last_update')} already seen"
-            )
-            return result
-
-    redacted = rules.redact_run(run)
-    result.index = orjson.dumps(redacted)
-    notifications: list[dict[str, Any]] = list((run.get("spec") or {}).get("notifications") or [])
+    notifications: list[dict[str, Any]] = (run.get("spec") or {}).get("notifications") or []
     if not notifications:
         return result
 
-    changed = False
+    latest = record.get("run") or {}
+    seen = _timestamp(latest.get("last_update"))
+    this = _timestamp(status.get("last_update"))
+    if seen is not None and this is not None and this < seen:
+        result.dropped = (
+            f"out of order: last_update {status.get('last_update')} is older than "
+            f"{latest.get('last_update')} already seen"
+        )
+        return result
+    record["run"] = {"state": state, "last_update": status.get("last_update"), "offset": list(source)}
+    result.record = record
+    redacted: dict[str, Any] | None = None
+
     duplicate_names = rules.check_unique_names(notifications)
     now = time.time()
     for notification in notifications:
@@ -157,7 +159,6 @@ def evaluate_event(
                     status=ledger.ERROR,
                     reason=duplicate_names,
                 )
-                changed = True
             result.skipped.append((name, duplicate_names))
             continue
         if ledger.is_terminal(found):
@@ -176,6 +177,8 @@ def evaluate_event(
         if not decision.send:
             result.skipped.append((name, decision.reason))
             continue
+        if redacted is None:
+            redacted = rules.redact_run(run)
         delivery = Delivery(
             id=did,
             project=project,
@@ -202,7 +205,4 @@ def evaluate_event(
             source=list(source),
             note=decision.reason or None,
         )
-        changed = True
-    if changed:
-        result.record = record
     return result

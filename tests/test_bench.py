@@ -1,0 +1,73 @@
+"""Smoke test of `runherald bench`: tiny sizes, every figure and ratio line printed with a positive number."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+FIGURES = {
+    "raw_aiokafka_consume": "events/s",
+    "bare_faust_agent": "events/s",
+    "evaluate_no_match": "events/s",
+    "webhook_deliveries": "deliveries/s",
+    "latency_p50": "ms",
+    "latency_p99": "ms",
+    "hang_others_p50": "ms",
+    "hang_others_p99": "ms",
+    "worker_peak_rss": "MB",
+}
+RATIOS = (
+    "evaluate_vs_bare_faust",
+    "evaluate_vs_raw_aiokafka",
+    "deliveries_vs_target",
+    "p99_vs_target",
+    "hang_p99_ratio",
+    "rss_vs_target",
+)
+TINY = [
+    "--runs",
+    "1500",
+    "--deliveries",
+    "200",
+    "--rate",
+    "40",
+    "--seconds",
+    "1.5",
+    "--rss-runs",
+    "1000",
+    "--partitions",
+    "2",
+    "--send-timeout",
+    "1",
+    "--json",
+]
+
+
+def value_of(output: str, name: str, unit: str) -> float:
+    """The number on the `name: value unit` line of the bench output."""
+    found = re.search(rf"^{re.escape(name)}: ([0-9.eE+-]+) {re.escape(unit)}(\s|$)", output, re.MULTILINE)
+    assert found, f"no `{name}: <number> {unit}` line in:\n{output}"
+    return float(found.group(1))
+
+
+@pytest.mark.slow
+def test_bench_prints_every_figure_and_ratio() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runherald.bench", *TINY],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout
+    assert result.returncode == 0, f"bench failed:\n{output}\n{result.stderr}"
+    for name, unit in FIGURES.items():
+        assert value_of(output, name, unit) > 0, name
+    for name in RATIOS:
+        assert value_of(output, name, "x") > 0, name
+    summary = json.loads(output[output.index("\n{") + 1 :])
+    assert set(summary["figures"]) == set(FIGURES)
+    assert set(summary["ratios"]) == set(RATIOS)
