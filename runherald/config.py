@@ -40,6 +40,7 @@ class Settings:
     # broker also holds the first join for about half of it. Kafka's minimum is 6 s by default.
     session_timeout: float = 10.0
     heartbeat_interval: float = 1.0
+    producer_linger_ms: int = 5
     max_event_bytes: int = 1024 * 1024
     condition_error_policy: str = "send"
     notify_iterations: bool = False

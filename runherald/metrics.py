@@ -34,6 +34,13 @@ DELIVERY_LATENCY = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
     registry=REGISTRY,
 )
+STAGE_LAG = Histogram(
+    "runherald_stage_lag_seconds",
+    "From the evaluate stage deciding on a delivery to the dispatch stage reading it.",
+    ["stage"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
 IN_FLIGHT = Gauge("runherald_deliveries_in_flight", "Sends under way in this worker.", registry=REGISTRY)
 
 

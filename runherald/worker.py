@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -110,12 +112,31 @@ class ApiService(mode.Service):
         await self.publisher.stop()
 
 
+SHUTDOWN_GRACE = 30.0
+
+
+class _Worker(faust.Worker):
+    """faust's Worker with a bounded shutdown: if stopping hangs (say the broker is gone and a final
+    commit retries for ever), the process exits anyway after SHUTDOWN_GRACE seconds."""
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        timer = threading.Timer(SHUTDOWN_GRACE, self._give_up)
+        timer.daemon = True
+        timer.start()
+        super()._schedule_shutdown(signal)
+
+    @staticmethod
+    def _give_up() -> None:
+        print(f"runherald: shutdown did not finish within {SHUTDOWN_GRACE:.0f}s; exiting", file=sys.stderr)
+        os._exit(1)
+
+
 def run_worker(settings: Settings, *, announce: str = "") -> int:
     """Run one worker in the foreground until SIGINT/SIGTERM; returns the exit code."""
     asyncio.run(ensure_topics(settings))
     pipeline = create_pipeline(settings)
     service = ApiService(pipeline, announce=announce)
-    worker = faust.Worker(
+    worker = _Worker(
         pipeline.app,
         service,
         loglevel=settings.log_level.upper(),

@@ -114,6 +114,39 @@ def _observe(delivery: Delivery, outcome: DeliveryOutcome, _took: float) -> None
         metrics.DELIVERY_LATENCY.labels(delivery.kind).observe(max(0.0, time.time() - delivery.created_at))
 
 
+class Writer:
+    """Sends records straight to faust's aiokafka producer, which faust flushes before every commit.
+
+    faust's own send_soon() hands records one at a time to a background task and stalls the agent
+    once 100 are waiting; at thousands of records a second that queue is the bottleneck.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.failure: BaseException | None = None
+        self._crashing: asyncio.Future[Any] | None = None
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue one record; the future resolves to its RecordMetadata once the broker has it."""
+        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+        future: asyncio.Future[Any] = await producer.send(topic, value=value, key=key, partition=partition)
+        future.add_done_callback(self._check)
+        return future
+
+    def _check(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            # The source event may already be acknowledged: crash so the worker restarts from the
+            # last commit instead of going on with a hole in the ledger.
+            log.error("a write to Kafka failed, stopping the worker: %r", exc)
+            self.failure = exc
+            self._crashing = asyncio.ensure_future(self.app.crash(exc))
+
+
 class OffsetFetcher:
     """Reads single records back by (partition, offset): a delivery for its retry, a run for the API."""
 
@@ -176,7 +209,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         table_standby_replicas=0,
         stream_wait_empty=False,
         datadir=_scratch_dir(),
-        producer_linger_ms=1,
+        producer_linger_ms=settings.producer_linger_ms,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
 
@@ -198,24 +231,30 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         changelog_topic=topic("status"),
     )
 
-    def put(table: Any, partition: int, key: bytes, value: bytes) -> None:
+    writer = Writer(app)
+    status_topic_name = settings.topic("status")
+    dead_letter_topic_name = dead_letter_topic.get_topic_name()
+    deliveries_topic_name = deliveries_topic.get_topic_name()
+
+    async def put(table: Any, partition: int, key: bytes, value: bytes) -> None:
         # Records of one run are written by both agents and by retry timers, so the partition is
         # given explicitly instead of being taken from faust's current event.
         table.data[key] = value
-        table.send_changelog(partition, key, value)
+        await writer.send(status_topic_name, key, value, partition)
 
     def owns(partition: int) -> bool:
         return TP(deliveries_topic.get_topic_name(), partition) in app.consumer.assignment()
 
-    def write_record(delivery: Delivery, partition: int, record: ledger.Record) -> None:
-        put(ledger_table, partition, Dispatcher.key_of(delivery).encode(), ledger.dump(record))
+    async def write_record(delivery: Delivery, partition: int, record: ledger.Record) -> None:
+        await put(ledger_table, partition, Dispatcher.key_of(delivery).encode(), ledger.dump(record))
 
-    def dead_letter_delivery(delivery: Delivery, reason: str) -> None:
+    async def dead_letter_delivery(delivery: Delivery, reason: str) -> None:
         payload = delivery.to_record()
         payload["notification"] = redact_secret_params(delivery.notification)
-        dead_letter_topic.send_soon(
-            key=Dispatcher.key_of(delivery).encode(),
-            value=dead_letter_value(
+        await writer.send(
+            dead_letter_topic_name,
+            Dispatcher.key_of(delivery).encode(),
+            dead_letter_value(
                 reason=reason,
                 stage="dispatch",
                 source={"delivery_id": delivery.id, "name": delivery.name, "state": delivery.state},
@@ -244,14 +283,15 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         on_outcome=_observe,
     )
 
-    def dead_letter_event(message: Any, reason: str) -> None:
+    async def dead_letter_event(message: Any, reason: str) -> None:
         metrics.EVENTS_DEAD_LETTERED.labels(reason.split(":")[0][:40]).inc()
         log.warning(
             "dead-lettered run event %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason
         )
-        dead_letter_topic.send_soon(
-            key=message.key,
-            value=dead_letter_value(
+        await writer.send(
+            dead_letter_topic_name,
+            message.key,
+            dead_letter_value(
                 reason=reason,
                 stage="evaluate",
                 source={"topic": message.topic, "partition": message.partition, "offset": message.offset},
@@ -268,7 +308,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             try:
                 run = parse_event(message.value, settings.max_event_bytes)
             except InvalidEvent as exc:
-                dead_letter_event(message, str(exc))
+                await dead_letter_event(message, str(exc))
                 continue
             key = run_key(run)
             keyb = key.encode()
@@ -288,12 +328,13 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
                 log.info("ignored run event for %s: %s", key, result.dropped)
                 continue
             for delivery in result.deliveries:
-                deliveries_topic.send_soon(
-                    key=keyb, value=orjson.dumps(delivery.to_record()), partition=message.partition
+                written = await writer.send(
+                    deliveries_topic_name, keyb, orjson.dumps(delivery.to_record()), message.partition
                 )
+                await dispatcher.start_now(delivery, message.partition, written)
             metrics.DELIVERIES_EMITTED.inc(len(result.deliveries))
             if result.record is not None:
-                put(ledger_table, message.partition, keyb, ledger.dump(result.record))
+                await put(ledger_table, message.partition, keyb, ledger.dump(result.record))
 
     @app.agent(deliveries_topic, name="runherald.dispatch")
     async def dispatch(stream: Any) -> None:
@@ -303,9 +344,10 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             try:
                 delivery = Delivery.from_record(orjson.loads(message.value))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                dead_letter_topic.send_soon(
-                    key=message.key,
-                    value=dead_letter_value(
+                await writer.send(
+                    dead_letter_topic_name,
+                    message.key,
+                    dead_letter_value(
                         reason=f"malformed delivery: {exc}",
                         stage="dispatch",
                         source={
@@ -317,6 +359,8 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
                 )
                 event.ack()
                 continue
+            if delivery.created_at and not delivery.attempts:
+                metrics.STAGE_LAG.labels("dispatch").observe(max(0.0, time.time() - delivery.created_at))
             await dispatcher.submit(delivery, message.partition, message.offset, event.ack)
 
     @ledger_table.on_recover

@@ -24,8 +24,8 @@ from . import ledger
 log = logging.getLogger("runherald.dispatch")
 
 NotifierLookup = Callable[[str], Any]  # kind -> Notifier
-RecordWriter = Callable[[Delivery, int, ledger.Record], None]  # (delivery, partition, record) -> write
-DeadLetterWriter = Callable[[Delivery, str], None]
+RecordWriter = Callable[[Delivery, int, ledger.Record], Awaitable[None]]  # (delivery, partition, record)
+DeadLetterWriter = Callable[[Delivery, str], Awaitable[None]]
 DeliveryFetcher = Callable[[int, int], Awaitable[Delivery]]  # (partition, offset) on the deliveries topic
 
 
@@ -71,6 +71,7 @@ class Dispatcher:
         self._on_outcome = on_outcome
         self.scrubber = SecretScrubber()  # every secret value met so far, for the log filter
         self.in_flight: set[str] = set()
+        self._waiters: dict[str, list[Callable[[], Any]]] = {}  # delivery id -> events to acknowledge
         self._tasks: dict[asyncio.Task[None], int] = {}  # send under way -> its partition
         self._retries: list[_Retry] = []
         self._scheduled: set[str] = set()
@@ -98,14 +99,31 @@ class Dispatcher:
                 replay=delivery.replay,
                 reason=None,
             )
-            self._write(delivery, partition, record)
+            await self._write(delivery, partition, record)
             found = ledger.entry(record, delivery.id)
-        if delivery.id in self.in_flight or ledger.is_terminal(found) or (found or {}).get("retry"):
-            done()  # already sent, failed for good, being sent, or waiting for its retry
+        if delivery.id in self.in_flight:
+            # Started straight from the evaluate stage: acknowledge this event once that send is recorded.
+            self._waiters.setdefault(delivery.id, []).append(done)
+            return
+        if ledger.is_terminal(found) or (found or {}).get("retry"):
+            done()  # already sent, failed for good, or waiting for its retry
             return
         await self._slots.acquire()
         self.in_flight.add(delivery.id)
         self._start(self._attempt(delivery, partition, offset, done), partition)
+
+    async def start_now(self, delivery: Delivery, partition: int, offset: Awaitable[Any]) -> None:
+        """Send a delivery the evaluate stage just emitted, without waiting for it to come round on the
+        deliveries topic; `offset` resolves to where it was written there (for a retry's pointer).
+
+        Its deliveries-topic event is acknowledged only once this send is recorded (see submit), so a
+        crash still leaves the delivery to be sent again.
+        """
+        if delivery.id in self.in_flight or not self._owns(partition):
+            return
+        await self._slots.acquire()
+        self.in_flight.add(delivery.id)
+        self._start(self._attempt(delivery, partition, offset, None), partition)
 
     def _start(self, coro: Any, partition: int) -> None:
         task = asyncio.create_task(coro)
@@ -119,22 +137,29 @@ class Dispatcher:
     # -- one attempt --------------------------------------------------------------------------------
 
     async def _attempt(
-        self, delivery: Delivery, partition: int, offset: int, done: Callable[[], Any] | None
+        self,
+        delivery: Delivery,
+        partition: int,
+        offset: int | Awaitable[Any],
+        done: Callable[[], Any] | None,
     ) -> None:
         started = time.monotonic()
+        recorded = False
         try:
             outcome = await self._send(delivery)
-            self._record(delivery, partition, offset, outcome)
+            await self._record(delivery, partition, offset, outcome)
+            recorded = True
             if self._on_outcome is not None:
                 self._on_outcome(delivery, outcome, time.monotonic() - started)
         except Exception:  # a bug here must not lose the delivery: leave it unacknowledged
             log.exception("recording delivery %s failed", delivery.id)
-            done = None
         finally:
             self.in_flight.discard(delivery.id)
             self._slots.release()
-            if done is not None:
-                done()
+            waiters = self._waiters.pop(delivery.id, [])
+            if recorded:
+                for acknowledge in ([done] if done is not None else []) + waiters:
+                    acknowledge()
 
     async def _send(self, delivery: Delivery) -> DeliveryOutcome:
         try:
@@ -162,7 +187,9 @@ class Dispatcher:
             )
         return outcome
 
-    def _record(self, delivery: Delivery, partition: int, offset: int, outcome: DeliveryOutcome) -> None:
+    async def _record(
+        self, delivery: Delivery, partition: int, offset: int | Awaitable[Any], outcome: DeliveryOutcome
+    ) -> None:
         if not self._owns(partition):
             # The partition moved while we were sending: its new owner redoes this delivery from the
             # ledger it recovered. Writing now could land after that recovery and record it twice.
@@ -209,9 +236,11 @@ class Dispatcher:
                     reason=ledger.short_reason(reason),
                     detail=reason,
                 )
-                self._dead_letter(delivery, reason)
+                await self._dead_letter(delivery, reason)
             else:
                 # The ledger points at the delivery event instead of copying it: no secrets in the ledger.
+                if not isinstance(offset, int):
+                    offset = int((await offset).offset)
                 retry = [partition, offset]
                 ledger.put_entry(
                     record,
@@ -222,7 +251,7 @@ class Dispatcher:
                     detail=outcome.reason,
                 )
                 self.schedule(now + delay, delivery.id, key, partition)
-        self._write(delivery, partition, record)
+        await self._write(delivery, partition, record)
 
     # -- retries ------------------------------------------------------------------------------------
 
