@@ -40,16 +40,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(_settings(args))
 
 
+def _read_runs(path: str | None) -> list[dict[str, Any]]:
+    """Run dicts from a file, or standard input for None or "-" (one object, a JSON array, or NDJSON)."""
+    from runherald.publish import parse_runs
+
+    if path in (None, "-"):
+        return parse_runs(sys.stdin.buffer.read())
+    with open(path, "rb") as handle:
+        return parse_runs(handle.read())
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
-    from runherald.publish import PublishError, parse_runs, publish_sync
+    from runherald.publish import PublishError, publish_sync
 
     try:
-        if args.file in (None, "-"):
-            text = sys.stdin.buffer.read()
-        else:
-            with open(args.file, "rb") as handle:
-                text = handle.read()
-        runs = parse_runs(text)
+        runs = _read_runs(args.file)
         keys = publish_sync(runs, _settings(args))
     except (OSError, PublishError) as exc:
         print(f"runherald publish: {exc}", file=sys.stderr)
@@ -173,15 +178,10 @@ def cmd_dead_letter_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from runherald.publish import PublishError, parse_runs
+    from runherald.publish import PublishError
 
     try:
-        if args.file in (None, "-"):
-            text = sys.stdin.buffer.read()
-        else:
-            with open(args.file, "rb") as handle:
-                text = handle.read()
-        runs = parse_runs(text)
+        runs = _read_runs(args.file)
     except (OSError, PublishError) as exc:
         print(f"runherald render: {exc}", file=sys.stderr)
         return 2

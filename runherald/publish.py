@@ -10,6 +10,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from runherald.config import Settings
+from runherald.rules import as_dict
 from runherald.sealing import seal_run
 from runherald.topics import ensure_topics
 
@@ -22,12 +23,10 @@ def to_run_dict(run: Any) -> dict[str, Any]:
     """A run dict from a dict or any object with ``to_dict()`` (such as runherald.model.RunObject)."""
     if isinstance(run, dict):
         return run
-    to_dict = getattr(run, "to_dict", None)
-    if callable(to_dict):
-        value = to_dict()
-        if isinstance(value, dict):
-            return value
-    raise PublishError(f"expected a run dict or RunObject, got {type(run).__name__}")
+    try:
+        return dict(as_dict(run))
+    except TypeError:
+        raise PublishError(f"expected a run dict or RunObject, got {type(run).__name__}") from None
 
 
 def run_key(run: dict[str, Any]) -> str:

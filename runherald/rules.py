@@ -61,7 +61,7 @@ class Decision:
     reason: str
 
 
-def _as_dict(value: Any) -> Mapping[str, Any]:
+def as_dict(value: Any) -> Mapping[str, Any]:
     """A run or notification as a mapping: dicts as they are, model objects through to_dict()."""
     if isinstance(value, dict | Mapping):
         return value
@@ -116,8 +116,8 @@ def evaluate(
     """
     if condition_error_policy not in ("send", "skip"):
         raise ValueError(f"condition_error_policy must be 'send' or 'skip', not {condition_error_policy!r}")
-    run_dict = _as_dict(run)
-    notification_dict = _as_dict(notification)
+    run_dict = as_dict(run)
+    notification_dict = as_dict(notification)
     run_state = _run_state(run_dict, state)
 
     iteration = _section(run_dict, "metadata").get("iteration") or 0
@@ -157,8 +157,8 @@ def evaluate(
 
 def compose_message(run: Any, notification: Any, *, state: str | None = None) -> str:
     """The text MLRun 1.12.1 pushes for this run and notification (its `message` argument)."""
-    run_dict = _as_dict(run)
-    notification_dict = _as_dict(notification)
+    run_dict = as_dict(run)
+    notification_dict = as_dict(notification)
     run_state = _run_state(run_dict, state)
     metadata = _section(run_dict, "metadata")
 
@@ -183,7 +183,7 @@ def compose_message(run: Any, notification: Any, *, state: str | None = None) ->
 
 def severity_of(notification: Any) -> str:
     """The notification's severity, `info` when unset."""
-    return str(_as_dict(notification).get("severity") or "info")
+    return str(as_dict(notification).get("severity") or "info")
 
 
 def redact_run(run: Any) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def redact_run(run: Any) -> dict[str, Any]:
 
     A secret_params dict that is only a reference, ``{"secret": key}``, is kept as it is.
     """
-    redacted = copy.deepcopy(dict(_as_dict(run)))
+    redacted = copy.deepcopy(dict(as_dict(run)))
     spec = redacted.get("spec")
     for notification in (spec.get("notifications") or []) if isinstance(spec, dict) else []:
         secret_params = notification.get("secret_params") if isinstance(notification, dict) else None
@@ -202,7 +202,7 @@ def redact_run(run: Any) -> dict[str, Any]:
 
 def check_unique_names(notifications: Iterable[Any]) -> str | None:
     """MLRun's uniqueness rule: an error message if two notifications share a name, else None."""
-    names = [_as_dict(notification).get("name") or "" for notification in notifications]
+    names = [as_dict(notification).get("name") or "" for notification in notifications]
     if len(names) != len(set(names)):
         return "Notification names must be unique"
     return None

@@ -39,7 +39,9 @@ def load(raw: bytes | None, project: str = "", uid: str = "") -> Record:
 
 
 def dump(record: Record) -> bytes:
-    return orjson.dumps(record)
+    # orjson hands back a 4 KiB allocation whatever the length; ledger values live for as long as
+    # the run is tracked, so keep an exact-size copy (100 000 runs: ~400 MB less resident memory).
+    return memoryview(orjson.dumps(record)).tobytes()
 
 
 def entry(record: Record, delivery_id: str) -> Entry | None:
