@@ -377,6 +377,7 @@ def bare_faust_main(argv: list[str]) -> int:
                 write_json(result_path, {"first": first, "last": time.time(), "count": n})
 
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # as in runherald's worker: faust's spinner puts the root logger at DEBUG
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
