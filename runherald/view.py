@@ -30,7 +30,9 @@ class LedgerView:
             bootstrap_servers=self.settings.bootstrap_servers,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            # The view serves reads for runs this worker does not own: 100 ms of staleness is fine, and
+            # fewer, fuller fetches leave the broker and this process more time for the pipeline.
+            fetch_max_wait_ms=max(self.settings.fetch_max_wait_ms, 100),
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._follow())
