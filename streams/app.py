@@ -38,6 +38,8 @@ from .kafka import App
 
 log = logging.getLogger("runherald.pipeline")
 
+YIELD_EVERY = 200  # records handled before a batch gives the event loop a turn
+
 
 def dead_letter_value(*, reason: str, stage: str, source: dict[str, Any], payload: Any = None) -> bytes:
     """A dead-letter record: why, where from, and the payload with secrets redacted."""
@@ -234,6 +236,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
     writer = Writer(app)
     status_topic_name = settings.topic("status")
     dead_letter_topic_name = dead_letter_topic.get_topic_name()
+    runs_topic_name = runs_topic.get_topic_name()
     deliveries_topic_name = deliveries_topic.get_topic_name()
 
     async def put(table: Any, partition: int, key: bytes, value: bytes) -> None:
@@ -299,69 +302,83 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             ),
         )
 
-    @app.agent(runs_topic, name="runherald.evaluate")
-    async def evaluate(stream: Any) -> None:
-        """Read run events, decide which notifications to send, emit deliveries and ledger entries."""
-        async for event in stream.events():
-            message = event.message
-            metrics.EVENTS_CONSUMED.inc()
-            try:
-                run = parse_event(message.value, settings.max_event_bytes)
-            except InvalidEvent as exc:
-                await dead_letter_event(message, str(exc))
-                continue
-            key = run_key(run)
-            keyb = key.encode()
-            if message.key != keyb:
-                # Published under another key: move it to its run's partition so per-run order holds.
-                await runs_topic.send(key=keyb, value=orjson.dumps(seal_run(run)))
-                continue
-            meta = run["metadata"]
-            result = evaluate_event(
-                run,
-                record=ledger.load(ledger_table.data.get(keyb), meta["project"], meta["uid"]),
-                source=(message.partition, message.offset),
-                settings=settings,
-            )
-            if result.dropped:
-                metrics.EVENTS_DROPPED.inc()
-                log.info("ignored run event for %s: %s", key, result.dropped)
-                continue
-            for delivery in result.deliveries:
-                written = await writer.send(
-                    deliveries_topic_name, keyb, orjson.dumps(delivery.to_record()), message.partition
-                )
-                await dispatcher.start_now(delivery, message.partition, written)
-            metrics.DELIVERIES_EMITTED.inc(len(result.deliveries))
-            if result.record is not None:
-                await put(ledger_table, message.partition, keyb, ledger.dump(result.record))
+    # Both stages take their records a fetch at a time (see kafka.App.batch_topic): faust's per-event
+    # stream costs more than everything evaluate does with an event. The lock lets a rebalance wait
+    # for the batch under way before the partitions go.
+    batch_lock = asyncio.Lock()
 
-    @app.agent(deliveries_topic, name="runherald.dispatch")
-    async def dispatch(stream: Any) -> None:
-        """Send each delivery in its own task; its event is acknowledged once the outcome is recorded."""
-        async for event in stream.noack().events():
-            message = event.message
-            try:
-                delivery = Delivery.from_record(orjson.loads(message.value))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                await writer.send(
-                    dead_letter_topic_name,
-                    message.key,
-                    dead_letter_value(
-                        reason=f"malformed delivery: {exc}",
-                        stage="dispatch",
-                        source={
-                            "topic": message.topic,
-                            "partition": message.partition,
-                            "offset": message.offset,
-                        },
-                    ),
-                )
-                event.ack()
-                continue
-            if delivery.created_at and not delivery.attempts:
-                metrics.STAGE_LAG.labels("dispatch").observe(max(0.0, time.time() - delivery.created_at))
-            await dispatcher.submit(delivery, message.partition, message.offset, event.ack)
+    async def evaluate(tp: TP, records: list[Any]) -> None:
+        """Read run events, decide which notifications to send, emit deliveries and ledger entries."""
+        async with batch_lock:
+            metrics.EVENTS_CONSUMED.inc(len(records))
+            for index, message in enumerate(records):
+                if index and not index % YIELD_EVERY:
+                    await asyncio.sleep(0)  # let sends, their records and the API get a turn
+                await evaluate_one(message)
+            app.ack_offsets(tp, [message.offset for message in records])
+
+    async def evaluate_one(message: Any) -> None:
+        try:
+            run = parse_event(message.value, settings.max_event_bytes)
+        except InvalidEvent as exc:
+            await dead_letter_event(message, str(exc))
+            return
+        key = run_key(run)
+        keyb = key.encode()
+        if message.key != keyb:
+            # Published under another key: move it to its run's partition so per-run order holds.
+            await writer.send(runs_topic_name, keyb, orjson.dumps(seal_run(run)))
+            return
+        meta = run["metadata"]
+        result = evaluate_event(
+            run,
+            record=ledger.load(ledger_table.data.get(keyb), meta["project"], meta["uid"]),
+            source=(message.partition, message.offset),
+            settings=settings,
+        )
+        if result.dropped:
+            metrics.EVENTS_DROPPED.inc()
+            log.info("ignored run event for %s: %s", key, result.dropped)
+            return
+        for delivery in result.deliveries:
+            written = await writer.send(
+                deliveries_topic_name, keyb, orjson.dumps(delivery.to_record()), message.partition
+            )
+            await dispatcher.start_now(delivery, message.partition, written)
+        metrics.DELIVERIES_EMITTED.inc(len(result.deliveries))
+        if result.record is not None:
+            await put(ledger_table, message.partition, keyb, ledger.dump(result.record))
+
+    async def dispatch(tp: TP, records: list[Any]) -> None:
+        """Send each delivery in its own task; its record is acknowledged once the outcome is recorded."""
+        async with batch_lock:
+            for index, message in enumerate(records):
+                if index and not index % YIELD_EVERY:
+                    await asyncio.sleep(0)
+                await dispatch_one(tp, message)
+
+    async def dispatch_one(tp: TP, message: Any) -> None:
+        offset = message.offset
+        try:
+            delivery = Delivery.from_record(orjson.loads(message.value))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            await writer.send(
+                dead_letter_topic_name,
+                message.key,
+                dead_letter_value(
+                    reason=f"malformed delivery: {exc}",
+                    stage="dispatch",
+                    source={"topic": message.topic, "partition": message.partition, "offset": offset},
+                ),
+            )
+            app.ack_offsets(tp, (offset,))
+            return
+        if delivery.created_at and not delivery.attempts:
+            metrics.STAGE_LAG.labels("dispatch").observe(max(0.0, time.time() - delivery.created_at))
+        await dispatcher.submit(delivery, message.partition, offset, lambda: app.ack_offsets(tp, (offset,)))
+
+    app.batch_topic(runs_topic, evaluate)
+    app.batch_topic(deliveries_topic, dispatch)
 
     @ledger_table.on_recover
     async def reschedule_retries() -> None:
@@ -386,6 +403,8 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         # Before the partitions go, let their sends finish and their ledger writes reach the broker:
         # the next owner recovers the ledger as soon as this rebalance completes.
         gone = {tp.partition for tp in revoked if tp.topic == deliveries_topic.get_topic_name()}
+        async with batch_lock:
+            pass  # the batch under way has finished
         dispatcher.forget_partitions(lambda partition: partition not in gone)
         await dispatcher.drain(timeout=settings.send_timeout + 1, partitions=gone)
         await app.producer.flush()
