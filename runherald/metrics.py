@@ -36,7 +36,8 @@ DELIVERY_LATENCY = Histogram(
 )
 STAGE_LAG = Histogram(
     "runherald_stage_lag_seconds",
-    "From the evaluate stage deciding on a delivery to the dispatch stage reading it.",
+    "Time a record waited before a stage read it: evaluate, from the run event's timestamp (its "
+    "publisher's clock); dispatch, from the evaluate stage deciding on the delivery.",
     ["stage"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,

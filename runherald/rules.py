@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from runherald.delivery import delivery_id
 from runherald.sandbox import (
     DEFAULT_LIMITS,
@@ -186,12 +188,15 @@ def severity_of(notification: Any) -> str:
     return str(as_dict(notification).get("severity") or "info")
 
 
-def redact_run(run: Any) -> dict[str, Any]:
+def redact_run(run: Any, *, parsed_json: bool = False) -> dict[str, Any]:
     """A copy of the run dict as receivers may see it: notification secret_params values REDACTED.
 
-    A secret_params dict that is only a reference, ``{"secret": key}``, is kept as it is.
+    A secret_params dict that is only a reference, ``{"secret": key}``, is kept as it is. With
+    ``parsed_json`` (the run was just parsed from JSON by orjson, as in the pipeline) the copy is a
+    JSON round trip, exact for such a run and several times cheaper than a deep copy.
     """
-    redacted = copy.deepcopy(dict(as_dict(run)))
+    source = dict(as_dict(run))
+    redacted = orjson.loads(orjson.dumps(source)) if parsed_json else copy.deepcopy(source)
     spec = redacted.get("spec")
     for notification in (spec.get("notifications") or []) if isinstance(spec, dict) else []:
         secret_params = notification.get("secret_params") if isinstance(notification, dict) else None

@@ -64,7 +64,7 @@ class ApiService(mode.Service):
         except (TimeoutError, KafkaError) as exc:
             log.warning("cannot read run %s/%s back: %s", record.get("project"), record.get("uid"), exc)
             return None
-        return redact_run(orjson.loads(raw))
+        return redact_run(orjson.loads(raw), parsed_json=True)
 
     def _health(self) -> dict[str, Any]:
         app = self.pipeline.app

@@ -245,8 +245,13 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         table.data[key] = value
         await writer.send(status_topic_name, key, value, partition)
 
+    # Partitions of the deliveries topic this worker owns. Asking the consumer costs a trip through
+    # faust's consumer thread on every send; the set follows rebalances instead (see the handlers
+    # below: revoked partitions leave it only after their sends are drained and recorded).
+    owned: set[int] = set()
+
     def owns(partition: int) -> bool:
-        return TP(deliveries_topic.get_topic_name(), partition) in app.consumer.assignment()
+        return partition in owned
 
     async def write_record(delivery: Delivery, partition: int, record: ledger.Record) -> None:
         await put(ledger_table, partition, Dispatcher.key_of(delivery).encode(), ledger.dump(record))
@@ -303,19 +308,23 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         )
 
     # Both stages take their records a fetch at a time (see kafka.App.batch_topic): faust's per-event
-    # stream costs more than everything evaluate does with an event. The lock lets a rebalance wait
-    # for the batch under way before the partitions go.
-    batch_lock = asyncio.Lock()
+    # stream costs more than everything evaluate does with an event. Batches are handled one at a
+    # time, in order, by one task.
+
+    evaluate_lag = metrics.STAGE_LAG.labels("evaluate")
 
     async def evaluate(tp: TP, records: list[Any]) -> None:
         """Read run events, decide which notifications to send, emit deliveries and ledger entries."""
-        async with batch_lock:
-            metrics.EVENTS_CONSUMED.inc(len(records))
-            for index, message in enumerate(records):
-                if index and not index % YIELD_EVERY:
-                    await asyncio.sleep(0)  # let sends, their records and the API get a turn
-                await evaluate_one(message)
-            app.ack_offsets(tp, [message.offset for message in records])
+        metrics.EVENTS_CONSUMED.inc(len(records))
+        now = time.time()
+        for message in records:
+            if message.timestamp_type == 0 and message.timestamp > 0:  # CreateTime, set by the publisher
+                evaluate_lag.observe(max(0.0, now - message.timestamp / 1000))
+        for index, message in enumerate(records):
+            if index and not index % YIELD_EVERY:
+                await asyncio.sleep(0)  # let sends, their records and the API get a turn
+            await evaluate_one(message)
+        app.ack_offsets(tp, [message.offset for message in records])
 
     async def evaluate_one(message: Any) -> None:
         try:
@@ -351,11 +360,10 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
 
     async def dispatch(tp: TP, records: list[Any]) -> None:
         """Send each delivery in its own task; its record is acknowledged once the outcome is recorded."""
-        async with batch_lock:
-            for index, message in enumerate(records):
-                if index and not index % YIELD_EVERY:
-                    await asyncio.sleep(0)
-                await dispatch_one(tp, message)
+        for index, message in enumerate(records):
+            if index and not index % YIELD_EVERY:
+                await asyncio.sleep(0)
+            await dispatch_one(tp, message)
 
     async def dispatch_one(tp: TP, message: Any) -> None:
         offset = message.offset
@@ -402,12 +410,17 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
     async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         # Before the partitions go, let their sends finish and their ledger writes reach the broker:
         # the next owner recovers the ledger as soon as this rebalance completes.
-        gone = {tp.partition for tp in revoked if tp.topic == deliveries_topic.get_topic_name()}
-        async with batch_lock:
-            pass  # the batch under way has finished
+        gone = {tp.partition for tp in revoked if tp.topic == deliveries_topic_name}
+        await app.batches.wait_idle()  # batches already fetched are handled before the partitions go
         dispatcher.forget_partitions(lambda partition: partition not in gone)
         await dispatcher.drain(timeout=settings.send_timeout + 1, partitions=gone)
         await app.producer.flush()
+        owned.difference_update(gone)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        owned.clear()
+        owned.update(tp.partition for tp in assigned if tp.topic == deliveries_topic_name)
 
     return Pipeline(
         settings=settings,

@@ -178,7 +178,7 @@ def evaluate_event(
             result.skipped.append((name, decision.reason))
             continue
         if redacted is None:
-            redacted = rules.redact_run(run)
+            redacted = rules.redact_run(run, parsed_json=True)
         delivery = Delivery(
             id=did,
             project=project,
