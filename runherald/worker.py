@@ -1,4 +1,4 @@
-"""Run one pipeline worker (faust agents + HTTP API + ledger view), or the whole embedded stack."""
+"""Run one pipeline worker (faust app + HTTP API + ledger view), or the whole embedded stack."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The faust app: topics, tables and the two agents, wired to the pure core and the notifiers.
+"""The faust app: topics, the ledger table and the two stages, wired to the pure core and the notifiers.
 
 runs ──► evaluate ──► deliveries ──► dispatch ──► Slack / SMTP / HTTP
               └──────────► status (the ledger) ◄───────┘
@@ -119,7 +119,7 @@ def _observe(delivery: Delivery, outcome: DeliveryOutcome, _took: float) -> None
 class Writer:
     """Sends records straight to faust's aiokafka producer, which faust flushes before every commit.
 
-    faust's own send_soon() hands records one at a time to a background task and stalls the agent
+    faust's own send_soon() hands records one at a time to a background task and stalls the sender
     once 100 are waiting; at thousands of records a second that queue is the bottleneck.
     """
 
@@ -240,7 +240,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
     deliveries_topic_name = deliveries_topic.get_topic_name()
 
     async def put(table: Any, partition: int, key: bytes, value: bytes) -> None:
-        # Records of one run are written by both agents and by retry timers, so the partition is
+        # Records of one run are written by both stages and by retry timers, so the partition is
         # given explicitly instead of being taken from faust's current event.
         table.data[key] = value
         await writer.send(status_topic_name, key, value, partition)

@@ -1,6 +1,6 @@
 """Turn one run event into deliveries: validate, order, check names, apply the rules, de-duplicate.
 
-Pure: it reads the run's ledger record and latest indexed run, and returns what to write; the agent
+Pure: it reads the run's ledger record and latest indexed run, and returns what to write; the stage
 in ``streams.app`` does the writing.
 """
 
