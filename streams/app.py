@@ -165,6 +165,11 @@ class OffsetFetcher:
                     bootstrap_servers=self.settings.bootstrap_servers,
                     enable_auto_commit=False,
                     fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+                    # One record is wanted: the broker still returns the whole batch holding it, but
+                    # not the megabyte after it. Measured on the embedded broker: 20 ms and 7 ms of
+                    # CPU per read with the defaults, 2.7 ms and 1.2 ms with these.
+                    fetch_max_bytes=1,
+                    max_partition_fetch_bytes=1,
                 )
                 await self._consumer.start()
             tp = TopicPartition(self.topic, partition)
