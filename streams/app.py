@@ -39,6 +39,7 @@ from .kafka import App
 log = logging.getLogger("runherald.pipeline")
 
 YIELD_EVERY = 200  # records handled before a batch gives the event loop a turn
+LEDGER_WRITE_DELAY = 0.25  # seconds: how long the evaluate stage's ledger changes may wait (see below)
 
 
 def dead_letter_value(*, reason: str, stage: str, source: dict[str, Any], payload: Any = None) -> bytes:
@@ -175,7 +176,10 @@ class OffsetFetcher:
             tp = TopicPartition(self.topic, partition)
             self._consumer.assign([tp])
             self._consumer.seek(tp, offset)
-            message = await asyncio.wait_for(self._consumer.getone(tp), timeout=30)
+            try:
+                message = await asyncio.wait_for(self._consumer.getone(tp), timeout=30)
+            finally:
+                self._consumer.pause(tp)  # no background fetching between reads
             return message.value or b""
 
     async def fetch_delivery(self, partition: int, offset: int) -> Delivery:
@@ -248,7 +252,37 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         # Records of one run are written by both stages and by retry timers, so the partition is
         # given explicitly instead of being taken from faust's current event.
         table.data[key] = value
+        unwritten.pop(key, None)  # this write carries every change so far
         await writer.send(status_topic_name, key, value, partition)
+
+    # The evaluate stage's ledger changes are written a little later (LEDGER_WRITE_DELAY), and the run
+    # events behind them are acknowledged only after that write. Most of them never need their own
+    # write: the delivery's outcome, recorded a few milliseconds later, carries the same record. Every
+    # write sends the record as it is in memory at that moment, so the last one written is always the
+    # latest. A crash before the write loses nothing: those events were not acknowledged.
+    unwritten: dict[bytes, int] = {}  # run key -> partition, changed in memory since its last write
+    unacknowledged: list[tuple[TP, list[int]]] = []
+
+    def put_later(partition: int, key: bytes, value: bytes) -> None:
+        ledger_table.data[key] = value
+        unwritten[key] = partition
+
+    async def write_unwritten() -> None:
+        # Both taken at once: events handled after this point wait for the next round.
+        events = list(unacknowledged)
+        unacknowledged.clear()
+        keys = list(unwritten.items())
+        unwritten.clear()
+        for key, partition in keys:
+            value = ledger_table.data.get(key)
+            if value is not None:
+                await writer.send(status_topic_name, key, value, partition)
+        for tp, offsets in events:
+            app.ack_offsets(tp, offsets)
+
+    @app.timer(LEDGER_WRITE_DELAY)
+    async def write_ledger_changes() -> None:
+        await write_unwritten()
 
     # Partitions of the deliveries topic this worker owns. Asking the consumer costs a trip through
     # faust's consumer thread on every send; the set follows rebalances instead (see the handlers
@@ -329,7 +363,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             if index and not index % YIELD_EVERY:
                 await asyncio.sleep(0)  # let sends, their records and the API get a turn
             await evaluate_one(message)
-        app.ack_offsets(tp, [message.offset for message in records])
+        unacknowledged.append((tp, [message.offset for message in records]))
 
     async def evaluate_one(message: Any) -> None:
         try:
@@ -361,7 +395,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             await dispatcher.start_now(delivery, message.partition, written)
         metrics.DELIVERIES_EMITTED.inc(len(result.deliveries))
         if result.record is not None:
-            await put(ledger_table, message.partition, keyb, ledger.dump(result.record))
+            put_later(message.partition, keyb, ledger.dump(result.record))
 
     async def dispatch(tp: TP, records: list[Any]) -> None:
         """Send each delivery in its own task; its record is acknowledged once the outcome is recorded."""
@@ -417,6 +451,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         # the next owner recovers the ledger as soon as this rebalance completes.
         gone = {tp.partition for tp in revoked if tp.topic == deliveries_topic_name}
         await app.batches.wait_idle()  # batches already fetched are handled before the partitions go
+        await write_unwritten()
         dispatcher.forget_partitions(lambda partition: partition not in gone)
         await dispatcher.drain(timeout=settings.send_timeout + 1, partitions=gone)
         await app.producer.flush()
