@@ -237,3 +237,31 @@ async def test_malformed_events_go_to_dead_letter_and_the_stream_goes_on(
     assert any("over the limit" in r for r in reasons)
     assert any("when must be a list" in r for r in reasons)
     assert all(r["stage"] == "evaluate" and "offset" in r["source"] for r in records)
+
+
+async def test_pending_delivery_reaches_the_ledger_topic_while_its_send_hangs(
+    worker: WorkerProcess, publisher: Publisher, receiver: WebhookReceiver
+) -> None:
+    # The evaluate stage writes its ledger change a little later, usually folded into the outcome
+    # write. With no outcome coming (the receiver never answers), that change must still be written.
+    project, uid = unique("p"), unique("u")
+    receiver.hang("/slow")
+    await publisher.publish(run_dict(project, uid, "completed", [webhook("slow", receiver.url("/slow"))]))
+    await receiver.wait_for_requests(1, path="/slow", within=15)
+    key = f"{project}/{uid}".encode()
+
+    async def pending_on_topic() -> dict | None:
+        for record_key, value in await read_topic(worker.settings, "status"):
+            if record_key == key and value:
+                record = orjson.loads(value)
+                entries = list(record.get("deliveries", {}).values())
+                # Written by evaluate (no attempt yet), not by a retry after the send timed out.
+                if entries and entries[0].get("status") == "pending" and not entries[0].get("attempts"):
+                    return record
+        return None
+
+    record = await wait_for(pending_on_topic, timeout=5)
+    assert record["run"]["state"] == "completed"
+    entry = next(iter(record["deliveries"].values()))
+    assert entry["name"] == "slow"
+    assert entry["source"]  # the run event it came from
