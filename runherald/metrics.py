@@ -36,8 +36,8 @@ DELIVERY_LATENCY = Histogram(
 )
 STAGE_LAG = Histogram(
     "runherald_stage_lag_seconds",
-    "Time a record waited before a stage read it: evaluate, from the run event's timestamp (its "
-    "publisher's clock); dispatch, from the evaluate stage deciding on the delivery.",
+    "Time records waited before a stage read them: evaluate, the oldest run event of each fetch, "
+    "from its timestamp (its publisher's clock); dispatch, from evaluate deciding on the delivery.",
     ["stage"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
