@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -125,10 +126,26 @@ class _Worker(faust.Worker):
         timer.start()
         super()._schedule_shutdown(signal)
 
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        freeze_startup_heap()
+
     @staticmethod
     def _give_up() -> None:
         print(f"runherald: shutdown did not finish within {SHUTDOWN_GRACE:.0f}s; exiting", file=sys.stderr)
         os._exit(1)
+
+
+def freeze_startup_heap() -> None:
+    """Move everything alive after startup out of the garbage collector's sight (gc.freeze).
+
+    The oldest generation is collected now and then, and each collection walks every object in it:
+    with faust, aiokafka and aiohttp loaded that walk took 90 ms here, a stall every send waiting at
+    that moment pays. Startup's objects live for the whole process anyway; freezing them leaves the
+    collector only what was made since.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run_worker(settings: Settings, *, announce: str = "") -> int:
