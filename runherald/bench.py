@@ -513,9 +513,10 @@ class Bench:
             run_id = uuid.uuid4().hex[:8]
             uids = [f"{run_id}-{i:08d}" for i in range(expected)]
             events = ((key_of(u), no_match_event(u)) for u in uids)
+            started = time.monotonic()
             publisher = asyncio.create_task(publish_all(producer, worker.settings.topic("runs"), events))
             try:
-                rate, took = await self.follow_consumed(worker, expected)
+                rate, took = await self.follow_consumed(worker, expected, started)
             finally:
                 await publisher
                 await producer.stop()
@@ -525,8 +526,14 @@ class Bench:
             "evaluate_no_match", rate, "events/s", f"{expected} events in {took:.1f}s, 1 worker"
         )
 
-    async def follow_consumed(self, worker: BenchWorker, expected: int) -> tuple[float, float]:
-        """Poll /metrics until the worker consumed `expected` events; (events/s, seconds) first to last."""
+    async def follow_consumed(
+        self, worker: BenchWorker, expected: int, started: float
+    ) -> tuple[float, float]:
+        """Poll /metrics until the worker consumed `expected` events; (events/s, seconds) first to last.
+
+        If every event was consumed before the first sample showed any (a small --runs), the rate is
+        taken from `started` (monotonic time publishing began) instead: a lower bound.
+        """
         first_t = 0.0
         first_n = 0.0
         deadline = time.monotonic() + 120 + expected / 200
@@ -538,7 +545,7 @@ class Bench:
                 first_t, first_n = now, n
             if n >= expected:
                 if now == first_t:
-                    raise RuntimeError("all events consumed before the first sample; use more --runs")
+                    return n / (now - started), now - started
                 return (n - first_n) / (now - first_t), now - first_t
             if now > deadline:
                 raise TimeoutError(f"worker consumed {n:.0f} of {expected} events:\n{tail(worker.log_path)}")
@@ -691,6 +698,7 @@ class Bench:
                     (lambda u: webhook_event(u, url)) if webhooks else no_match_event
                 )
                 events = ((key_of(u), make(u)) for u in (f"{run_id}-{i:08d}" for i in range(expected)))
+                started = time.monotonic()
                 try:
                     await publish_all(producer, worker.settings.topic("runs"), events)
                 finally:
@@ -698,7 +706,7 @@ class Bench:
                 if webhooks:
                     await self.wait_requests(receiver, worker, expected, 120 + expected / 100)
                 else:
-                    await self.follow_consumed(worker, expected)
+                    await self.follow_consumed(worker, expected, started)
                 await asyncio.sleep(1.0)  # let the last ledger writes land
                 hwm, rss = peak_rss_mb(worker.pid)
             finally:
