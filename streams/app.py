@@ -350,13 +350,18 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         )
 
     # Both stages take their records a fetch at a time (see kafka.App.batch_topic): faust's per-event
-    # stream costs more than everything evaluate does with an event. Batches are handled one at a
-    # time, in order, by one task.
+    # stream costs more than everything evaluate does with an event. The lock lets a rebalance wait
+    # for the batch under way before the partitions go.
+    batch_lock = asyncio.Lock()
 
     evaluate_lag = metrics.STAGE_LAG.labels("evaluate")
 
     async def evaluate(tp: TP, records: list[Any]) -> None:
         """Read run events, decide which notifications to send, emit deliveries and ledger entries."""
+        async with batch_lock:
+            await evaluate_batch(tp, records)
+
+    async def evaluate_batch(tp: TP, records: list[Any]) -> None:
         metrics.EVENTS_CONSUMED.inc(len(records))
         # The wait of the oldest record of each fetch (a histogram update per record costs more
         # than a tenth of what evaluate does with an event).
@@ -407,6 +412,10 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
 
     async def dispatch(tp: TP, records: list[Any]) -> None:
         """Send each delivery in its own task; its record is acknowledged once the outcome is recorded."""
+        async with batch_lock:
+            await dispatch_batch(tp, records)
+
+    async def dispatch_batch(tp: TP, records: list[Any]) -> None:
         for index, message in enumerate(records):
             if index and not index % YIELD_EVERY:
                 await asyncio.sleep(0)
@@ -458,7 +467,8 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         # Before the partitions go, let their sends finish and their ledger writes reach the broker:
         # the next owner recovers the ledger as soon as this rebalance completes.
         gone = {tp.partition for tp in revoked if tp.topic == deliveries_topic_name}
-        await app.batches.wait_idle()  # batches already fetched are handled before the partitions go
+        async with batch_lock:
+            pass  # the batch under way has finished
         await write_unwritten()
         dispatcher.forget_partitions(lambda partition: partition not in gone)
         await dispatcher.drain(timeout=settings.send_timeout + 1, partitions=gone)

@@ -5,15 +5,13 @@
 - End offsets are corrected where the broker under-reports them (see ``true_end_offsets``).
 - Batch topics. faust hands records to agents one at a time, and that path alone costs about 200 µs an
   event (a task and a queue hop each). For a topic given a batch handler, the records of each fetch go
-  to the handler as one list per partition instead (through a ``BatchQueue``), and offsets are
-  acknowledged through ``ack_offsets``. faust still owns the group, the assignment, tables and commits.
+  to the handler as one list per partition instead, and offsets are acknowledged through
+  ``ack_offsets``. faust still owns the group, the assignment, tables and commits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -107,12 +105,11 @@ class _Consumer(faust_aiokafka.Consumer):
                 elif self.flow_active and (active is None or tp in active):
                     # While the flow is stopped (a rebalance) the records are dropped: faust seeks
                     # every partition back to its committed offset before the flow resumes.
-                    await self._queue_batch(TP(tp.topic, tp.partition), batch, handler)
+                    await self._handle_batch(TP(tp.topic, tp.partition), batch, handler)
             records = rest
-            await self.app.batches.wait_room()  # type: ignore[attr-defined]
         return records, active
 
-    async def _queue_batch(self, tp: TP, batch: list[Any], handler: BatchHandler) -> None:
+    async def _handle_batch(self, tp: TP, batch: list[Any], handler: BatchHandler) -> None:
         expected = self._read_offset[tp]  # the next offset this partition should deliver
         if expected is not None:
             batch = [record for record in batch if record.offset >= expected]
@@ -124,12 +121,8 @@ class _Consumer(faust_aiokafka.Consumer):
         for before, after in itertools.pairwise(batch):
             if after.offset > before.offset + 1:
                 await self._add_gap(tp, before.offset + 1, after.offset - 1)
+        await handler(tp, batch)
         self._read_offset[tp] = batch[-1].offset + 1
-        self.app.batches.put(tp, batch, handler)  # type: ignore[attr-defined]
-
-    async def on_stop(self) -> None:
-        await self.app.batches.stop()  # type: ignore[attr-defined]
-        await super().on_stop()
 
     def ack_offsets(self, tp: TP, offsets: Iterable[int]) -> None:
         """Mark records of a batch topic as done: faust commits up to the first one not done."""
@@ -144,83 +137,6 @@ class _Consumer(faust_aiokafka.Consumer):
                     self._n_acked += 1
 
 
-class BatchQueue:
-    """Batches waiting for their handlers, handled one after another in a task of their own.
-
-    aiokafka sends the next fetch for a broker only once the records of the last one are taken, so
-    handling a batch inside the fetch loop would put fetching and handling end to end. Here the fetch
-    loop queues a batch and goes straight back for more; `limit` queued records hold it back.
-    """
-
-    def __init__(self, app: Any, limit: int = 5000) -> None:
-        self.app = app
-        self.limit = limit
-        self._queue: collections.deque[tuple[TP, list[Any], BatchHandler]] = collections.deque()
-        self._records = 0
-        self._task: asyncio.Task[None] | None = None
-        self._ready: asyncio.Event | None = None
-        self._room: asyncio.Event | None = None
-        self._idle: asyncio.Event | None = None
-
-    def _events(self) -> tuple[asyncio.Event, asyncio.Event, asyncio.Event]:
-        if self._ready is None or self._room is None or self._idle is None:
-            self._ready, self._room, self._idle = asyncio.Event(), asyncio.Event(), asyncio.Event()
-            self._room.set()
-            self._idle.set()
-        return self._ready, self._room, self._idle
-
-    def put(self, tp: TP, batch: list[Any], handler: BatchHandler) -> None:
-        ready, room, idle = self._events()
-        self._queue.append((tp, batch, handler))
-        self._records += len(batch)
-        idle.clear()
-        ready.set()
-        if self._records >= self.limit:
-            room.clear()
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
-
-    async def wait_room(self) -> None:
-        """Return once fewer than `limit` records wait."""
-        await self._events()[1].wait()
-
-    async def wait_idle(self) -> None:
-        """Return once every queued batch has been handled."""
-        await self._events()[2].wait()
-
-    async def _run(self) -> None:
-        ready, room, idle = self._events()
-        try:
-            while True:
-                while self._queue:
-                    tp, batch, handler = self._queue[0]
-                    await handler(tp, batch)
-                    self._queue.popleft()
-                    self._records -= len(batch)
-                    if self._records < self.limit:
-                        room.set()
-                idle.set()
-                ready.clear()
-                await ready.wait()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            # A handler bug: stop the worker (its batch was not acknowledged, so nothing is lost).
-            await self.app.crash(exc)
-
-    async def stop(self) -> None:
-        """Drop what is queued (unacknowledged, so read again after a restart) and end the task."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-        self._queue.clear()
-        self._records = 0
-        if self._idle is not None:
-            self._idle.set()
-
-
 class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
 
@@ -233,7 +149,6 @@ class App(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_handlers: dict[str, BatchHandler] = {}
-        self.batches = BatchQueue(self)
 
     def batch_topic(self, topic: Any, handler: BatchHandler) -> None:
         """Subscribe to `topic` (a faust Topic) and give its records to `handler` a fetch at a time."""
