@@ -406,11 +406,18 @@ class Bench:
     def partitions(self) -> int:
         return int(self.args.partitions)
 
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """--worker-env NAME=VALUE pairs."""
+        return dict(item.split("=", 1) for item in self.args.worker_env)
+
     async def new_worker(self, phase: str, **extra_env: str) -> BenchWorker:
         """Start a worker on a fresh prefix and group and wait until it owns partitions."""
         prefix = unique(f"bench-{phase}-") + "."
+        env = dict(self.worker_env)
+        env.update(extra_env)
         worker = BenchWorker(
-            self.broker.url, prefix, unique(f"bench-{phase}-"), self.partitions, self.log_dir, extra_env
+            self.broker.url, prefix, unique(f"bench-{phase}-"), self.partitions, self.log_dir, env
         )
         await ensure_topics(worker.settings)
         self.workers.append(worker)
@@ -801,6 +808,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--send-timeout", type=float, default=5.0, help="RUNHERALD_SEND_TIMEOUT for hang")
     parser.add_argument("--partitions", type=int, default=Settings().partitions, help="partitions per topic")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for every worker the bench starts (repeatable), e.g. "
+        "RUNHERALD_EVENT_LOOP=asyncio to compare event loops",
+    )
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {','.join(PHASES)}")
     parser.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     parser.add_argument(
@@ -852,7 +867,11 @@ def main(argv: list[str]) -> int:
         return bare_faust_main(argv[1:])
     if argv and argv[0] == "--":  # `runherald bench -- --runs N` hands the separator on
         argv = argv[1:]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for item in args.worker_env:
+        if "=" not in item or not item.split("=", 1)[0]:
+            parser.error(f"--worker-env expects NAME=VALUE, got {item!r}")
     keep = bool(args.log_dir)
     log_dir = Path(args.log_dir) if keep else Path(tempfile.mkdtemp(prefix="runherald-bench-"))
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,10 @@ class Settings:
     secrets_dir: str = ""
     ui_url: str = ""
     log_level: str = "info"
+    # The worker's asyncio event loop: "uvloop" (default, where installed) or "asyncio".
+    event_loop: str = "uvloop"
+    # Run the Kafka consumer in faust's own thread instead of on the worker's event loop.
+    consumer_thread: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -105,3 +109,5 @@ class Settings:
             raise ValueError("broker must be a URL such as kafka://host:9092")
         if self.retry_max_attempts < 1:
             raise ValueError("retry_max_attempts must be at least 1")
+        if self.event_loop not in {"uvloop", "asyncio"}:
+            raise ValueError("event_loop must be 'uvloop' or 'asyncio'")

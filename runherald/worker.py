@@ -35,9 +35,10 @@ EMBEDDED_FETCH_WAIT_MS = 5
 class ApiService(mode.Service):
     """The HTTP API and the ledger view, started and stopped with the faust worker."""
 
-    def __init__(self, pipeline: Pipeline, *, announce: str = "", **kwargs: Any) -> None:
+    def __init__(self, pipeline: Pipeline, *, announce: str = "", runtime: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pipeline = pipeline
+        self.runtime = runtime
         self.settings = pipeline.settings
         self.announce = announce
         self.view = LedgerView(self.settings)
@@ -101,6 +102,8 @@ class ApiService(mode.Service):
         site = web.TCPSite(self._runner, self.settings.web_host, self.settings.web_port)
         await site.start()
         print(f"runherald API listening on {self.url}", flush=True)
+        if self.runtime:
+            print(f"runherald worker: {self.runtime}", flush=True)
         if self.announce:
             print(self.announce, flush=True)
 
@@ -148,11 +151,33 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def install_event_loop(kind: str) -> str:
+    """Make new event loops uvloop's (kind "uvloop") or the standard library's; returns the kind in use.
+
+    Set before faust creates its loops, so the worker's loop and its consumer thread's loop are both
+    uvloop: the same work costs the worker about a fifth less CPU (see README, benchmarks).
+    """
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed: running on the standard asyncio event loop")
+            return "asyncio"
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return "uvloop"
+    asyncio.set_event_loop_policy(None)
+    return "asyncio"
+
+
 def run_worker(settings: Settings, *, announce: str = "") -> int:
     """Run one worker in the foreground until SIGINT/SIGTERM; returns the exit code."""
+    loop_kind = install_event_loop(settings.event_loop)
     asyncio.run(ensure_topics(settings))
     pipeline = create_pipeline(settings)
-    service = ApiService(pipeline, announce=announce)
+    consumer = "in its own thread" if settings.consumer_thread else "on the event loop"
+    service = ApiService(
+        pipeline, announce=announce, runtime=f"event loop {loop_kind}, Kafka consumer {consumer}"
+    )
     worker = _Worker(
         pipeline.app,
         service,

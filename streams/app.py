@@ -223,6 +223,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         producer_linger_ms=settings.producer_linger_ms,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.consumer_thread = settings.consumer_thread
 
     def topic(name: str) -> Any:
         return app.topic(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import orjson
 
@@ -237,6 +238,27 @@ async def test_malformed_events_go_to_dead_letter_and_the_stream_goes_on(
     assert any("over the limit" in r for r in reasons)
     assert any("when must be a list" in r for r in reasons)
     assert all(r["stage"] == "evaluate" and "offset" in r["source"] for r in records)
+
+
+async def test_standard_loop_and_consumer_thread_still_deliver(
+    start_worker: Any, receiver: WebhookReceiver
+) -> None:
+    # The default worker runs on uvloop with the consumer on its loop (every other test); the
+    # alternatives stay available (RUNHERALD_EVENT_LOOP, RUNHERALD_CONSUMER_THREAD) and must work.
+    worker = start_worker(RUNHERALD_EVENT_LOOP="asyncio", RUNHERALD_CONSUMER_THREAD="true")
+    assert "event loop asyncio, Kafka consumer in its own thread" in worker.tail(200)
+    project, uid = unique("p"), unique("u")
+    async with Publisher(worker.settings) as publisher:
+        await publisher.publish(run_dict(project, uid, "completed", [webhook("hook", receiver.url("/t"))]))
+    await receiver.wait_for_requests(1, path="/t", within=20)
+    status = await wait_for(
+        lambda: notifications(worker, project, uid).get("hook", {}).get("status") == "sent", timeout=15
+    )
+    assert status
+
+
+def test_default_worker_runs_uvloop_with_the_consumer_on_its_loop(worker: WorkerProcess) -> None:
+    assert "event loop uvloop, Kafka consumer on the event loop" in worker.tail(200)
 
 
 async def test_pending_delivery_reaches_the_ledger_topic_while_its_send_hangs(
