@@ -157,11 +157,13 @@ class OffsetFetcher:
         self.settings = settings
         self.topic = topic
         self._consumer: AIOKafkaConsumer | None = None
+        self._assigned: set[TopicPartition] = set()
         self._lock = asyncio.Lock()
 
     async def fetch(self, partition: int, offset: int) -> bytes:
         async with self._lock:
             if self._consumer is None:
+                self._assigned = set()
                 self._consumer = AIOKafkaConsumer(
                     bootstrap_servers=self.settings.bootstrap_servers,
                     enable_auto_commit=False,
@@ -174,8 +176,14 @@ class OffsetFetcher:
                 )
                 await self._consumer.start()
             tp = TopicPartition(self.topic, partition)
-            self._consumer.assign([tp])
+            if tp not in self._assigned:
+                # Assigning replaces the consumer's subscription (and aiokafka logs it at INFO): once
+                # per partition, not on every read. Every partition stays paused between reads.
+                self._assigned.add(tp)
+                self._consumer.assign(sorted(self._assigned))
+                self._consumer.pause(*self._assigned)
             self._consumer.seek(tp, offset)
+            self._consumer.resume(tp)
             try:
                 message = await asyncio.wait_for(self._consumer.getone(tp), timeout=30)
             finally:
