@@ -1,8 +1,10 @@
 """Send deliveries concurrently, record each outcome, and schedule retries that survive restarts.
 
 The dispatcher never lets one slow endpoint hold back another: every delivery is its own task, bounded
-only by ``max_in_flight``. Retries are written to the ledger (with the delivery to resend) before the
-source event is acknowledged, so a restarted worker finds them there and carries on.
+only by ``max_in_flight``. Retries are written to the ledger (with where the delivery to resend is on
+the deliveries topic) before the source event is acknowledged, so a restarted worker finds them there
+and carries on. The worker that scheduled a retry keeps the delivery in memory for it too (the last
+RETRY_MEMORY of them): reading it back costs a fetch from the broker.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import heapq
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +30,10 @@ NotifierLookup = Callable[[str], Any]  # kind -> Notifier
 RecordWriter = Callable[[Delivery, int, ledger.Record], Awaitable[None]]  # (delivery, partition, record)
 DeadLetterWriter = Callable[[Delivery, str], Awaitable[None]]
 DeliveryFetcher = Callable[[int, int], Awaitable[Delivery]]  # (partition, offset) on the deliveries topic
+
+# Deliveries waiting for a retry that this worker keeps in memory (the most recent ones); the others,
+# and every one after a restart, are read back from the deliveries topic when their retry falls due.
+RETRY_MEMORY = 1000
 
 
 @dataclass
@@ -75,6 +82,7 @@ class Dispatcher:
         self._tasks: dict[asyncio.Task[None], int] = {}  # send under way -> its partition
         self._retries: list[_Retry] = []
         self._scheduled: set[str] = set()
+        self._waiting: OrderedDict[str, tuple[int, Delivery]] = OrderedDict()  # id -> (partition, delivery)
         self._wakeup = asyncio.Event()
 
     # -- intake -------------------------------------------------------------------------------------
@@ -251,7 +259,15 @@ class Dispatcher:
                     detail=outcome.reason,
                 )
                 self.schedule(now + delay, delivery.id, key, partition)
+                self._keep_for_retry(delivery, partition)
         await self._write(delivery, partition, record)
+
+    def _keep_for_retry(self, delivery: Delivery, partition: int) -> None:
+        # Its resolved params were dropped after the send; what stays is what the topic holds.
+        self._waiting[delivery.id] = (partition, delivery)
+        self._waiting.move_to_end(delivery.id)
+        while len(self._waiting) > RETRY_MEMORY:
+            self._waiting.popitem(last=False)
 
     # -- retries ------------------------------------------------------------------------------------
 
@@ -287,13 +303,15 @@ class Dispatcher:
             return  # another worker owns it now (it reschedules from the ledger), or it is being sent
         found = ledger.entry(self._read(item.key), item.delivery_id)
         if not found or found.get("status") != ledger.PENDING or not found.get("retry"):
+            self._waiting.pop(item.delivery_id, None)
             return
         if float(found.get("next_attempt_at") or 0) > time.time():
             self.schedule(float(found["next_attempt_at"]), item.delivery_id, item.key, item.partition)
             return
         partition, offset = found["retry"]
+        kept = self._waiting.pop(item.delivery_id, None)
         try:
-            delivery = await self._fetch(int(partition), int(offset))
+            delivery = kept[1] if kept else await self._fetch(int(partition), int(offset))
         except Exception as exc:
             log.warning(
                 "cannot re-read delivery %s for its retry, trying again in 5s: %s", item.delivery_id, exc
@@ -310,6 +328,7 @@ class Dispatcher:
         self._retries = [r for r in self._retries if keep(r.partition)]
         heapq.heapify(self._retries)
         self._scheduled = {r.delivery_id for r in self._retries}
+        self._waiting = OrderedDict((k, v) for k, v in self._waiting.items() if keep(v[0]))
 
     async def drain(self, timeout: float = 5.0, partitions: set[int] | None = None) -> None:
         """Wait a little for sends under way (all, or those of some partitions)."""
