@@ -28,12 +28,12 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from runherald.broker import EmbeddedBroker, free_port
+from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker, free_port
 from runherald.config import Settings
 from runherald.topics import ensure_topics
 
 PHASES = ("raw", "faust", "evaluate", "deliveries", "latency", "hang", "rss")
-FETCH_MAX_WAIT_MS = 5
+FETCH_MAX_WAIT_MS = EMBEDDED_FETCH_WAIT_MS  # as `runherald dev`, for the worker and both baselines
 SESSION_TIMEOUT = 6.0
 PROJECT = "bench"
 BARE_FAUST = "_bare-faust"  # hidden first argument: run the bare faust agent (a subprocess of the bench)

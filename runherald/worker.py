@@ -18,7 +18,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from runherald.api import create_api
-from runherald.broker import EmbeddedBroker, free_port
+from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker, free_port
 from runherald.config import Settings
 from runherald.publish import Publisher
 from runherald.rules import redact_run
@@ -28,8 +28,6 @@ from runherald.topics import ensure_topics
 from runherald.view import LedgerView
 
 log = logging.getLogger("runherald.worker")
-
-EMBEDDED_FETCH_WAIT_MS = 5
 
 
 class ApiService(mode.Service):
