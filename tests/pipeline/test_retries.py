@@ -100,6 +100,18 @@ async def test_a_retry_survives_a_worker_crash(start_worker, receiver: WebhookRe
             run_dict(project, uid, "completed", [webhook("hook", receiver.url("/later"))])
         )
         await wait_for(lambda: _status(first, project, uid).get("attempts") == 1)
+    # The worker's API shows its ledger as soon as it changes; the retry is durable once the record
+    # is on the status topic (the producer gathers writes for a few ms first).
+    key = f"{project}/{uid}".encode()
+
+    async def retry_on_topic() -> bool:
+        for record_key, value in reversed(await read_topic(first.settings, "status")):
+            if record_key == key and value:
+                entries = list(orjson.loads(value).get("deliveries", {}).values())
+                return bool(entries and entries[0].get("retry") and entries[0].get("attempts") == 1)
+        return False
+
+    await wait_for(retry_on_topic, timeout=10)
     first.kill()  # SIGKILL while the retry waits in the ledger
     second = start_worker(prefix=prefix, group=group)
     final = await wait_for(
