@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 import time
 from collections.abc import Mapping
@@ -77,17 +78,19 @@ def classify_exception(exc: BaseException, timeout: float | None = None) -> Deli
         return DeliveryOutcome.permanent(str(exc))
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         limit = f" after {timeout:g}s" if timeout else ""
-        return DeliveryOutcome.retryable(f"timed out{limit}")
+        return DeliveryOutcome.retryable(f"timed out{limit}", unreachable=True)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError):
         return DeliveryOutcome.permanent("TLS error: certificate verification or handshake failed")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return DeliveryOutcome.retryable(f"cannot connect to {exc.host}:{exc.port} ({_os_error_text(exc)})")
+        return DeliveryOutcome.retryable(
+            f"cannot connect to {exc.host}:{exc.port} ({_os_error_text(exc)})", unreachable=True
+        )
     if isinstance(exc, aiohttp.TooManyRedirects):
         return DeliveryOutcome.permanent("too many redirects")
     if isinstance(exc, aiohttp.InvalidURL):
         return DeliveryOutcome.permanent("invalid URL")
     if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
-        return DeliveryOutcome.retryable(f"connection error: {type(exc).__name__}")
+        return DeliveryOutcome.retryable(f"connection error: {type(exc).__name__}", unreachable=True)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return DeliveryOutcome.retryable("response payload error")
     return DeliveryOutcome.permanent(f"unexpected error: {type(exc).__name__}")
@@ -102,7 +105,7 @@ def scrubbed(outcome: DeliveryOutcome, scrubber: SecretScrubber) -> DeliveryOutc
     """The outcome with any known secret value removed from its reason."""
     if not scrubber or not outcome.reason:
         return outcome
-    return DeliveryOutcome(outcome.kind, scrubber.scrub(outcome.reason), outcome.retry_after)
+    return dataclasses.replace(outcome, reason=scrubber.scrub(outcome.reason))
 
 
 def ssl_for(url: str, verify_ssl: object) -> bool:

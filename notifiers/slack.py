@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -165,7 +166,7 @@ class SlackNotifier:
         outcome = classify_status(response.status_code, dict(response.headers), response.body or "", "Slack")
         if outcome.reason:
             reason = f"{outcome.reason} ({redact_url(webhook)})"
-            outcome = DeliveryOutcome(outcome.kind, reason, outcome.retry_after)
+            outcome = dataclasses.replace(outcome, reason=reason)
         return outcome
 
     async def _post_message(

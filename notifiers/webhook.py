@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -22,6 +23,26 @@ JSON = "application/json"
 _ORJSON_OPTIONS = (
     orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS
 )
+
+
+def endpoint_of(url: Any) -> str | None:
+    """The URL a circuit breaker watches: ``scheme://host:port/path`` (the port made explicit; no
+    credentials, query or fragment), or None when it has no host.
+
+    The path counts: one gateway often fronts many services, and one of them hanging says nothing of
+    the others.
+    """
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme.lower()}://{host}:{port}{parts.path or '/'}"
 
 
 class WebhookParamsError(ValueError):
@@ -135,6 +156,11 @@ class WebhookNotifier:
         self.settings = settings or NotifierSettings()
         self.renderer = TemplateRenderer(self.settings.templates_dir)
         self.sessions = SessionCache(self.settings.egress)
+
+    @staticmethod
+    def endpoint(delivery: Delivery) -> str | None:
+        """Where the request goes, for its circuit breaker (see endpoint_of)."""
+        return endpoint_of(delivery.params.get("url"))
 
     async def send(self, delivery: Delivery) -> DeliveryOutcome:
         """Make the request once; 408, 429, 5xx, timeouts and connection errors are retryable."""

@@ -53,6 +53,10 @@ class Settings:
     retry_max_elapsed: float = 6 * 3600.0
     retry_base_delay: float = 1.0
     retry_max_delay: float = 300.0
+    # An endpoint that gave no answer (timeout, no connection) to this many requests in a row is not
+    # sent to for circuit_cooldown seconds, doubling while its probes fail (0 turns this off).
+    circuit_threshold: int = 5
+    circuit_cooldown: float = 10.0
     allow_private_egress: bool = False
     allow_loopback_egress: bool = False
     templates_dir: str = ""
@@ -112,5 +116,9 @@ class Settings:
             raise ValueError("broker must be a URL such as kafka://host:9092")
         if self.retry_max_attempts < 1:
             raise ValueError("retry_max_attempts must be at least 1")
+        if self.circuit_threshold < 0:
+            raise ValueError("circuit_threshold must be 0 (off) or more")
+        if self.circuit_cooldown <= 0:
+            raise ValueError("circuit_cooldown must be a positive number of seconds")
         if self.event_loop not in {"uvloop", "asyncio"}:
             raise ValueError("event_loop must be 'uvloop' or 'asyncio'")

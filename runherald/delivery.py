@@ -20,6 +20,7 @@ class OutcomeKind(StrEnum):
     SENT = "sent"
     RETRYABLE = "retryable"
     PERMANENT = "permanent"
+    DEFERRED = "deferred"  # not attempted: its endpoint is not answering (see runherald.breaker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +30,24 @@ class DeliveryOutcome:
     kind: OutcomeKind
     reason: str = ""
     retry_after: float | None = None  # seconds the receiver asked us to wait (Retry-After), if any
+    # No answer at all: the request timed out or no connection could be made. Counts towards opening
+    # the endpoint's circuit; any answer, even an error status, closes it.
+    unreachable: bool = False
 
     @classmethod
     def sent(cls) -> DeliveryOutcome:
         return cls(OutcomeKind.SENT)
 
     @classmethod
-    def retryable(cls, reason: str, retry_after: float | None = None) -> DeliveryOutcome:
-        return cls(OutcomeKind.RETRYABLE, reason, retry_after)
+    def retryable(
+        cls, reason: str, retry_after: float | None = None, *, unreachable: bool = False
+    ) -> DeliveryOutcome:
+        return cls(OutcomeKind.RETRYABLE, reason, retry_after, unreachable)
+
+    @classmethod
+    def deferred(cls, reason: str, wait: float) -> DeliveryOutcome:
+        """Not attempted; try again in `wait` seconds. Uses no attempt of the retry budget."""
+        return cls(OutcomeKind.DEFERRED, reason, wait)
 
     @classmethod
     def permanent(cls, reason: str) -> DeliveryOutcome:

@@ -20,7 +20,8 @@ EVENTS_DROPPED = Counter(
 )
 DELIVERIES = Counter(
     "runherald_deliveries_total",
-    "Delivery attempts by channel kind and outcome (sent, retryable, permanent).",
+    "Delivery attempts by channel kind and outcome (sent, retryable, permanent), and deliveries "
+    "deferred without an attempt while their endpoint's circuit is open (deferred).",
     ["kind", "outcome"],
     registry=REGISTRY,
 )
@@ -43,6 +44,11 @@ STAGE_LAG = Histogram(
     registry=REGISTRY,
 )
 IN_FLIGHT = Gauge("runherald_deliveries_in_flight", "Sends under way in this worker.", registry=REGISTRY)
+OPEN_CIRCUITS = Gauge(
+    "runherald_open_circuits",
+    "Endpoints this worker does not send to for now: they gave no answer to several requests in a row.",
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

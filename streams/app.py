@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
 from runherald import metrics
+from runherald.breaker import CircuitBreakers
 from runherald.config import Settings
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind
 from runherald.retry import RetryPolicy
@@ -340,7 +341,16 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         secrets_dir=settings.secrets_dir or None,
         owns_partition=owns,
         on_outcome=_observe,
+        breakers=CircuitBreakers(
+            settings.circuit_threshold,
+            settings.circuit_cooldown,
+            settings.retry_max_delay,
+            hang_after=settings.send_timeout / 2,
+        ),
     )
+
+    metrics.IN_FLIGHT.set_function(lambda: len(dispatcher.in_flight))
+    metrics.OPEN_CIRCUITS.set_function(dispatcher.breakers.open_endpoints)
 
     async def dead_letter_event(message: Any, reason: str) -> None:
         metrics.EVENTS_DEAD_LETTERED.labels(reason.split(":")[0][:40]).inc()

@@ -10,6 +10,7 @@ RETRY_MEMORY of them): reading it back costs a fetch from the broker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 import time
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from runherald.breaker import CircuitBreakers
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind
 from runherald.retry import RetryPolicy
 from runherald.secrets import SecretResolutionError, SecretScrubber, resolve_params_and_secrets
@@ -64,6 +66,7 @@ class Dispatcher:
         secrets_dir: str | None = None,
         owns_partition: Callable[[int], bool] = lambda p: True,
         on_outcome: Callable[[Delivery, DeliveryOutcome, float], None] | None = None,
+        breakers: CircuitBreakers | None = None,
     ) -> None:
         self._notifier_for = notifier_for
         self._read = read_record
@@ -76,6 +79,7 @@ class Dispatcher:
         self._secrets_dir = secrets_dir
         self._owns = owns_partition
         self._on_outcome = on_outcome
+        self.breakers = breakers or CircuitBreakers(0, 0.0, 0.0)
         self.scrubber = SecretScrubber()  # every secret value met so far, for the log filter
         self.in_flight: set[str] = set()
         self._waiters: dict[str, list[Callable[[], Any]]] = {}  # delivery id -> events to acknowledge
@@ -179,20 +183,28 @@ class Dispatcher:
         try:
             notifier = self._notifier_for(delivery.kind)
         except (KeyError, ValueError) as exc:
+            delivery.params = {}
             return DeliveryOutcome.permanent(str(exc))
+        endpoint_of = getattr(notifier, "endpoint", None)
+        endpoint = endpoint_of(delivery) if endpoint_of is not None else None
+        admission = self.breakers.admit(endpoint)
+        if not admission.allowed:
+            delivery.params = {}
+            return DeliveryOutcome.deferred(admission.reason, admission.wait)
+        outcome = DeliveryOutcome.retryable("send interrupted", unreachable=True)
         try:
-            outcome: DeliveryOutcome = await asyncio.wait_for(notifier.send(delivery), self._send_timeout)
+            outcome = await asyncio.wait_for(notifier.send(delivery), self._send_timeout)
         except TimeoutError:
-            outcome = DeliveryOutcome.retryable(f"timed out after {self._send_timeout:g}s")
+            outcome = DeliveryOutcome.retryable(f"timed out after {self._send_timeout:g}s", unreachable=True)
         except Exception as exc:  # a notifier bug: retry within budget rather than lose the delivery
             log.exception("notifier %s raised for delivery %s", delivery.kind, delivery.id)
             outcome = DeliveryOutcome.retryable(f"Exception error: {type(exc).__name__}: {exc}")
         finally:
             delivery.params = {}
+            # Always, even when cancelled: a probe that never reports would keep its circuit shut.
+            self.breakers.record(endpoint, admission, answered=not outcome.unreachable)
         if secrets and outcome.reason:
-            outcome = DeliveryOutcome(
-                outcome.kind, SecretScrubber(secrets).scrub(outcome.reason), outcome.retry_after
-            )
+            outcome = dataclasses.replace(outcome, reason=SecretScrubber(secrets).scrub(outcome.reason))
         return outcome
 
     async def _record(
@@ -208,6 +220,9 @@ class Dispatcher:
         key = self.key_of(delivery)
         record = self._read(key)
         current = ledger.entry(record, delivery.id) or {}
+        if outcome.kind is OutcomeKind.DEFERRED:
+            await self._defer(delivery, partition, offset, outcome, record, current)
+            return
         attempts = int(current.get("attempts", 0)) + 1
         now = time.time()
         first = float(current.get("first_attempt_at") or now)
@@ -260,6 +275,60 @@ class Dispatcher:
                 )
                 self.schedule(now + delay, delivery.id, key, partition)
                 self._keep_for_retry(delivery, partition)
+        await self._write(delivery, partition, record)
+
+    async def _defer(
+        self,
+        delivery: Delivery,
+        partition: int,
+        offset: int | Awaitable[Any],
+        outcome: DeliveryOutcome,
+        record: ledger.Record,
+        current: dict[str, Any],
+    ) -> None:
+        """Record a delivery that was not attempted (its endpoint's circuit is open) and schedule it.
+
+        No attempt is used; the retry budget's time limit still runs from the first attempt.
+        """
+        now = time.time()
+        first = float(current.get("first_attempt_at") or now)
+        wait = float(outcome.retry_after or 0.0)
+        common = {
+            "name": delivery.name,
+            "state": delivery.state,
+            "kind": delivery.kind,
+            "attempts": int(current.get("attempts", 0)),
+            "first_attempt_at": first,
+            "partition": partition,
+        }
+        if now + wait - first > self._policy.max_elapsed:
+            reason = f"gave up after {now - first:.0f}s: {outcome.reason}"
+            ledger.put_entry(
+                record,
+                delivery.id,
+                **common,
+                status=ledger.ERROR,
+                next_attempt_at=None,
+                retry=None,
+                reason=ledger.short_reason(reason),
+                detail=reason,
+            )
+            await self._dead_letter(delivery, reason)
+        else:
+            if not isinstance(offset, int):
+                offset = int((await offset).offset)
+            ledger.put_entry(
+                record,
+                delivery.id,
+                **common,
+                status=ledger.PENDING,
+                next_attempt_at=now + wait,
+                retry=[partition, offset],
+                reason=ledger.short_reason(outcome.reason),
+                detail=outcome.reason,
+            )
+            self.schedule(now + wait, delivery.id, self.key_of(delivery), partition)
+            self._keep_for_retry(delivery, partition)
         await self._write(delivery, partition, record)
 
     def _keep_for_retry(self, delivery: Delivery, partition: int) -> None:

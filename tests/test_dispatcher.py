@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from runherald.notifiers import NotifierSettings, WebhookNotifier
 from runherald.streams import dispatch, ledger
 from runherald.streams.dispatch import Dispatcher
 
+from runherald.breaker import CircuitBreakers
 from runherald.delivery import Delivery, DeliveryOutcome
+from runherald.egress import EgressPolicy
 from runherald.retry import RetryPolicy
+from runherald.testing import Reply, WebhookReceiver
 
 
 class FlakyNotifier:
@@ -119,3 +123,79 @@ async def test_retries_beyond_the_memory_read_the_delivery_back(monkeypatch: Any
     # Only the two most recently failed deliveries were kept; the other four came back from the topic.
     assert len(fetched) == 4
     assert {offset for _, offset in fetched} <= set(range(6))
+
+
+async def test_a_hanging_endpoint_opens_its_circuit_and_its_deliveries_wait_without_attempts() -> None:
+    """Real HTTP on loopback: after two timeouts in a row the endpoint gets no more requests until its
+    cool-down ends; its deliveries are recorded as waiting (no attempt used), another path of the same
+    server is not held back, and once the endpoint answers again every delivery is sent."""
+    records: dict[str, bytes] = {}
+    dead: list[str] = []
+
+    async def write_record(delivery: Delivery, partition: int, record: ledger.Record) -> None:
+        records[Dispatcher.key_of(delivery)] = ledger.dump(record)
+
+    async def fetch_delivery(partition: int, offset: int) -> Delivery:
+        raise AssertionError("retries here use the copies kept in memory")
+
+    async def dead_letter(delivery: Delivery, reason: str) -> None:
+        dead.append(reason)
+
+    async with WebhookReceiver() as receiver:
+        receiver.hang("/down")
+        notifier = WebhookNotifier(NotifierSettings(egress=EgressPolicy(allow_loopback=True), timeout=5.0))
+        dispatcher = Dispatcher(
+            notifier_for=lambda kind: notifier,
+            read_record=lambda key: ledger.load(records.get(key), *key.split("/")),
+            write_record=write_record,
+            dead_letter=dead_letter,
+            fetch_delivery=fetch_delivery,
+            policy=RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=0.5),
+            send_timeout=0.2,
+            max_in_flight=100,
+            breakers=CircuitBreakers(2, 0.6, 5.0),
+        )
+
+        def hook(i: int, path: str) -> Delivery:
+            delivery = make_delivery(i)
+            delivery.notification["params"]["url"] = receiver.url(path) + f"?uid={i}"
+            return delivery
+
+        retries = asyncio.create_task(dispatcher.run_retries())
+        try:
+            down = [hook(i, "/down") for i in range(5)]
+            for offset, delivery in enumerate(down):
+                await dispatcher.submit(delivery, 0, offset, lambda: None)
+                await settled(lambda d=delivery: entry_of(records, d)["status"] is not None)
+            # Two requests timed out; the other three deliveries were never attempted.
+            assert len(receiver.requests_to("/down")) == 2
+            waiting = [entry_of(records, d) for d in down[2:]]
+            assert all(e["status"] == ledger.PENDING and e["attempts"] == 0 for e in waiting)
+            assert all(e["reason"].startswith("not sent: http://127.0.0.1:") for e in waiting)
+            assert "/down" not in waiting[0]["reason"]  # paths may hold tokens: never in a reason
+            assert dispatcher.breakers.open_endpoints() == 1
+
+            # The same server's other path is sent at once.
+            up = hook(9, "/up")
+            await dispatcher.submit(up, 0, 9, lambda: None)
+            await settled(lambda: entry_of(records, up)["status"] == ledger.SENT)
+
+            # Retries of the timed-out two fall due within the cool-down: deferred, not sent.
+            await settled(lambda: all(entry_of(records, d)["attempts"] == 1 for d in down[:2]))
+            await settled(
+                lambda: all(entry_of(records, d)["reason"].startswith("not sent") for d in down[:2])
+            )
+            assert len(receiver.requests_to("/down")) == 2
+
+            receiver.reply("/down", Reply())
+            await settled(lambda: all(entry_of(records, d)["status"] == ledger.SENT for d in down), 15)
+        finally:
+            retries.cancel()
+            await notifier.aclose()
+    entries = [entry_of(records, d) for d in down]
+    assert dead == []
+    # The timed-out two used one attempt more than the three that only waited (one delivery may have
+    # been the probe that found the endpoint still hanging).
+    assert sum(e["attempts"] for e in entries) in (7, 8)
+    assert all(e["attempts"] >= 2 for e in entries[:2])
+    assert dispatcher.breakers.open_endpoints() == 0
