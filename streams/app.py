@@ -230,6 +230,9 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         stream_wait_empty=False,
         datadir=_scratch_dir(),
         producer_linger_ms=settings.producer_linger_ms,
+        # No leader election topic: nothing here runs on the leader only, and its partition would
+        # ride along in every fetch the worker makes.
+        topic_disable_leader=True,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     app.consumer_thread = settings.consumer_thread
