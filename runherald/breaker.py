@@ -37,6 +37,7 @@ MAX_ENDPOINTS = 10_000
 
 @dataclass(slots=True)
 class _Circuit:
+    open: bool = False
     failures: int = 0  # requests in a row without an answer
     cooldown: float = 0.0  # the current cool-down, doubled by every failed probe
     open_until: float = 0.0  # monotonic time the next probe may go
@@ -82,7 +83,7 @@ class CircuitBreakers:
         self._tokens = itertools.count(1)
 
     def _is_open(self, circuit: _Circuit | None) -> bool:
-        return bool(circuit and self.threshold and circuit.failures >= self.threshold)
+        return circuit is not None and circuit.open
 
     def is_open(self, endpoint: str) -> bool:
         return self._is_open(self._circuits.get(endpoint))
@@ -109,12 +110,10 @@ class CircuitBreakers:
             while len(self._circuits) > MAX_ENDPOINTS:
                 self._circuits.popitem(last=False)
         self._circuits.move_to_end(endpoint)
-        if not self._is_open(circuit) and self._hanging(circuit, now):
-            circuit.failures = self.threshold
-            circuit.cooldown = self.cooldown
-            circuit.open_until = now + circuit.cooldown
+        if not circuit.open and self._hanging(circuit, now):
+            self._open(circuit, now)
         probe = False
-        if self._is_open(circuit):
+        if circuit.open:
             if circuit.probing or now < circuit.open_until:
                 return self._deferral(endpoint, circuit, now)
             circuit.probing = probe = True
@@ -129,10 +128,11 @@ class CircuitBreakers:
         if circuit.probing:
             wait = max(wait, circuit.cooldown)
         wait += self._rng.uniform(0.0, circuit.cooldown / 2)
-        if circuit.under_way and circuit.failures == self.threshold and not circuit.probing:
-            what = f"answered none of the {len(circuit.under_way)} requests under way"
-        else:
+        if circuit.failures >= self.threshold:
             what = f"gave no answer to {circuit.failures} requests in a row"
+        else:
+            under_way = len(circuit.under_way)
+            what = f"answered none of the {under_way} requests under way for {self.hang_after:g}s"
         # Only scheme, host and port: paths of webhook URLs often carry tokens.
         reason = (
             f"not sent: {redact_url(endpoint)} {what}; waiting {circuit.cooldown:g}s before trying it again"
@@ -151,6 +151,7 @@ class CircuitBreakers:
         circuit.under_way.pop(admission.token, None)
         now = self._clock()
         if answered:
+            circuit.open = False
             circuit.failures = 0
             circuit.probing = False
             circuit.cooldown = 0.0
@@ -163,10 +164,14 @@ class CircuitBreakers:
             circuit.probing = False
             circuit.cooldown = min(self.max_cooldown, circuit.cooldown * 2 or self.cooldown)
             circuit.open_until = now + circuit.cooldown
-        elif circuit.failures == self.threshold:
-            # Requests that were already under way when it opened only add to the count.
-            circuit.cooldown = self.cooldown
-            circuit.open_until = now + circuit.cooldown
+        elif not circuit.open and circuit.failures >= self.threshold:
+            self._open(circuit, now)
+        # Requests that were already under way when it opened only add to the count.
+
+    def _open(self, circuit: _Circuit, now: float) -> None:
+        circuit.open = True
+        circuit.cooldown = self.cooldown
+        circuit.open_until = now + circuit.cooldown
 
 
 __all__ = ["ALLOW", "Admission", "CircuitBreakers"]

@@ -112,6 +112,12 @@ def _notifier_lookup(settings: Settings) -> Callable[[str], Any]:
     return lookup
 
 
+# How often the worker's fetches include the deliveries topic. Evaluate starts each delivery's send
+# at once; reading it back only acknowledges it (and picks up deliveries other workers or a replay
+# wrote), so it need not ride along in every fetch: that halves the partitions per fetch.
+DELIVERIES_FETCH_EVERY = 0.25
+
+
 def _observe(delivery: Delivery, outcome: DeliveryOutcome, _took: float) -> None:
     metrics.DELIVERIES.labels(delivery.kind, outcome.kind.value).inc()
     if outcome.kind is OutcomeKind.SENT and delivery.created_at:
@@ -464,7 +470,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         await dispatcher.submit(delivery, message.partition, offset, lambda: app.ack_offsets(tp, (offset,)))
 
     app.batch_topic(runs_topic, evaluate)
-    app.batch_topic(deliveries_topic, dispatch)
+    app.batch_topic(deliveries_topic, dispatch, fetch_every=DELIVERIES_FETCH_EVERY)
 
     @ledger_table.on_recover
     async def reschedule_retries() -> None:

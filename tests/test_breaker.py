@@ -132,7 +132,7 @@ def test_opens_before_any_timeout_when_requests_under_way_get_no_answer() -> Non
     clock.now += 0.2
     admission = b.admit(URL)
     assert not admission.allowed
-    assert "answered none of the 4 requests under way" in admission.reason
+    assert "answered none of the 4 requests under way for 2s" in admission.reason
     # The requests under way time out later: they do not push the probe further away.
     for a in sent:
         b.record(URL, a, answered=False)

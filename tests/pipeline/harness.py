@@ -95,6 +95,14 @@ class WorkerProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
 
+    def get_text(self, path: str) -> tuple[int, str]:
+        """A GET whose body is text (e.g. /metrics)."""
+        try:
+            with urllib.request.urlopen(self.api + path, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
     def wait_ready(self, timeout: float = 60.0, min_partitions: int = 1) -> None:
         deadline = time.monotonic() + timeout
         last: Any = None

@@ -122,3 +122,50 @@ async def test_a_retry_survives_a_worker_crash(start_worker, receiver: WebhookRe
     requests = receiver.requests_to("/later")
     assert len(requests) == 2
     assert requests[1].arrived_monotonic - requests[0].arrived_monotonic >= 3.0
+
+
+async def test_a_hanging_endpoint_is_left_alone_and_its_deliveries_wait_with_a_reason(
+    start_worker, receiver: WebhookReceiver
+) -> None:
+    """Through the pipeline: two timeouts in a row open the endpoint's circuit; the next runs' deliveries
+    are recorded as pending with the reason and no attempt, and no request reaches the endpoint; once it
+    answers again, the probe closes the circuit and every delivery is sent."""
+    worker = start_worker(
+        RUNHERALD_SEND_TIMEOUT="0.5", RUNHERALD_CIRCUIT_THRESHOLD="2", RUNHERALD_CIRCUIT_COOLDOWN="2"
+    )
+    project = unique("p")
+    uids = [unique("u") for _ in range(5)]
+    receiver.hang("/hanging")
+    url = receiver.url("/hanging") + "?token=sekrit"
+    async with Publisher(worker.settings) as publisher:
+        for uid in uids[:2]:
+            await publisher.publish(run_dict(project, uid, "completed", [webhook("hook", url)]))
+        await wait_for(lambda: all(_status(worker, project, u).get("attempts") == 1 for u in uids[:2]))
+        for uid in uids[2:]:
+            await publisher.publish(run_dict(project, uid, "completed", [webhook("hook", url)]))
+
+        def deferred(uid: str) -> dict | None:
+            found = _status(worker, project, uid)
+            return found if (found.get("reason") or "").startswith("not sent") else None
+
+        later = uids[2:]
+        waiting = await wait_for(lambda: all(deferred(u) for u in later) and [deferred(u) for u in later])
+        assert len(receiver.requests_to("/hanging")) == 2
+        assert all(w["status"] == "pending" and w["attempts"] == 0 for w in waiting)
+        assert waiting[0]["reason"].startswith("not sent: http://127.0.0.1:")
+        assert "waiting 2s before trying it again" in waiting[0]["reason"]
+        assert "sekrit" not in waiting[0]["reason"] and "hanging" not in waiting[0]["reason"]
+        code, metrics = worker.get_text("/metrics")
+        assert code == 200 and "runherald_open_circuits 1.0" in metrics
+
+        receiver.reply("/hanging", Reply())
+        final = await wait_for(
+            lambda: (
+                all(_status(worker, project, u).get("status") == "sent" for u in uids)
+                and [_status(worker, project, u) for u in uids]
+            ),
+            timeout=60,
+        )
+    # The three that waited used one attempt each (or two, for a probe that found it still hanging).
+    assert all(f["attempts"] <= 2 for f in final[2:]) and sum(f["attempts"] for f in final[2:]) <= 4
+    assert all(f["attempts"] >= 2 for f in final[:2])
