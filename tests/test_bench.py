@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import subprocess
 import sys
 
 import pytest
+
+from runherald.bench import no_bench_gc_pauses
 
 FIGURES = {
     "raw_aiokafka_consume": "events/s",
@@ -71,3 +74,12 @@ def test_bench_prints_every_figure_and_ratio() -> None:
     summary = json.loads(output[output.index("\n{") + 1 :])
     assert set(summary["figures"]) == set(FIGURES)
     assert set(summary["ratios"]) == set(RATIOS)
+
+
+def test_the_bench_keeps_its_own_collector_still_while_measuring_and_restores_it() -> None:
+    assert gc.isenabled()
+    with no_bench_gc_pauses():
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() > 0
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
