@@ -37,6 +37,7 @@ __all__ = [
     "redact_run",
     "severity_of",
     "validate_condition",
+    "when_states",
 ]
 
 #: rendered conditions (lower-cased, compared whole) that mean "do not send"
@@ -84,7 +85,8 @@ def _run_state(run: Mapping[str, Any], state: str | None) -> str:
     return state or _section(run, "status").get("state") or "unknown"
 
 
-def _when_states(notification: Mapping[str, Any]) -> list[str]:
+def when_states(notification: Mapping[str, Any]) -> list[str]:
+    """The run states a notification is sent for (``when``; MLRun's default is completed only)."""
     when = notification.get("when") or ["completed"]
     return [when] if isinstance(when, str) else list(when)
 
@@ -138,7 +140,7 @@ def evaluate(
 
     if run_state not in NOTIFYING_STATES:
         return Decision(False, f"state {run_state!r} never notifies")
-    when = _when_states(notification_dict)
+    when = when_states(notification_dict)
     if run_state not in when:
         return Decision(False, f"state {run_state!r} not in when {when}")
 

@@ -434,7 +434,8 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
                 deliveries_topic_name, keyb, orjson.dumps(delivery.to_record()), message.partition
             )
             await dispatcher.start_now(delivery, message.partition, written)
-        metrics.DELIVERIES_EMITTED.inc(len(result.deliveries))
+        if result.deliveries:
+            metrics.DELIVERIES_EMITTED.inc(len(result.deliveries))
         if result.record is not None:
             put_later(message.partition, keyb, ledger.dump(result.record))
 

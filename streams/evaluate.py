@@ -146,10 +146,16 @@ def evaluate_event(
     now = time.time()
     for notification in notifications:
         name = str(notification.get("name") or "")
+        when = rules.when_states(notification)
+        if state not in when and not duplicate_names:
+            # Never sent in this state whatever else holds (rules.evaluate says the same, later and
+            # dearer): most events of a run take this path.
+            result.skipped.append((name, f"state {state!r} not in when {when}"))
+            continue
         did = delivery_id(project, uid, name, state)
         found = ledger.entry(record, did)
         if duplicate_names:
-            if state in (notification.get("when") or ["completed"]) and not ledger.is_terminal(found):
+            if state in when and not ledger.is_terminal(found):
                 ledger.put_entry(
                     record,
                     did,
