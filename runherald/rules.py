@@ -88,6 +88,8 @@ def _run_state(run: Mapping[str, Any], state: str | None) -> str:
 def when_states(notification: Mapping[str, Any]) -> list[str]:
     """The run states a notification is sent for (``when``; MLRun's default is completed only)."""
     when = notification.get("when") or ["completed"]
+    if isinstance(when, list):
+        return when  # not copied: callers only read it
     return [when] if isinstance(when, str) else list(when)
 
 
