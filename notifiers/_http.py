@@ -9,6 +9,8 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -99,6 +101,26 @@ def classify_exception(exc: BaseException, timeout: float | None = None) -> Deli
 def _os_error_text(exc: aiohttp.ClientConnectorError) -> str:
     os_error = exc.os_error
     return os_error.strerror or type(os_error).__name__
+
+
+def endpoint_of(url: Any) -> str | None:
+    """The URL a circuit breaker watches: ``scheme://host:port/path`` (the port made explicit; no
+    credentials, query or fragment), or None when it has no host.
+
+    The path counts: one gateway often fronts many services, and one of them hanging says nothing of
+    the others.
+    """
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme.lower()}://{host}:{port}{parts.path or '/'}"
 
 
 def scrubbed(outcome: DeliveryOutcome, scrubber: SecretScrubber) -> DeliveryOutcome:

@@ -142,6 +142,15 @@ class MailNotifier:
         mail.add_alternative(parts["html"], subtype="html")
         return mail
 
+    @staticmethod
+    def endpoint(delivery: Delivery) -> str | None:
+        """The SMTP server, for its circuit breaker: ``smtp://host:port``."""
+        try:
+            params = mail_params(delivery.params)
+        except MailParamsError:
+            return None
+        return f"smtp://{params['server_host']}:{params['server_port']}"
+
     async def send(self, delivery: Delivery) -> DeliveryOutcome:
         """Send once: connection trouble and 4xx SMTP replies are retryable, 5xx and auth failures not."""
         scrubber = SecretScrubber(secret_values_of(delivery.params, delivery.notification))
@@ -176,7 +185,7 @@ def _classify_smtp_error(exc: Exception, scrubber: SecretScrubber, timeout: floa
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         return DeliveryOutcome.permanent(f"SMTP authentication failed ({exc.code})")
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
-        return DeliveryOutcome.retryable(f"SMTP timed out after {timeout:g}s")
+        return DeliveryOutcome.retryable(f"SMTP timed out after {timeout:g}s", unreachable=True)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = sorted({error.code for error in exc.recipients})
         reason = scrubber.scrub(f"SMTP recipients refused ({', '.join(map(str, codes))})")
@@ -190,5 +199,5 @@ def _classify_smtp_error(exc: Exception, scrubber: SecretScrubber, timeout: floa
     if isinstance(exc, ssl.SSLError | aiosmtplib.SMTPNotSupported) or isinstance(exc.__cause__, ssl.SSLError):
         return DeliveryOutcome.permanent(scrubber.scrub(f"SMTP TLS error: {type(exc).__name__}"))
     if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected | OSError):
-        return DeliveryOutcome.retryable(scrubber.scrub(f"SMTP connection error: {exc}"))
+        return DeliveryOutcome.retryable(scrubber.scrub(f"SMTP connection error: {exc}"), unreachable=True)
     return DeliveryOutcome.permanent(scrubber.scrub(f"SMTP error: {type(exc).__name__}: {exc}"))

@@ -7,7 +7,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runherald.notifiers._http import SessionCache, classify_exception, classify_status, scrubbed
+from runherald.notifiers._http import (
+    SessionCache,
+    classify_exception,
+    classify_status,
+    endpoint_of,
+    scrubbed,
+)
 from runherald.notifiers.settings import NotifierSettings
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -121,6 +127,13 @@ class SlackNotifier:
         self.settings = settings or NotifierSettings()
         self.renderer = TemplateRenderer(self.settings.templates_dir)
         self.sessions = SessionCache(self.settings.egress, self.settings.timeout)
+
+    def endpoint(self, delivery: Delivery) -> str | None:
+        """Where the message goes, for its circuit breaker: the webhook, or the Web API's method."""
+        webhook = delivery.params.get("webhook") or self.settings.slack_webhook
+        if webhook:
+            return endpoint_of(webhook)
+        return endpoint_of(self.settings.slack_base_url.rstrip("/") + "/chat.postMessage")
 
     async def send(self, delivery: Delivery) -> DeliveryOutcome:
         """Post the message once; Slack's 429, 5xx and network trouble are retryable."""

@@ -5,11 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from runherald.notifiers._http import SessionCache, classify_exception, classify_status, scrubbed, ssl_for
+from runherald.notifiers._http import (
+    SessionCache,
+    classify_exception,
+    classify_status,
+    endpoint_of,
+    scrubbed,
+    ssl_for,
+)
 from runherald.notifiers.settings import NotifierSettings
 
 from runherald.delivery import Delivery, DeliveryOutcome
@@ -23,26 +29,6 @@ JSON = "application/json"
 _ORJSON_OPTIONS = (
     orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS
 )
-
-
-def endpoint_of(url: Any) -> str | None:
-    """The URL a circuit breaker watches: ``scheme://host:port/path`` (the port made explicit; no
-    credentials, query or fragment), or None when it has no host.
-
-    The path counts: one gateway often fronts many services, and one of them hanging says nothing of
-    the others.
-    """
-    if not isinstance(url, str):
-        return None
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-    except ValueError:
-        return None
-    if not parts.hostname or port is None:
-        return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme.lower()}://{host}:{port}{parts.path or '/'}"
 
 
 class WebhookParamsError(ValueError):

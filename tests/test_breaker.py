@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from runherald.notifiers.webhook import endpoint_of
+from runherald.notifiers._http import endpoint_of
 
 from runherald.breaker import Admission, CircuitBreakers
 

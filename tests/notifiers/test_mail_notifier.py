@@ -130,6 +130,18 @@ async def test_no_auth_server_and_missing_server_is_retryable(delivery_for: Any)
     outcome = await MailNotifier(NotifierSettings(timeout=2)).send(delivery_for("mail", params))
     assert outcome.kind is OutcomeKind.RETRYABLE
     assert "SMTP connection error" in outcome.reason
+    assert outcome.unreachable  # counts towards the server's circuit breaker
+
+
+async def test_an_answering_server_is_not_unreachable_and_the_endpoint_is_the_server(
+    delivery_for: Any,
+) -> None:
+    async with SmtpServer("plain") as server:
+        delivery = delivery_for("mail", smtp_params(server))
+        outcome = await MailNotifier(NotifierSettings()).send(delivery)
+        assert MailNotifier.endpoint(delivery) == f"smtp://{server.host}:{server.port}"
+    assert outcome.kind is OutcomeKind.SENT and not outcome.unreachable
+    assert MailNotifier.endpoint(delivery_for("mail", {"server_host": "h"})) is None
 
 
 async def test_invalid_params_are_permanent(delivery_for: Any) -> None:

@@ -168,3 +168,14 @@ async def test_loopback_refused_by_default_policy(delivery_for: Any) -> None:
     assert outcome.kind is OutcomeKind.PERMANENT
     assert "loopback" in outcome.reason
     assert slack.requests == []
+
+
+def test_breaker_endpoint_is_the_webhook_or_the_web_api_method(
+    settings: NotifierSettings, delivery_for: Any
+) -> None:
+    notifier = SlackNotifier(settings)
+    hook = delivery_for("slack", {"webhook": "https://hooks.slack.com/services/T0/B0/tok?x=1"})
+    assert notifier.endpoint(hook) == "https://hooks.slack.com:443/services/T0/B0/tok"
+    settings.slack_base_url = "https://slack.com/api/"
+    bot = delivery_for("slack", {"token": "xoxb-1", "channel": "#c"})
+    assert notifier.endpoint(bot) == "https://slack.com:443/api/chat.postMessage"
