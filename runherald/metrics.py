@@ -49,6 +49,13 @@ OPEN_CIRCUITS = Gauge(
     "Endpoints this worker does not send to for now: they gave no answer to several requests in a row.",
     registry=REGISTRY,
 )
+REDRIVEN = Counter(
+    "runherald_redriven_deliveries_total",
+    "Deliveries found pending with nothing behind them after a takeover: sent again (resent), or "
+    "recorded as an error because their run event is gone (error).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

@@ -47,12 +47,10 @@ class ApiService(mode.Service):
     def url(self) -> str:
         return f"http://{self.settings.web_host}:{self.settings.web_port}"
 
-    def _lookup(self, table: Any, view_get: Any) -> Any:
-        def lookup(key: str) -> bytes | None:
-            value: bytes | None = table.data.get(key.encode())  # fresh for partitions this worker owns
-            return value if value is not None else view_get(key)
-
-        return lookup
+    def _lookup(self, key: str) -> bytes | None:
+        """A run's ledger record: this worker's own for the partitions it owns (fresh), else the view's."""
+        value = self.pipeline.local_record(key.encode())
+        return value if value is not None else self.view.record(key)
 
     async def _run_lookup(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """The run as last accepted, read back from the runs topic, secrets redacted."""
@@ -90,7 +88,7 @@ class ApiService(mode.Service):
         await self.view.start()
         api = create_api(
             publisher=self.publisher,
-            record_for=self._lookup(self.pipeline.ledger_table, self.view.record),
+            record_for=self._lookup,
             run_for=self._run_lookup,
             health=self._health,
             max_body_bytes=self.settings.max_event_bytes * 16,
@@ -106,6 +104,7 @@ class ApiService(mode.Service):
             print(self.announce, flush=True)
 
     async def on_stop(self) -> None:
+        await self.pipeline.redriver.stop()
         await self.pipeline.dispatcher.drain()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -27,6 +27,7 @@ from runherald import metrics
 from runherald.breaker import CircuitBreakers
 from runherald.config import Settings
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind
+from runherald.faults import fault_point
 from runherald.retry import RetryPolicy
 from runherald.sealing import seal_run
 from runherald.secrets import redact_secret_params
@@ -36,6 +37,8 @@ from . import ledger
 from .dispatch import Dispatcher
 from .evaluate import InvalidEvent, evaluate_event, parse_event, run_key
 from .kafka import App
+from .redrive import Redriver
+from .writers import LedgerWriter, Writer
 
 log = logging.getLogger("runherald.pipeline")
 
@@ -124,39 +127,6 @@ def _observe(delivery: Delivery, outcome: DeliveryOutcome, _took: float) -> None
         metrics.DELIVERY_LATENCY.labels(delivery.kind).observe(max(0.0, time.time() - delivery.created_at))
 
 
-class Writer:
-    """Sends records straight to faust's aiokafka producer, which faust flushes before every commit.
-
-    faust's own send_soon() hands records one at a time to a background task and stalls the sender
-    once 100 are waiting; at thousands of records a second that queue is the bottleneck.
-    """
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.failure: BaseException | None = None
-        self._crashing: asyncio.Future[Any] | None = None
-
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
-    ) -> asyncio.Future[Any]:
-        """Queue one record; the future resolves to its RecordMetadata once the broker has it."""
-        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
-        future: asyncio.Future[Any] = await producer.send(topic, value=value, key=key, partition=partition)
-        future.add_done_callback(self._check)
-        return future
-
-    def _check(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            # The source event may already be acknowledged: crash so the worker restarts from the
-            # last commit instead of going on with a hole in the ledger.
-            log.error("a write to Kafka failed, stopping the worker: %r", exc)
-            self.failure = exc
-            self._crashing = asyncio.ensure_future(self.app.crash(exc))
-
-
 class OffsetFetcher:
     """Reads single records back by (partition, offset): a delivery for its retry, a run for the API."""
 
@@ -174,6 +144,9 @@ class OffsetFetcher:
                 self._consumer = AIOKafkaConsumer(
                     bootstrap_servers=self.settings.bootstrap_servers,
                     enable_auto_commit=False,
+                    # An offset the log no longer has is answered with the first one it has: seen
+                    # at once as gone, instead of waiting for records that never come.
+                    auto_offset_reset="earliest",
                     fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
                     # One record is wanted: the broker still returns the whole batch holding it, but
                     # not the megabyte after it. Measured on the embedded broker: 20 ms and 7 ms of
@@ -195,6 +168,8 @@ class OffsetFetcher:
                 message = await asyncio.wait_for(self._consumer.getone(tp), timeout=30)
             finally:
                 self._consumer.pause(tp)  # no background fetching between reads
+            if message.offset != offset:  # the log no longer starts at or before it
+                raise LookupError(f"offset {offset} of {self.topic}[{partition}] is gone")
             return message.value or b""
 
     async def fetch_delivery(self, partition: int, offset: int) -> Delivery:
@@ -215,6 +190,9 @@ class Pipeline:
     dispatcher: Dispatcher
     ledger_table: Any
     run_fetcher: OffsetFetcher
+    # The ledger record of a run in a partition this worker owns (None otherwise: ask the view).
+    local_record: Callable[[bytes], bytes | None]
+    redriver: Redriver
 
 
 def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | None = None) -> Pipeline:
@@ -232,6 +210,9 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         value_serializer="raw",
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
+        # A worker killed between commits redoes what it did since the last one: this bounds the
+        # deliveries sent twice after a crash (see README, "Crashes").
+        broker_commit_interval=settings.commit_interval,
         table_standby_replicas=0,
         stream_wait_empty=False,
         datadir=_scratch_dir(),
@@ -262,45 +243,28 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
     )
 
     writer = Writer(app)
-    status_topic_name = settings.topic("status")
+    ledger_writer = LedgerWriter(ledger_table, writer, settings.topic("status"))
     dead_letter_topic_name = dead_letter_topic.get_topic_name()
     runs_topic_name = runs_topic.get_topic_name()
     deliveries_topic_name = deliveries_topic.get_topic_name()
-
-    async def put(table: Any, partition: int, key: bytes, value: bytes) -> None:
-        # Records of one run are written by both stages and by retry timers, so the partition is
-        # given explicitly instead of being taken from faust's current event.
-        table.data[key] = value
-        unwritten.pop(key, None)  # this write carries every change so far
-        await writer.send(status_topic_name, key, value, partition)
 
     # The evaluate stage's ledger changes are written a little later (LEDGER_WRITE_DELAY), and the run
     # events behind them are acknowledged only after that write. Most of them never need their own
     # write: the delivery's outcome, recorded a few milliseconds later, carries the same record. Every
     # write sends the record as it is in memory at that moment, so the last one written is always the
     # latest. A crash before the write loses nothing: those events were not acknowledged.
-    unwritten: dict[bytes, int] = {}  # run key -> partition, changed in memory since its last write
-    unacknowledged: list[tuple[TP, list[int]]] = []
+    unacknowledged: list[tuple[TP, list[int], int]] = []  # (partition, offsets, read epoch)
 
     oldest_unacknowledged = [0.0]  # monotonic time the oldest waiting event was handled
 
-    def put_later(partition: int, key: bytes, value: bytes) -> None:
-        ledger_table.data[key] = value
-        unwritten[key] = partition
-
     async def write_unwritten() -> None:
-        # Both taken at once: events handled after this point wait for the next round.
+        # Taken first: events handled after this point wait for the next round.
         events = list(unacknowledged)
         unacknowledged.clear()
         oldest_unacknowledged[0] = 0.0
-        keys = list(unwritten.items())
-        unwritten.clear()
-        for key, partition in keys:
-            value = ledger_table.data.get(key)
-            if value is not None:
-                await writer.send(status_topic_name, key, value, partition)
-        for tp, offsets in events:
-            app.ack_offsets(tp, offsets)
+        await ledger_writer.flush()
+        for tp, offsets, epoch in events:
+            app.ack_offsets(tp, offsets, epoch)
 
     @app.timer(LEDGER_WRITE_DELAY)
     async def write_ledger_changes() -> None:
@@ -315,7 +279,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         return partition in owned
 
     async def write_record(delivery: Delivery, partition: int, record: ledger.Record) -> None:
-        await put(ledger_table, partition, Dispatcher.key_of(delivery).encode(), ledger.dump(record))
+        await ledger_writer.put(partition, Dispatcher.key_of(delivery).encode(), record)
 
     async def dead_letter_delivery(delivery: Delivery, reason: str) -> None:
         payload = delivery.to_record()
@@ -335,7 +299,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
 
     dispatcher = Dispatcher(
         notifier_for=notifier_for or _notifier_lookup(settings),
-        read_record=lambda key: ledger.load(ledger_table.data.get(key.encode())),
+        read_record=lambda key: ledger_writer.load(key.encode()),
         write_record=write_record,
         dead_letter=dead_letter_delivery,
         fetch_delivery=fetcher.fetch_delivery,
@@ -390,6 +354,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             await evaluate_batch(tp, records)
 
     async def evaluate_batch(tp: TP, records: list[Any]) -> None:
+        epoch = app.read_epoch
         metrics.EVENTS_CONSUMED.inc(len(records))
         # The wait of the oldest record of each fetch (a histogram update per record costs more
         # than a tenth of what evaluate does with an event).
@@ -402,7 +367,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             await evaluate_one(message)
         if not unacknowledged:
             oldest_unacknowledged[0] = time.monotonic()
-        unacknowledged.append((tp, [message.offset for message in records]))
+        unacknowledged.append((tp, [message.offset for message in records], epoch))
         if time.monotonic() - oldest_unacknowledged[0] >= LEDGER_WRITE_DELAY:
             await write_unwritten()  # under load the timer alone could fall behind
 
@@ -421,7 +386,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         meta = run["metadata"]
         result = evaluate_event(
             run,
-            record=ledger.load(ledger_table.data.get(keyb), meta["project"], meta["uid"]),
+            record=ledger_writer.load(keyb, meta["project"], meta["uid"]),
             source=(message.partition, message.offset),
             settings=settings,
         )
@@ -429,15 +394,24 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             metrics.EVENTS_DROPPED.inc()
             log.info("ignored run event for %s: %s", key, result.dropped)
             return
+        if result.record is not None:
+            # In the table before any send starts: an outcome is recorded into this record.
+            ledger_writer.set(message.partition, keyb, result.record)
         for delivery in result.deliveries:
-            written = await writer.send(
-                deliveries_topic_name, keyb, orjson.dumps(delivery.to_record()), message.partition
-            )
-            await dispatcher.start_now(delivery, message.partition, written)
+            await emit(delivery, message.partition)
         if result.deliveries:
             metrics.DELIVERIES_EMITTED.inc(len(result.deliveries))
-        if result.record is not None:
-            put_later(message.partition, keyb, ledger.dump(result.record))
+            fault_point("evaluated")
+
+    async def emit(delivery: Delivery, partition: int) -> None:
+        """Write a delivery to the deliveries topic and start sending it at once."""
+        written = await writer.send(
+            deliveries_topic_name,
+            Dispatcher.key_of(delivery).encode(),
+            orjson.dumps(delivery.to_record()),
+            partition,
+        )
+        await dispatcher.start_now(delivery, partition, written)
 
     async def dispatch(tp: TP, records: list[Any]) -> None:
         """Send each delivery in its own task; its record is acknowledged once the outcome is recorded."""
@@ -445,12 +419,13 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             await dispatch_batch(tp, records)
 
     async def dispatch_batch(tp: TP, records: list[Any]) -> None:
+        epoch = app.read_epoch
         for index, message in enumerate(records):
             if index and not index % YIELD_EVERY:
                 await asyncio.sleep(0)
-            await dispatch_one(tp, message)
+            await dispatch_one(tp, message, epoch)
 
-    async def dispatch_one(tp: TP, message: Any) -> None:
+    async def dispatch_one(tp: TP, message: Any, epoch: int) -> None:
         offset = message.offset
         try:
             delivery = Delivery.from_record(orjson.loads(message.value))
@@ -464,18 +439,47 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
                     source={"topic": message.topic, "partition": message.partition, "offset": offset},
                 ),
             )
-            app.ack_offsets(tp, (offset,))
+            app.ack_offsets(tp, (offset,), epoch)
             return
         if delivery.created_at and not delivery.attempts:
             metrics.STAGE_LAG.labels("dispatch").observe(max(0.0, time.time() - delivery.created_at))
-        await dispatcher.submit(delivery, message.partition, offset, lambda: app.ack_offsets(tp, (offset,)))
+        await dispatcher.submit(
+            delivery, message.partition, offset, lambda: app.ack_offsets(tp, (offset,), epoch)
+        )
 
     app.batch_topic(runs_topic, evaluate)
     app.batch_topic(deliveries_topic, dispatch, fetch_every=DELIVERIES_FETCH_EVERY)
 
+    run_fetcher = OffsetFetcher(settings, runs_topic.get_topic_name())
+
+    def owned_records() -> list[tuple[bytes, bytes]]:
+        partitions = ledger_writer.partitions
+        return [(key, raw) for key, raw in ledger_writer.items() if owns(partitions.get(key, -1))]
+
+    async def record_error(key: bytes, delivery_id: str, partition: int, reason: str) -> None:
+        record = ledger_writer.load(key)
+        ledger.put_entry(
+            record, delivery_id, status=ledger.ERROR, reason=ledger.short_reason(reason), detail=reason
+        )
+        await ledger_writer.put(partition, key, record)
+
+    redriver = Redriver(
+        records=owned_records,
+        read_record=ledger_writer.load,
+        partition_of=ledger_writer.partitions.get,
+        is_busy=dispatcher.is_busy,
+        owns=owns,
+        fetch_run=run_fetcher.fetch,
+        emit=emit,
+        record_error=record_error,
+        grace=settings.redrive_after,
+        max_event_bytes=settings.max_event_bytes,
+    )
+
     @ledger_table.on_recover
-    async def reschedule_retries() -> None:
-        for key, raw in list(ledger_table.data.items()):
+    async def after_takeover() -> None:
+        # Runs after every rebalance's recovery, the first one at start included.
+        for key, raw in owned_records():
             if raw and b'"retry":[' in raw:
                 record = ledger.load(raw)
                 for _due, did in ledger.due_retries(record):
@@ -483,6 +487,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
                     dispatcher.schedule(
                         float(found["next_attempt_at"]), did, key.decode(), int(found["partition"])
                     )
+        redriver.takeover()
 
     @app.task
     async def retries() -> None:
@@ -495,6 +500,8 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
     async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         # Before the partitions go, let their sends finish and their ledger writes reach the broker:
         # the next owner recovers the ledger as soon as this rebalance completes.
+        fault_point("rebalance")
+        await redriver.stop()  # a sweep waiting for its grace starts again after the next takeover
         gone = {tp.partition for tp in revoked if tp.topic == deliveries_topic_name}
         async with batch_lock:
             pass  # the batch under way has finished
@@ -514,5 +521,9 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         app=app,
         dispatcher=dispatcher,
         ledger_table=ledger_table,
-        run_fetcher=OffsetFetcher(settings, runs_topic.get_topic_name()),
+        run_fetcher=run_fetcher,
+        local_record=lambda key: (
+            ledger_writer.get(key) if owns(ledger_writer.partitions.get(key, -1)) else None
+        ),
+        redriver=redriver,
     )

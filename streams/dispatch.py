@@ -21,6 +21,7 @@ from typing import Any
 
 from runherald.breaker import CircuitBreakers
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind
+from runherald.faults import fault_point
 from runherald.retry import RetryPolicy
 from runherald.secrets import SecretResolutionError, SecretScrubber, resolve_params_and_secrets
 
@@ -120,9 +121,7 @@ class Dispatcher:
         if ledger.is_terminal(found) or (found or {}).get("retry"):
             done()  # already sent, failed for good, or waiting for its retry
             return
-        await self._slots.acquire()
-        self.in_flight.add(delivery.id)
-        self._start(self._attempt(delivery, partition, offset, done), partition)
+        await self._begin(delivery, partition, offset, done)
 
     async def start_now(self, delivery: Delivery, partition: int, offset: Awaitable[Any]) -> None:
         """Send a delivery the evaluate stage just emitted, without waiting for it to come round on the
@@ -133,9 +132,28 @@ class Dispatcher:
         """
         if delivery.id in self.in_flight or not self._owns(partition):
             return
-        await self._slots.acquire()
+        await self._begin(delivery, partition, offset, None)
+
+    def is_busy(self, delivery_id: str) -> bool:
+        """A send of this delivery is under way (or waiting for a free slot) in this worker."""
+        return delivery_id in self.in_flight
+
+    async def _begin(
+        self,
+        delivery: Delivery,
+        partition: int,
+        offset: int | Awaitable[Any],
+        done: Callable[[], Any] | None,
+    ) -> None:
+        # Marked in flight before waiting for a slot: another path (the deliveries topic, a retry, a
+        # re-drive) that meets the same delivery meanwhile waits for this send instead of starting one.
         self.in_flight.add(delivery.id)
-        self._start(self._attempt(delivery, partition, offset, None), partition)
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            self.in_flight.discard(delivery.id)
+            raise
+        self._start(self._attempt(delivery, partition, offset, done), partition)
 
     def _start(self, coro: Any, partition: int) -> None:
         task = asyncio.create_task(coro)
@@ -159,8 +177,9 @@ class Dispatcher:
         recorded = False
         try:
             outcome = await self._send(delivery)
-            await self._record(delivery, partition, offset, outcome)
-            recorded = True
+            fault_point("after-send")
+            recorded = await self._record(delivery, partition, offset, outcome)
+            fault_point("after-record")
             if self._on_outcome is not None:
                 self._on_outcome(delivery, outcome, time.monotonic() - started)
         except Exception:  # a bug here must not lose the delivery: leave it unacknowledged
@@ -192,6 +211,7 @@ class Dispatcher:
             delivery.params = {}
             return DeliveryOutcome.deferred(admission.reason, admission.wait)
         outcome = DeliveryOutcome.retryable("send interrupted", unreachable=True)
+        fault_point("before-send")
         try:
             outcome = await asyncio.wait_for(notifier.send(delivery), self._send_timeout)
         except TimeoutError:
@@ -209,127 +229,96 @@ class Dispatcher:
 
     async def _record(
         self, delivery: Delivery, partition: int, offset: int | Awaitable[Any], outcome: DeliveryOutcome
-    ) -> None:
+    ) -> bool:
+        """Record one attempt's outcome in the ledger (scheduling its retry); False if it was not
+        recorded because the partition moved to another worker meanwhile.
+
+        The run's record is read and written back with no await in between: other deliveries of the
+        same run change it concurrently, and a change made between a read and a write would be lost.
+        """
         if not self._owns(partition):
             # The partition moved while we were sending: its new owner redoes this delivery from the
             # ledger it recovered. Writing now could land after that recovery and record it twice.
             log.info(
                 "partition %s moved during delivery %s; leaving it to the new owner", partition, delivery.id
             )
-            return
+            return False
         key = self.key_of(delivery)
-        record = self._read(key)
-        current = ledger.entry(record, delivery.id) or {}
-        if outcome.kind is OutcomeKind.DEFERRED:
-            await self._defer(delivery, partition, offset, outcome, record, current)
-            return
-        attempts = int(current.get("attempts", 0)) + 1
-        now = time.time()
-        first = float(current.get("first_attempt_at") or now)
-        # A replayed delivery gets a fresh budget; `attempts` keeps counting every try.
-        used = attempts - int(current.get("replay_base") or 0)
-        common = {
-            "name": delivery.name,
-            "state": delivery.state,
-            "kind": delivery.kind,
-            "attempts": attempts,
-            "first_attempt_at": first,
-            "last_attempt_at": now,
-            "next_attempt_at": None,
-            "retry": None,
-            "partition": partition,
-        }
-        if outcome.kind is OutcomeKind.SENT:
-            ledger.put_entry(
-                record, delivery.id, **common, status=ledger.SENT, sent_time=ledger.utc_now_iso(), reason=None
-            )
-        else:
-            delay = None
-            if outcome.kind is OutcomeKind.RETRYABLE:
-                delay = self._policy.next_delay(used, now - first, outcome.retry_after)
-            if delay is None:
-                reason = outcome.reason
-                if outcome.kind is OutcomeKind.RETRYABLE:
-                    reason = f"gave up after {used} attempts: {outcome.reason}"
-                ledger.put_entry(
-                    record,
-                    delivery.id,
-                    **common,
-                    status=ledger.ERROR,
-                    reason=ledger.short_reason(reason),
-                    detail=reason,
-                )
-                await self._dead_letter(delivery, reason)
-            else:
-                # The ledger points at the delivery event instead of copying it: no secrets in the ledger.
-                if not isinstance(offset, int):
-                    offset = int((await offset).offset)
-                retry = [partition, offset]
-                ledger.put_entry(
-                    record,
-                    delivery.id,
-                    **{**common, "next_attempt_at": now + delay, "retry": retry},
-                    status=ledger.PENDING,
-                    reason=ledger.short_reason(outcome.reason),
-                    detail=outcome.reason,
-                )
-                self.schedule(now + delay, delivery.id, key, partition)
-                self._keep_for_retry(delivery, partition)
-        await self._write(delivery, partition, record)
-
-    async def _defer(
-        self,
-        delivery: Delivery,
-        partition: int,
-        offset: int | Awaitable[Any],
-        outcome: DeliveryOutcome,
-        record: ledger.Record,
-        current: dict[str, Any],
-    ) -> None:
-        """Record a delivery that was not attempted (its endpoint's circuit is open) and schedule it.
-
-        No attempt is used; the retry budget's time limit still runs from the first attempt.
-        """
-        now = time.time()
-        first = float(current.get("first_attempt_at") or now)
-        wait = float(outcome.retry_after or 0.0)
-        common = {
-            "name": delivery.name,
-            "state": delivery.state,
-            "kind": delivery.kind,
-            "attempts": int(current.get("attempts", 0)),
-            "first_attempt_at": first,
-            "partition": partition,
-        }
-        if now + wait - first > self._policy.max_elapsed:
-            reason = f"gave up after {now - first:.0f}s: {outcome.reason}"
-            ledger.put_entry(
-                record,
-                delivery.id,
-                **common,
-                status=ledger.ERROR,
-                next_attempt_at=None,
-                retry=None,
-                reason=ledger.short_reason(reason),
-                detail=reason,
-            )
-            await self._dead_letter(delivery, reason)
-        else:
+        # Only this task changes this delivery's entry while it is in flight.
+        current = ledger.entry(self._read(key), delivery.id) or {}
+        fields, dead_letter, retry_at = self._outcome_fields(delivery, partition, outcome, current)
+        if retry_at is not None:
+            # The ledger points at the delivery event instead of copying it: no secrets in the ledger.
             if not isinstance(offset, int):
                 offset = int((await offset).offset)
-            ledger.put_entry(
-                record,
-                delivery.id,
-                **common,
-                status=ledger.PENDING,
-                next_attempt_at=now + wait,
-                retry=[partition, offset],
-                reason=ledger.short_reason(outcome.reason),
-                detail=outcome.reason,
-            )
-            self.schedule(now + wait, delivery.id, self.key_of(delivery), partition)
+            fields["retry"] = [partition, offset]
+        if dead_letter is not None:
+            await self._dead_letter(delivery, dead_letter)
+        if not self._owns(partition):
+            return False
+        record = self._read(key)
+        ledger.put_entry(record, delivery.id, **fields)
+        if retry_at is not None:
+            self.schedule(retry_at, delivery.id, key, partition)
             self._keep_for_retry(delivery, partition)
         await self._write(delivery, partition, record)
+        return True
+
+    def _outcome_fields(
+        self, delivery: Delivery, partition: int, outcome: DeliveryOutcome, current: dict[str, Any]
+    ) -> tuple[dict[str, Any], str | None, float | None]:
+        """What an outcome changes in the delivery's ledger entry: (fields, dead-letter reason or None,
+        when to try again or None)."""
+        now = time.time()
+        first = float(current.get("first_attempt_at") or now)
+        common: dict[str, Any] = {
+            "name": delivery.name,
+            "state": delivery.state,
+            "kind": delivery.kind,
+            "first_attempt_at": first,
+            "partition": partition,
+            "next_attempt_at": None,
+            "retry": None,
+        }
+        if outcome.kind is OutcomeKind.DEFERRED:
+            # Not attempted (its endpoint's circuit is open): no attempt is used; the retry budget's
+            # time limit still runs from the first attempt.
+            common["attempts"] = int(current.get("attempts", 0))
+            wait = float(outcome.retry_after or 0.0)
+            if now + wait - first > self._policy.max_elapsed:
+                reason = f"gave up after {now - first:.0f}s: {outcome.reason}"
+                return self._failed(common, reason), reason, None
+            return self._waiting_fields(common, outcome.reason, now + wait), None, now + wait
+        attempts = int(current.get("attempts", 0)) + 1
+        common.update(attempts=attempts, last_attempt_at=now)
+        if outcome.kind is OutcomeKind.SENT:
+            sent = {**common, "status": ledger.SENT, "sent_time": ledger.utc_now_iso(), "reason": None}
+            return sent, None, None
+        # A replayed delivery gets a fresh budget; `attempts` keeps counting every try.
+        used = attempts - int(current.get("replay_base") or 0)
+        delay = None
+        if outcome.kind is OutcomeKind.RETRYABLE:
+            delay = self._policy.next_delay(used, now - first, outcome.retry_after)
+        if delay is None:
+            reason = outcome.reason
+            if outcome.kind is OutcomeKind.RETRYABLE:
+                reason = f"gave up after {used} attempts: {outcome.reason}"
+            return self._failed(common, reason), reason, None
+        return self._waiting_fields(common, outcome.reason, now + delay), None, now + delay
+
+    @staticmethod
+    def _failed(common: dict[str, Any], reason: str) -> dict[str, Any]:
+        return {**common, "status": ledger.ERROR, "reason": ledger.short_reason(reason), "detail": reason}
+
+    @staticmethod
+    def _waiting_fields(common: dict[str, Any], reason: str, due: float) -> dict[str, Any]:
+        return {
+            **common,
+            "status": ledger.PENDING,
+            "next_attempt_at": due,
+            "reason": ledger.short_reason(reason),
+            "detail": reason,
+        }
 
     def _keep_for_retry(self, delivery: Delivery, partition: int) -> None:
         # Its resolved params were dropped after the send; what stays is what the topic holds.
@@ -387,10 +376,10 @@ class Dispatcher:
             )
             self.schedule(time.time() + 5, item.delivery_id, item.key, item.partition)
             return
+        if delivery.id in self.in_flight:
+            return  # started by another path while it was read back
         delivery.attempts = int(found.get("attempts", 0))
-        await self._slots.acquire()
-        self.in_flight.add(delivery.id)
-        self._start(self._attempt(delivery, item.partition, int(offset), None), item.partition)
+        await self._begin(delivery, item.partition, int(offset), None)
 
     def forget_partitions(self, keep: Callable[[int], bool]) -> None:
         """Drop scheduled retries of partitions this worker no longer owns."""

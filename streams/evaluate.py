@@ -170,6 +170,9 @@ def evaluate_event(
         if ledger.is_terminal(found):
             result.skipped.append((name, f"already {found['status']} for state {state!r}"))  # type: ignore[index]
             continue
+        if found is not None and found.get("retry"):
+            result.skipped.append((name, "waiting for its retry"))
+            continue
         if found is not None and found.get("source") != list(source):
             # An earlier event already emitted this delivery; the dispatcher owns it now.
             result.skipped.append((name, "already queued"))
@@ -185,21 +188,7 @@ def evaluate_event(
             continue
         if redacted is None:
             redacted = rules.redact_run(run, parsed_json=True)
-        delivery = Delivery(
-            id=did,
-            project=project,
-            uid=uid,
-            name=name,
-            state=state,
-            kind=str(notification.get("kind") or "slack"),
-            message=rules.compose_message(run, notification),
-            severity=rules.severity_of(notification),
-            runs=[redacted],
-            # Sealed here too, so a run from a foreign producer with literal secrets yields no
-            # secret on the deliveries topic (values already sealed are kept as they are).
-            notification=seal_notification(notification),
-            created_at=now,
-        )
+        delivery = make_delivery(run, notification, redacted=redacted, created_at=now)
         result.deliveries.append(delivery)
         ledger.put_entry(
             record,
@@ -212,3 +201,35 @@ def evaluate_event(
             note=decision.reason or None,
         )
     return result
+
+
+def make_delivery(
+    run: dict[str, Any],
+    notification: dict[str, Any],
+    *,
+    redacted: dict[str, Any] | None = None,
+    created_at: float | None = None,
+) -> Delivery:
+    """The delivery of one notification for a validated run dict in its current state.
+
+    The same run event always gives the same delivery (and id): the crash re-drive builds it again
+    from the run event when the deliveries topic's copy was never written.
+    """
+    meta = run["metadata"]
+    state = run["status"]["state"]
+    name = str(notification.get("name") or "")
+    return Delivery(
+        id=delivery_id(meta["project"], meta["uid"], name, state),
+        project=meta["project"],
+        uid=meta["uid"],
+        name=name,
+        state=state,
+        kind=str(notification.get("kind") or "slack"),
+        message=rules.compose_message(run, notification),
+        severity=rules.severity_of(notification),
+        runs=[redacted if redacted is not None else rules.redact_run(run, parsed_json=True)],
+        # Sealed here too, so a run from a foreign producer with literal secrets yields no secret on
+        # the deliveries topic (values already sealed are kept as they are).
+        notification=seal_notification(notification),
+        created_at=time.time() if created_at is None else created_at,
+    )

@@ -195,6 +195,17 @@ def _consume_result(task: asyncio.Future[Any]) -> None:
 
 
 class _Consumer(faust_aiokafka.Consumer):
+    # Counts rebalances. A record handed to a batch handler may only be acknowledged in the epoch it
+    # was read in: once partitions are revoked, faust forgets their acknowledgements and reads them
+    # again from the last commit, and an acknowledgement arriving after that (a send that outlived the
+    # rebalance, its outcome never written) would otherwise count for the next assignment and let a
+    # commit pass a record whose effect is not in the ledger.
+    epoch = 0
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.epoch += 1
+        await super().on_partitions_revoked(revoked)
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         if getattr(self.app, "consumer_thread", False):
             return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -231,8 +242,11 @@ class _Consumer(faust_aiokafka.Consumer):
         await handler(tp, batch)
         self._read_offset[tp] = batch[-1].offset + 1
 
-    def ack_offsets(self, tp: TP, offsets: Iterable[int]) -> None:
-        """Mark records of a batch topic as done: faust commits up to the first one not done."""
+    def ack_offsets(self, tp: TP, offsets: Iterable[int], epoch: int) -> None:
+        """Mark records of a batch topic read in `epoch` as done: faust commits up to the first one
+        not done. Records read before the last rebalance are not acknowledged: they are read again."""
+        if epoch != self.epoch:
+            return
         with ack_lock:
             committed = self._committed_offset[tp]
             index = self._acked_index[tp]
@@ -272,9 +286,14 @@ class App(faust.App):
             if fetch_every > 0:
                 self.slow_topics[name] = fetch_every
 
-    def ack_offsets(self, tp: TP, offsets: Iterable[int]) -> None:
-        """Acknowledge records handed to a batch handler (see ``batch_topic``)."""
-        self.consumer.ack_offsets(tp, offsets)  # type: ignore[attr-defined]
+    @property
+    def read_epoch(self) -> int:
+        """The rebalance epoch records are read in now; pass it back with their acknowledgement."""
+        return int(self.consumer.epoch)  # type: ignore[attr-defined]
+
+    def ack_offsets(self, tp: TP, offsets: Iterable[int], epoch: int) -> None:
+        """Acknowledge records handed to a batch handler (see ``batch_topic``) in `epoch`."""
+        self.consumer.ack_offsets(tp, offsets, epoch)  # type: ignore[attr-defined]
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)

@@ -1,0 +1,111 @@
+"""The worker's writes to Kafka: records straight to the producer, and the ledger's one path to its topic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from . import ledger
+
+log = logging.getLogger("runherald.pipeline")
+
+
+class Writer:
+    """Sends records straight to faust's aiokafka producer, which faust flushes before every commit.
+
+    faust's own send_soon() hands records one at a time to a background task and stalls the sender
+    once 100 are waiting; at thousands of records a second that queue is the bottleneck.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.failure: BaseException | None = None
+        self._crashing: asyncio.Future[Any] | None = None
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue one record; the future resolves to its RecordMetadata once the broker has it."""
+        producer = self.app.producer._ensure_producer()
+        future: asyncio.Future[Any] = await producer.send(topic, value=value, key=key, partition=partition)
+        future.add_done_callback(self._check)
+        return future
+
+    def _check(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            # The source event may already be acknowledged: crash so the worker restarts from the
+            # last commit instead of going on with a hole in the ledger.
+            log.error("a write to Kafka failed, stopping the worker: %r", exc)
+            self.failure = exc
+            self._crashing = asyncio.ensure_future(self.app.crash(exc))
+
+
+class LedgerWriter:
+    """The ledger table (one record per run, in memory) and the one path its changes take to the status
+    topic, its changelog.
+
+    A change is made to the table first; the run's key is then marked, and appended to the topic with
+    the table's value *at the time it is appended*, by one append at a time. So each run's record
+    reaches the topic in the order its versions were made. Appending the value a caller held instead
+    could put an older version after a newer one: aiokafka's send waits for room when a partition's
+    batch is full, and two sends of one key waiting at once may leave in either order; the topic's
+    last record (what every other worker and the next owner see) would then be the older one.
+    """
+
+    def __init__(self, table: Any, writer: Writer, topic: str) -> None:
+        self.table = table
+        self._writer = writer
+        self._topic = topic
+        # The partition of every ledger key, for the keys written here as well as those faust
+        # recovers: faust's memory store drops the keys of partitions it no longer owns after each
+        # rebalance only for the keys it knows the partition of.
+        self.partitions: dict[bytes, int] = table.data._key_partition
+        self._marked: dict[bytes, int] = {}  # run key -> partition: changed since its last append
+        self._lock = asyncio.Lock()
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self.table.data.get(key)
+        return value
+
+    def load(self, key: bytes, project: str = "", uid: str = "") -> ledger.Record:
+        return ledger.load(self.table.data.get(key), project, uid)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(list(self.table.data.items()))
+
+    def set(self, partition: int, key: bytes, record: ledger.Record) -> None:
+        """Change a run's record now; it reaches the topic with the next append of that key."""
+        self.table.data[key] = ledger.dump(record)
+        self.partitions[key] = partition
+        self._marked[key] = partition
+
+    async def put(self, partition: int, key: bytes, record: ledger.Record) -> None:
+        """Change a run's record and return once its value is queued on the producer."""
+        self.set(partition, key, record)
+        async with self._lock:
+            if key in self._marked:  # else an append made while we waited carried this change
+                await self._append(key, self._marked.pop(key))
+
+    async def flush(self) -> None:
+        """Queue every change made so far on the producer."""
+        async with self._lock:
+            while self._marked:
+                key = next(iter(self._marked))
+                await self._append(key, self._marked.pop(key))
+
+    @property
+    def pending(self) -> int:
+        """Runs changed in memory and not yet queued."""
+        return len(self._marked)
+
+    async def _append(self, key: bytes, partition: int) -> None:
+        value = self.table.data.get(key)
+        if value is not None:
+            # Records of one run are written by both stages and by retry timers: the partition is
+            # given, not taken from faust's current event.
+            await self._writer.send(self._topic, key, value, partition)
