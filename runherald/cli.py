@@ -206,7 +206,7 @@ def dry_run(run: dict[str, Any], settings: Settings, only: str | None = None) ->
 
     from runherald import rules
     from runherald.notifiers import NotifierSettings
-    from runherald.templating import render_preview
+    from runherald.preview import render_preview
 
     notifier_settings = NotifierSettings.from_env()
     if settings.templates_dir:
