@@ -31,7 +31,7 @@ typecheck: linktree
 
 ## Import layers and no cycles (the contracts in pyproject.toml), on the installed layout like mypy.
 imports: linktree
-	cd $(LINKTREE) && $(CURDIR)/$(BIN)/lint-imports --no-cache $(CURDIR)/pyproject.toml
+	cd $(LINKTREE) && $(CURDIR)/$(BIN)/lint-imports --no-cache --no-logo $(CURDIR)/pyproject.toml
 
 # The package-dir mapping in pyproject.toml installs streams/ as runherald.streams (and so on), but mypy
 # and lint-imports read folders, not that mapping: to them runherald.streams does not exist and every
