@@ -36,8 +36,9 @@ imports: linktree
 # The package-dir mapping in pyproject.toml installs streams/ as runherald.streams (and so on), but mypy
 # and lint-imports read folders, not that mapping: to them runherald.streams does not exist and every
 # import of it is Any. $(LINKTREE)/runherald is the installed layout: real folders, each file a symlink
-# to the real one (lint-imports does not follow linked folders). Made afresh from the mapping each time
-# (it takes milliseconds); errors name files under it, which open the real ones.
+# to the real one, made afresh from the mapping each time (it takes milliseconds). Messages name files
+# under it, which open the real ones. lint-imports runs from inside it: it puts the current directory
+# first on sys.path, and from the repository that finds ./runherald without the mapped folders.
 linktree: $(STAMP)
 	rm -rf $(LINKTREE)
 	$(BIN)/python -c 'import tomllib; dirs = tomllib.load(open("pyproject.toml", "rb"))["tool"]["setuptools"]["package-dir"]; \
