@@ -6,6 +6,7 @@ COPY runherald ./runherald
 COPY streams ./streams
 COPY notifiers ./notifiers
 COPY templates ./templates
+COPY benchmarks ./benchmarks
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 herald
 USER herald
 EXPOSE 6066

@@ -113,7 +113,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from runherald.bench import main as bench_main
+    from runherald.benchmarks.pipeline import main as bench_main
 
     return bench_main(args.bench_args)
 
@@ -206,7 +206,7 @@ def dry_run(run: dict[str, Any], settings: Settings, only: str | None = None) ->
 
     from runherald import rules
     from runherald.notifiers import NotifierSettings
-    from runherald.templating import render_preview
+    from runherald.preview import render_preview
 
     notifier_settings = NotifierSettings.from_env()
     if settings.templates_dir:
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["bench"]:
         # The bench has its own options; hand them over untouched (`runherald bench --runs 10`).
-        from runherald.bench import main as bench_main
+        from runherald.benchmarks.pipeline import main as bench_main
 
         return bench_main(args_list[1:])
     parser = build_parser()

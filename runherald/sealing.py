@@ -20,7 +20,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from runherald.secrets import SEALED, SecretResolutionError, is_reference, is_sealed
+from runherald.secret_values import SEALED, SecretResolutionError, is_reference, is_sealed
 
 KEY_ENV = "RUNHERALD_SEAL_KEY"
 KEY_FILE_ENV = "RUNHERALD_SEAL_KEY_FILE"

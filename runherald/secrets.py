@@ -11,32 +11,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from runherald.sealing import open_sealed
+from runherald.secret_values import ENV_REFERENCE, SecretResolutionError, is_reference, is_sealed
+
 REDACTED = "REDACTED"
 # Keys whose values are secrets even when they were given in plain `params`.
 SENSITIVE_KEYS = frozenset({"webhook", "token", "password", "signing_secret", "url", "headers"})
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MIN_SCRUB_LENGTH = 4
-SEALED = "sealed"  # {"sealed": "<fernet token>"}: a secret_params value sealed by runherald.sealing
-
-
-class SecretResolutionError(ValueError):
-    """A secret reference could not be resolved; the message names the secret, never a value."""
-
-
-def is_sealed(value: Any) -> bool:
-    """Whether a value is ``{"sealed": token}`` (see runherald.sealing)."""
-    return isinstance(value, Mapping) and set(value) == {SEALED} and isinstance(value[SEALED], str)
-
-
-def is_reference(value: Any) -> bool:
-    """Whether a secret_params value holds no secret: exactly ``${VAR}``, ``{"secret": name}``, or sealed."""
-    if isinstance(value, str):
-        # Only a whole reference: text around one ("Bearer ${TOKEN}") may itself be secret.
-        return _ENV_REF.fullmatch(value) is not None
-    if isinstance(value, Mapping) and set(value) == {"secret"}:
-        return isinstance(value["secret"], str)
-    return is_sealed(value)
 
 
 def resolve_params(
@@ -93,10 +75,8 @@ class _Resolver:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, str):
-            return _ENV_REF.sub(lambda match: self.env_value(match.group(1)), value)
+            return ENV_REFERENCE.sub(lambda match: self.env_value(match.group(1)), value)
         if is_sealed(value):
-            from runherald.sealing import open_sealed  # imported here: sealing builds on this module
-
             plaintext = open_sealed(value)
             self.remember(plaintext)
             return self.resolve(plaintext)  # a sealed literal may itself hold ${VAR} references

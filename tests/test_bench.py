@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-
-from runherald.bench import no_bench_gc_pauses
+from runherald.benchmarks.pipeline import no_bench_gc_pauses
 
 FIGURES = {
     "raw_aiokafka_consume": "events/s",
@@ -60,7 +59,7 @@ def value_of(output: str, name: str, unit: str) -> float:
 @pytest.mark.slow
 def test_bench_prints_every_figure_and_ratio() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "runherald.bench", *TINY],
+        [sys.executable, "-m", "runherald.benchmarks.pipeline", *TINY],
         capture_output=True,
         text=True,
         timeout=300,

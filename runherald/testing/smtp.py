@@ -1,4 +1,8 @@
-"""SmtpServer: an aiosmtpd server on loopback (plain, STARTTLS or implicit TLS) that records mail."""
+"""SmtpServer: an aiosmtpd server on loopback (plain, STARTTLS or implicit TLS) that records mail.
+
+aiosmtpd is a test-only dependency (the ``test`` extra): it is imported when a server starts, so this
+module, and ``runherald.testing`` with it, import without it (``runherald bench`` uses the other peers).
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,16 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 SmtpMode = Literal["plain", "starttls", "tls"]
 
@@ -161,6 +167,8 @@ class SmtpServer:
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
     ) -> AuthResult:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
         if not isinstance(auth_data, LoginPassword) or self.auth is None:
             return AuthResult(success=False, handled=False)
         user, password = auth_data.login.decode(), auth_data.password.decode()
@@ -168,6 +176,8 @@ class SmtpServer:
         return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
 
     def _start(self) -> None:
+        from aiosmtpd.controller import Controller
+
         kwargs: dict[str, Any] = {}
         if self.mode != "plain":
             self._tempdir = tempfile.TemporaryDirectory(prefix="runherald-smtp-")

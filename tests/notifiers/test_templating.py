@@ -1,4 +1,4 @@
-"""Templates: user overrides by file name, sandboxing, and the render preview."""
+"""Templates: user overrides by file name, sandboxing."""
 
 from __future__ import annotations
 
@@ -11,12 +11,7 @@ from runherald.notifiers import ConsoleNotifier, NotifierSettings
 from runherald.notifiers.slack import render_slack_blocks
 
 from runherald.delivery import OutcomeKind
-from runherald.templating import TemplateRenderer, render_preview
-
-RUN = {
-    "metadata": {"name": "train", "uid": "abcdef123456", "project": "p1", "labels": {}},
-    "status": {"state": "completed", "results": {"acc": 0.9}},
-}
+from runherald.templating import TemplateRenderer
 
 
 async def test_user_directory_overrides_a_template(tmp_path: Path, delivery_for: Any) -> None:
@@ -54,14 +49,3 @@ def test_html_is_autoescaped_text_is_not() -> None:
     context = {"severity": "info", "message": "<b>", "rows": [], "name": ""}
     assert "&lt;b&gt;" in renderer.render("mail_body.html.j2", context)
     assert renderer.render("mail_subject.txt.j2", context) == "[info] <b>"
-
-
-def test_render_preview_shows_every_channel() -> None:
-    notification = {"kind": "slack", "name": "n1", "message": "hello", "severity": "warning", "params": {}}
-    preview = render_preview(RUN, notification)
-    assert preview["message"].startswith("Run completed in project p1")
-    assert preview["message"].endswith(": hello")
-    assert preview["slack"]["blocks"][0]["text"]["text"] == f"[warning] {preview['message']}"
-    assert preview["mail"]["subject"] == f"[warning] {preview['message']}"
-    assert '"severity":"warning"' in preview["webhook"]["body"]
-    assert preview["console"].splitlines()[0] == f"[warning] {preview['message']}"

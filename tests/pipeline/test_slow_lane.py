@@ -12,9 +12,8 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from runherald.benchmarks.pipeline import create_topic
 from runherald.streams.kafka import _fetch_slow_topics_less_often
-
-from runherald.bench import create_topic
 
 
 async def test_slow_topic_is_fetched_once_per_interval(broker: Any) -> None:

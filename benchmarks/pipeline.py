@@ -1,8 +1,8 @@
 """Benchmark the pipeline on an embedded broker: consume rates, deliveries/s, latency, hanging endpoint, RSS.
 
-Run with ``runherald bench [options]`` or ``python -m runherald.bench [options]``. Not a test: it prints
-one ``name: value unit`` line per figure, then ratio lines against the baseline measured in the same run
-and the targets, and optionally a JSON summary.
+Run with ``runherald bench [options]`` or ``python -m runherald.benchmarks.pipeline [options]``. Not a
+test: it prints one ``name: value unit`` line per figure, then ratio lines against the baseline measured
+in the same run and the targets, and optionally a JSON summary.
 """
 
 from __future__ import annotations
@@ -361,7 +361,6 @@ def start_logged(
 def bare_faust_main(argv: list[str]) -> int:
     """A minimal faust worker counting the events of one topic; writes first/last times to a file."""
     import faust
-
     from runherald.streams.kafka import App
 
     broker, topic_name, group, count, partitions, result_path = argv
@@ -523,7 +522,9 @@ class Bench:
             str(self.partitions),
             str(result),
         ]
-        process = start_logged([sys.executable, "-m", "runherald.bench", BARE_FAUST, *argv], log_path)
+        process = start_logged(
+            [sys.executable, "-m", "runherald.benchmarks.pipeline", BARE_FAUST, *argv], log_path
+        )
         try:
             deadline = time.monotonic() + 90 + expected / 500
             while not result.exists():

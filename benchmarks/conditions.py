@@ -1,6 +1,6 @@
 """Benchmark: condition evaluations per second, cached `evaluate` against a plain Jinja2 render loop.
 
-Run with ``python -m runherald.bench_conditions``. Not a test: it prints figures.
+Run with ``python -m runherald.benchmarks.conditions``. Not a test: it prints figures.
 """
 
 from __future__ import annotations

@@ -1,0 +1,33 @@
+"""The forms a secret_params value takes: a reference, a sealed value, or a literal secret.
+
+runherald.sealing seals literals and runherald.secrets resolves references and opens sealed values;
+both build on these definitions, which import neither.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+SEALED = "sealed"  # {"sealed": "<fernet token>"}: a secret_params value sealed by runherald.sealing
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${VAR}: an environment variable's value
+
+
+class SecretResolutionError(ValueError):
+    """A secret reference could not be resolved; the message names the secret, never a value."""
+
+
+def is_sealed(value: Any) -> bool:
+    """Whether a value is ``{"sealed": token}`` (see runherald.sealing)."""
+    return isinstance(value, Mapping) and set(value) == {SEALED} and isinstance(value[SEALED], str)
+
+
+def is_reference(value: Any) -> bool:
+    """Whether a secret_params value holds no secret: exactly ``${VAR}``, ``{"secret": name}``, or sealed."""
+    if isinstance(value, str):
+        # Only a whole reference: text around one ("Bearer ${TOKEN}") may itself be secret.
+        return ENV_REFERENCE.fullmatch(value) is not None
+    if isinstance(value, Mapping) and set(value) == {"secret"}:
+        return isinstance(value["secret"], str)
+    return is_sealed(value)
