@@ -22,8 +22,8 @@ dev: $(STAMP)
 test: $(STAMP) lint typecheck imports unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check runherald streams notifiers benchmarks tests
-	$(BIN)/ruff format --check runherald streams notifiers benchmarks tests
+	$(BIN)/ruff check runherald streams notifiers benchmarks scripts tests
+	$(BIN)/ruff format --check runherald streams notifiers benchmarks scripts tests
 
 ## mypy on the installed layout (runherald.streams, runherald.notifiers, ...; see linktree).
 typecheck: linktree
