@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from runherald import metrics
+from runherald import ledger, metrics
+from runherald.delivery import run_key as delivery_key
 from runherald.publish import Publisher, PublishError, parse_runs, run_key
-from runherald.streams import ledger
 
 RecordLookup = Callable[[str], bytes | None]
 RunLookup = Callable[[ledger.Record], Awaitable[dict[str, Any] | None]]
@@ -46,7 +46,7 @@ def create_api(
         return _json({"accepted": len(keys), "runs": keys}, 202)
 
     def key_of(request: web.Request) -> str:
-        return f"{request.match_info['project']}/{request.match_info['uid']}"
+        return delivery_key(request.match_info["project"], request.match_info["uid"])
 
     async def get_run(request: web.Request) -> web.Response:
         key = key_of(request)

@@ -1,4 +1,5 @@
-"""Read the dead-letter topic, and replay what can be replayed: failed deliveries and dead-lettered runs.
+"""The dead-letter topic: its record format (written by the pipeline's stages), reading it, and replaying
+what can be replayed: failed deliveries and dead-lettered runs.
 
 A record's id is ``<partition>:<offset>`` on the dead-letter topic. A ``dispatch`` record carries the
 delivery (literal secrets redacted, references and sealed values intact): replay re-publishes it to the
@@ -8,10 +9,12 @@ says ``error``. An ``evaluate`` record whose payload is a run dict is re-publish
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,11 +22,56 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from runherald.config import Settings
 from runherald.delivery import Delivery
+from runherald.delivery import run_key as delivery_key
 from runherald.publish import PublishError, run_key
 from runherald.sealing import seal_run
-from runherald.secrets import REDACTED
+from runherald.secrets import REDACTED, redact_secret_params
 
 READ_TIMEOUT = 30.0
+
+
+def dead_letter_value(*, reason: str, stage: str, source: dict[str, Any], payload: Any = None) -> bytes:
+    """A dead-letter record as the pipeline writes it: why, which stage, where from, and the payload
+    (secrets redacted) when there is one to replay."""
+    record: dict[str, Any] = {
+        "reason": reason,
+        "stage": stage,
+        "source": source,
+        "time": datetime.now(UTC).isoformat(),
+    }
+    if payload is not None:
+        record["payload"] = payload
+    return orjson.dumps(record)
+
+
+def redacted_event(raw: bytes | None) -> Any:
+    """What of a bad run event may go to the dead-letter topic: its JSON with literal secrets redacted
+    (sealed values and references stay, so it can be replayed), or only its size and digest."""
+    if raw is None:
+        return None
+    digest = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return digest
+    if not isinstance(value, dict):
+        return digest
+    try:
+        notifications = (value.get("spec") or {}).get("notifications")
+        if isinstance(notifications, list):
+            value["spec"]["notifications"] = [
+                redact_secret_params(n) if isinstance(n, dict) else n for n in notifications
+            ]
+        return value
+    except Exception:  # a shape we cannot walk: keep nothing that might be secret
+        return digest
+
+
+def redacted_delivery(delivery: Delivery) -> dict[str, Any]:
+    """A failed delivery as its dead-letter record carries it: literal secrets redacted."""
+    payload = delivery.to_record()
+    payload["notification"] = redact_secret_params(delivery.notification)
+    return payload
 
 
 class NotReplayable(ValueError):
@@ -174,7 +222,7 @@ def replay_message(letter: DeadLetter, token: str | None = None) -> tuple[str, s
             raise NotReplayable(f"the payload is not a delivery: {type(exc).__name__}: {exc}") from None
         _refuse_redacted([delivery.notification])
         delivery.replay = token or uuid.uuid4().hex
-        return "deliveries", f"{delivery.project}/{delivery.uid}", orjson.dumps(delivery.to_record())
+        return "deliveries", delivery_key(delivery.project, delivery.uid), orjson.dumps(delivery.to_record())
     if letter.stage == "evaluate":
         if not isinstance(payload, Mapping) or "metadata" not in payload:
             raise NotReplayable("the payload is not a run dict (only its size and digest were kept)")

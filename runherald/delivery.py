@@ -8,6 +8,14 @@ from enum import StrEnum
 from typing import Any
 
 
+def run_key(project: str, uid: str) -> str:
+    """The key of everything of one run (its events, deliveries and ledger record): ``"{project}/{uid}"``.
+
+    One key puts all of a run on one partition of every topic: per-run order, and local state.
+    """
+    return f"{project}/{uid}"
+
+
 def delivery_id(project: str, uid: str, name: str, state: str) -> str:
     """Stable id of the one delivery for (project, uid, notification name, run state)."""
     raw = "\x1f".join((project, uid, name, state)).encode("utf-8")

@@ -10,6 +10,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from runherald.config import Settings
+from runherald.delivery import run_key as delivery_key
 from runherald.rules import as_dict
 from runherald.sealing import seal_run
 from runherald.topics import ensure_topics
@@ -37,7 +38,7 @@ def run_key(run: dict[str, Any]) -> str:
     missing = [name for name in ("project", "uid") if not isinstance(meta.get(name), str) or not meta[name]]
     if missing:
         raise PublishError(f"run metadata lacks {' and '.join(missing)}")
-    return f"{meta['project']}/{meta['uid']}"
+    return delivery_key(meta["project"], meta["uid"])
 
 
 class Publisher:

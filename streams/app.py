@@ -1,7 +1,11 @@
-"""The faust app: topics, the ledger table and the two stages, wired to the pure core and the notifiers.
+"""The faust app: topics, the ledger table and the stages, declared here and wired to each other.
 
-runs ──► evaluate ──► deliveries ──► dispatch ──► Slack / SMTP / HTTP
-              └──────────► status (the ledger) ◄───────┘
+runs ──► EvaluateStage ──► deliveries ──► DispatchStage ──► Dispatcher ──► Slack / SMTP / HTTP
+               │                                               │
+               └──────────► LedgerWriter: status (the ledger) ◄┘        (dead letters: DeadLetterWriter)
+
+After every takeover (the recovery that follows a rebalance or a restart) waiting retries are
+rescheduled from the ledger and the Redriver looks for deliveries left pending with nothing behind them.
 """
 
 from __future__ import annotations
@@ -9,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import dataclasses
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -20,66 +23,23 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.types import TP
 
-from runherald import metrics
+from runherald import ledger, metrics
 from runherald.breaker import CircuitBreakers
 from runherald.config import Settings
-from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind
+from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind, run_key
 from runherald.faults import fault_point
 from runherald.retry import RetryPolicy
-from runherald.sealing import seal_run
-from runherald.secrets import redact_secret_params
 from runherald.topics import COMPACTED
 
-from . import ledger
-from .dispatch import Dispatcher
-from .evaluate import InvalidEvent, evaluate_event, parse_event, run_key
+from .dispatch import Dispatcher, DispatchStage
+from .evaluate import LEDGER_WRITE_DELAY, EvaluateStage
 from .kafka import App
+from .offsets import OffsetFetcher
 from .redrive import Redriver
-from .writers import LedgerWriter, Writer
+from .writers import DeadLetterWriter, LedgerWriter, Writer
 
 log = logging.getLogger("runherald.pipeline")
-
-YIELD_EVERY = 200  # records handled before a batch gives the event loop a turn
-LEDGER_WRITE_DELAY = 0.25  # seconds: how long the evaluate stage's ledger changes may wait (see below)
-
-
-def dead_letter_value(*, reason: str, stage: str, source: dict[str, Any], payload: Any = None) -> bytes:
-    """A dead-letter record: why, where from, and the payload with secrets redacted."""
-    record: dict[str, Any] = {
-        "reason": reason,
-        "stage": stage,
-        "source": source,
-        "time": ledger.utc_now_iso(),
-    }
-    if payload is not None:
-        record["payload"] = payload
-    return orjson.dumps(record)
-
-
-def _redacted_payload(raw: bytes | None) -> Any:
-    """What of a bad event may go to the dead-letter topic: the JSON with secrets redacted, or a digest."""
-    if raw is None:
-        return None
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
-    digest = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
-    if not isinstance(value, dict):
-        return digest
-    try:
-        # Literal secrets go; sealed values and references stay, so the record can be replayed.
-        notifications = (value.get("spec") or {}).get("notifications")
-        if isinstance(notifications, list):
-            value["spec"]["notifications"] = [
-                redact_secret_params(n) if isinstance(n, dict) else n for n in notifications
-            ]
-        return value
-    except Exception:  # a shape we cannot walk: keep nothing that might be secret
-        return digest
 
 
 def _scratch_dir() -> str:
@@ -127,58 +87,16 @@ def _observe(delivery: Delivery, outcome: DeliveryOutcome, _took: float) -> None
         metrics.DELIVERY_LATENCY.labels(delivery.kind).observe(max(0.0, time.time() - delivery.created_at))
 
 
-class OffsetFetcher:
-    """Reads single records back by (partition, offset): a delivery for its retry, a run for the API."""
+class Ownership:
+    """The partitions this worker owns, followed through rebalances (asking faust's consumer costs a
+    trip through its consumer thread on every send). A revoked partition leaves only once its sends
+    are drained and recorded (see ``create_pipeline``'s rebalance handlers)."""
 
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.settings = settings
-        self.topic = topic
-        self._consumer: AIOKafkaConsumer | None = None
-        self._assigned: set[TopicPartition] = set()
-        self._lock = asyncio.Lock()
+    def __init__(self) -> None:
+        self.partitions: set[int] = set()
 
-    async def fetch(self, partition: int, offset: int) -> bytes:
-        async with self._lock:
-            if self._consumer is None:
-                self._assigned = set()
-                self._consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self.settings.bootstrap_servers,
-                    enable_auto_commit=False,
-                    # An offset the log no longer has is answered with the first one it has: seen
-                    # at once as gone, instead of waiting for records that never come.
-                    auto_offset_reset="earliest",
-                    fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-                    # One record is wanted: the broker still returns the whole batch holding it, but
-                    # not the megabyte after it. Measured on the embedded broker: 20 ms and 7 ms of
-                    # CPU per read with the defaults, 2.7 ms and 1.2 ms with these.
-                    fetch_max_bytes=1,
-                    max_partition_fetch_bytes=1,
-                )
-                await self._consumer.start()
-            tp = TopicPartition(self.topic, partition)
-            if tp not in self._assigned:
-                # Assigning replaces the consumer's subscription (and aiokafka logs it at INFO): once
-                # per partition, not on every read. Every partition stays paused between reads.
-                self._assigned.add(tp)
-                self._consumer.assign(sorted(self._assigned))
-                self._consumer.pause(*self._assigned)
-            self._consumer.seek(tp, offset)
-            self._consumer.resume(tp)
-            try:
-                message = await asyncio.wait_for(self._consumer.getone(tp), timeout=30)
-            finally:
-                self._consumer.pause(tp)  # no background fetching between reads
-            if message.offset != offset:  # the log no longer starts at or before it
-                raise LookupError(f"offset {offset} of {self.topic}[{partition}] is gone")
-            return message.value or b""
-
-    async def fetch_delivery(self, partition: int, offset: int) -> Delivery:
-        return Delivery.from_record(orjson.loads(await self.fetch(partition, offset)))
-
-    async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+    def owns(self, partition: int) -> bool:
+        return partition in self.partitions
 
 
 @dataclass
@@ -188,11 +106,16 @@ class Pipeline:
     settings: Settings
     app: App
     dispatcher: Dispatcher
-    ledger_table: Any
+    ledger: LedgerWriter
+    ownership: Ownership
     run_fetcher: OffsetFetcher
-    # The ledger record of a run in a partition this worker owns (None otherwise: ask the view).
-    local_record: Callable[[bytes], bytes | None]
     redriver: Redriver
+
+    def local_record(self, key: bytes) -> bytes | None:
+        """A run's ledger record if this worker owns its partition (fresh), else None: ask the view."""
+        if self.ownership.owns(self.ledger.partitions.get(key, -1)):
+            return self.ledger.get(key)
+        return None
 
 
 def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | None = None) -> Pipeline:
@@ -233,76 +156,26 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             value_serializer="raw",
         )
 
-    runs_topic = topic("runs")
-    deliveries_topic = topic("deliveries")
-    dead_letter_topic = topic("dead-letter")
-    ledger_table = app.Table(
-        "ledger",
-        partitions=settings.partitions,
-        changelog_topic=topic("status"),
-    )
+    runs_topic, deliveries_topic, dead_letter_topic = topic("runs"), topic("deliveries"), topic("dead-letter")
+    ledger_table = app.Table("ledger", partitions=settings.partitions, changelog_topic=topic("status"))
+    deliveries_topic_name = deliveries_topic.get_topic_name()
 
     writer = Writer(app)
     ledger_writer = LedgerWriter(ledger_table, writer, settings.topic("status"))
-    dead_letter_topic_name = dead_letter_topic.get_topic_name()
-    runs_topic_name = runs_topic.get_topic_name()
-    deliveries_topic_name = deliveries_topic.get_topic_name()
-
-    # The evaluate stage's ledger changes are written a little later (LEDGER_WRITE_DELAY), and the run
-    # events behind them are acknowledged only after that write. Most of them never need their own
-    # write: the delivery's outcome, recorded a few milliseconds later, carries the same record. Every
-    # write sends the record as it is in memory at that moment, so the last one written is always the
-    # latest. A crash before the write loses nothing: those events were not acknowledged.
-    unacknowledged: list[tuple[TP, list[int], int]] = []  # (partition, offsets, read epoch)
-
-    oldest_unacknowledged = [0.0]  # monotonic time the oldest waiting event was handled
-
-    async def write_unwritten() -> None:
-        # Taken first: events handled after this point wait for the next round.
-        events = list(unacknowledged)
-        unacknowledged.clear()
-        oldest_unacknowledged[0] = 0.0
-        await ledger_writer.flush()
-        for tp, offsets, epoch in events:
-            app.ack_offsets(tp, offsets, epoch)
-
-    @app.timer(LEDGER_WRITE_DELAY)
-    async def write_ledger_changes() -> None:
-        await write_unwritten()
-
-    # Partitions of the deliveries topic this worker owns. Asking the consumer costs a trip through
-    # faust's consumer thread on every send; the set follows rebalances instead (see the handlers
-    # below: revoked partitions leave it only after their sends are drained and recorded).
-    owned: set[int] = set()
-
-    def owns(partition: int) -> bool:
-        return partition in owned
+    dead_letters = DeadLetterWriter(writer, dead_letter_topic.get_topic_name())
+    ownership = Ownership()
+    delivery_fetcher = OffsetFetcher(settings, deliveries_topic_name)
+    run_fetcher = OffsetFetcher(settings, runs_topic.get_topic_name())
 
     async def write_record(delivery: Delivery, partition: int, record: ledger.Record) -> None:
-        await ledger_writer.put(partition, Dispatcher.key_of(delivery).encode(), record)
-
-    async def dead_letter_delivery(delivery: Delivery, reason: str) -> None:
-        payload = delivery.to_record()
-        payload["notification"] = redact_secret_params(delivery.notification)
-        await writer.send(
-            dead_letter_topic_name,
-            Dispatcher.key_of(delivery).encode(),
-            dead_letter_value(
-                reason=reason,
-                stage="dispatch",
-                source={"delivery_id": delivery.id, "name": delivery.name, "state": delivery.state},
-                payload=payload,
-            ),
-        )
-
-    fetcher = OffsetFetcher(settings, deliveries_topic.get_topic_name())
+        await ledger_writer.put(partition, run_key(delivery.project, delivery.uid).encode(), record)
 
     dispatcher = Dispatcher(
         notifier_for=notifier_for or _notifier_lookup(settings),
         read_record=lambda key: ledger_writer.load(key.encode()),
         write_record=write_record,
-        dead_letter=dead_letter_delivery,
-        fetch_delivery=fetcher.fetch_delivery,
+        dead_letter=dead_letters.delivery,
+        fetch_delivery=delivery_fetcher.fetch_delivery,
         policy=RetryPolicy(
             max_attempts=settings.retry_max_attempts,
             max_elapsed=settings.retry_max_elapsed,
@@ -312,7 +185,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         send_timeout=settings.send_timeout,
         max_in_flight=settings.max_in_flight,
         secrets_dir=settings.secrets_dir or None,
-        owns_partition=owns,
+        owns_partition=ownership.owns,
         on_outcome=_observe,
         breakers=CircuitBreakers(
             settings.circuit_threshold,
@@ -321,140 +194,36 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
             hang_after=settings.send_timeout / 2,
         ),
     )
-
     metrics.IN_FLIGHT.set_function(lambda: len(dispatcher.in_flight))
     metrics.OPEN_CIRCUITS.set_function(dispatcher.breakers.open_endpoints)
 
-    async def dead_letter_event(message: Any, reason: str) -> None:
-        metrics.EVENTS_DEAD_LETTERED.labels(reason.split(":")[0][:40]).inc()
-        log.warning(
-            "dead-lettered run event %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason
-        )
-        await writer.send(
-            dead_letter_topic_name,
-            message.key,
-            dead_letter_value(
-                reason=reason,
-                stage="evaluate",
-                source={"topic": message.topic, "partition": message.partition, "offset": message.offset},
-                payload=_redacted_payload(message.value),
-            ),
-        )
+    async def emit(delivery: Delivery, partition: int) -> None:
+        """Write a delivery to the deliveries topic and start sending it at once (this worker owns the
+        partition); its event there is acknowledged once the send is recorded."""
+        key = run_key(delivery.project, delivery.uid).encode()
+        written = await writer.send(deliveries_topic_name, key, orjson.dumps(delivery.to_record()), partition)
+        await dispatcher.start_now(delivery, partition, written)
 
     # Both stages take their records a fetch at a time (see kafka.App.batch_topic): faust's per-event
     # stream costs more than everything evaluate does with an event. The lock lets a rebalance wait
     # for the batch under way before the partitions go.
     batch_lock = asyncio.Lock()
+    evaluate = EvaluateStage(
+        app=app,
+        settings=settings,
+        ledger=ledger_writer,
+        dead_letters=dead_letters,
+        emit=emit,
+        runs_topic=runs_topic.get_topic_name(),
+        lock=batch_lock,
+    )
+    dispatch = DispatchStage(app=app, dispatcher=dispatcher, dead_letters=dead_letters, lock=batch_lock)
+    app.batch_topic(runs_topic, evaluate.handle)
+    app.batch_topic(deliveries_topic, dispatch.handle, fetch_every=DELIVERIES_FETCH_EVERY)
 
-    evaluate_lag = metrics.STAGE_LAG.labels("evaluate")
-
-    async def evaluate(tp: TP, records: list[Any]) -> None:
-        """Read run events, decide which notifications to send, emit deliveries and ledger entries."""
-        async with batch_lock:
-            await evaluate_batch(tp, records)
-
-    async def evaluate_batch(tp: TP, records: list[Any]) -> None:
-        epoch = app.read_epoch
-        metrics.EVENTS_CONSUMED.inc(len(records))
-        # The wait of the oldest record of each fetch (a histogram update per record costs more
-        # than a tenth of what evaluate does with an event).
-        oldest = records[0]
-        if oldest.timestamp_type == 0 and oldest.timestamp > 0:  # CreateTime, set by the publisher
-            evaluate_lag.observe(max(0.0, time.time() - oldest.timestamp / 1000))
-        for index, message in enumerate(records):
-            if index and not index % YIELD_EVERY:
-                await asyncio.sleep(0)  # let sends, their records and the API get a turn
-            await evaluate_one(message)
-        if not unacknowledged:
-            oldest_unacknowledged[0] = time.monotonic()
-        unacknowledged.append((tp, [message.offset for message in records], epoch))
-        if time.monotonic() - oldest_unacknowledged[0] >= LEDGER_WRITE_DELAY:
-            await write_unwritten()  # under load the timer alone could fall behind
-
-    async def evaluate_one(message: Any) -> None:
-        try:
-            run = parse_event(message.value, settings.max_event_bytes)
-        except InvalidEvent as exc:
-            await dead_letter_event(message, str(exc))
-            return
-        key = run_key(run)
-        keyb = key.encode()
-        if message.key != keyb:
-            # Published under another key: move it to its run's partition so per-run order holds.
-            await writer.send(runs_topic_name, keyb, orjson.dumps(seal_run(run)))
-            return
-        meta = run["metadata"]
-        result = evaluate_event(
-            run,
-            record=ledger_writer.load(keyb, meta["project"], meta["uid"]),
-            source=(message.partition, message.offset),
-            settings=settings,
-        )
-        if result.dropped:
-            metrics.EVENTS_DROPPED.inc()
-            log.info("ignored run event for %s: %s", key, result.dropped)
-            return
-        if result.record is not None:
-            # In the table before any send starts: an outcome is recorded into this record.
-            ledger_writer.set(message.partition, keyb, result.record)
-        for delivery in result.deliveries:
-            await emit(delivery, message.partition)
-        if result.deliveries:
-            metrics.DELIVERIES_EMITTED.inc(len(result.deliveries))
-            fault_point("evaluated")
-
-    async def emit(delivery: Delivery, partition: int) -> None:
-        """Write a delivery to the deliveries topic and start sending it at once."""
-        written = await writer.send(
-            deliveries_topic_name,
-            Dispatcher.key_of(delivery).encode(),
-            orjson.dumps(delivery.to_record()),
-            partition,
-        )
-        await dispatcher.start_now(delivery, partition, written)
-
-    async def dispatch(tp: TP, records: list[Any]) -> None:
-        """Send each delivery in its own task; its record is acknowledged once the outcome is recorded."""
-        async with batch_lock:
-            await dispatch_batch(tp, records)
-
-    async def dispatch_batch(tp: TP, records: list[Any]) -> None:
-        epoch = app.read_epoch
-        for index, message in enumerate(records):
-            if index and not index % YIELD_EVERY:
-                await asyncio.sleep(0)
-            await dispatch_one(tp, message, epoch)
-
-    async def dispatch_one(tp: TP, message: Any, epoch: int) -> None:
-        offset = message.offset
-        try:
-            delivery = Delivery.from_record(orjson.loads(message.value))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            await writer.send(
-                dead_letter_topic_name,
-                message.key,
-                dead_letter_value(
-                    reason=f"malformed delivery: {exc}",
-                    stage="dispatch",
-                    source={"topic": message.topic, "partition": message.partition, "offset": offset},
-                ),
-            )
-            app.ack_offsets(tp, (offset,), epoch)
-            return
-        if delivery.created_at and not delivery.attempts:
-            metrics.STAGE_LAG.labels("dispatch").observe(max(0.0, time.time() - delivery.created_at))
-        await dispatcher.submit(
-            delivery, message.partition, offset, lambda: app.ack_offsets(tp, (offset,), epoch)
-        )
-
-    app.batch_topic(runs_topic, evaluate)
-    app.batch_topic(deliveries_topic, dispatch, fetch_every=DELIVERIES_FETCH_EVERY)
-
-    run_fetcher = OffsetFetcher(settings, runs_topic.get_topic_name())
-
-    def owned_records() -> list[tuple[bytes, bytes]]:
-        partitions = ledger_writer.partitions
-        return [(key, raw) for key, raw in ledger_writer.items() if owns(partitions.get(key, -1))]
+    @app.timer(LEDGER_WRITE_DELAY)
+    async def write_ledger_changes() -> None:
+        await evaluate.write_waiting()
 
     async def record_error(key: bytes, delivery_id: str, partition: int, reason: str) -> None:
         record = ledger_writer.load(key)
@@ -463,12 +232,16 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         )
         await ledger_writer.put(partition, key, record)
 
+    def owned_records() -> list[tuple[bytes, bytes]]:
+        partitions = ledger_writer.partitions
+        return [(key, raw) for key, raw in ledger_writer.items() if ownership.owns(partitions.get(key, -1))]
+
     redriver = Redriver(
         records=owned_records,
         read_record=ledger_writer.load,
         partition_of=ledger_writer.partitions.get,
         is_busy=dispatcher.is_busy,
-        owns=owns,
+        owns=ownership.owns,
         fetch_run=run_fetcher.fetch,
         emit=emit,
         record_error=record_error,
@@ -480,13 +253,9 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
     async def after_takeover() -> None:
         # Runs after every rebalance's recovery, the first one at start included.
         for key, raw in owned_records():
-            if raw and b'"retry":[' in raw:
-                record = ledger.load(raw)
-                for _due, did in ledger.due_retries(record):
-                    found = record["deliveries"][did]
-                    dispatcher.schedule(
-                        float(found["next_attempt_at"]), did, key.decode(), int(found["partition"])
-                    )
+            if b'"retry":[' in raw:
+                partition = ledger_writer.partitions[key]
+                dispatcher.schedule_from_record(key.decode(), partition, ledger.load(raw))
         redriver.takeover()
 
     @app.task
@@ -494,7 +263,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         try:
             await dispatcher.run_retries()
         finally:
-            await fetcher.stop()
+            await delivery_fetcher.stop()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
@@ -505,25 +274,23 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         gone = {tp.partition for tp in revoked if tp.topic == deliveries_topic_name}
         async with batch_lock:
             pass  # the batch under way has finished
-        await write_unwritten()
+        await evaluate.write_waiting()
         dispatcher.forget_partitions(lambda partition: partition not in gone)
         await dispatcher.drain(timeout=settings.send_timeout + 1, partitions=gone)
+        await ledger_writer.flush()
         await app.producer.flush()
-        owned.difference_update(gone)
+        ownership.partitions.difference_update(gone)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
-        owned.clear()
-        owned.update(tp.partition for tp in assigned if tp.topic == deliveries_topic_name)
+        ownership.partitions = {tp.partition for tp in assigned if tp.topic == deliveries_topic_name}
 
     return Pipeline(
         settings=settings,
         app=app,
         dispatcher=dispatcher,
-        ledger_table=ledger_table,
+        ledger=ledger_writer,
+        ownership=ownership,
         run_fetcher=run_fetcher,
-        local_record=lambda key: (
-            ledger_writer.get(key) if owns(ledger_writer.partitions.get(key, -1)) else None
-        ),
         redriver=redriver,
     )

@@ -19,13 +19,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+from faust.types import TP
+
+from runherald import ledger, metrics
 from runherald.breaker import CircuitBreakers
-from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind
+from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind, run_key
 from runherald.faults import fault_point
 from runherald.retry import RetryPolicy
 from runherald.secrets import SecretResolutionError, SecretScrubber, resolve_params_and_secrets
-
-from . import ledger
 
 log = logging.getLogger("runherald.dispatch")
 
@@ -33,6 +35,8 @@ NotifierLookup = Callable[[str], Any]  # kind -> Notifier
 RecordWriter = Callable[[Delivery, int, ledger.Record], Awaitable[None]]  # (delivery, partition, record)
 DeadLetterWriter = Callable[[Delivery, str], Awaitable[None]]
 DeliveryFetcher = Callable[[int, int], Awaitable[Delivery]]  # (partition, offset) on the deliveries topic
+
+YIELD_EVERY = 200  # records handled before a batch gives the event loop a turn
 
 # Deliveries waiting for a retry that this worker keeps in memory (the most recent ones); the others,
 # and every one after a restart, are read back from the deliveries topic when their retry falls due.
@@ -162,7 +166,7 @@ class Dispatcher:
 
     @staticmethod
     def key_of(delivery: Delivery) -> str:
-        return f"{delivery.project}/{delivery.uid}"
+        return run_key(delivery.project, delivery.uid)
 
     # -- one attempt --------------------------------------------------------------------------------
 
@@ -395,4 +399,41 @@ class Dispatcher:
             await asyncio.wait(tasks, timeout=timeout)
 
 
-__all__ = ["Dispatcher"]
+class DispatchStage:
+    """deliveries ──► dispatch: read delivery events a fetch at a time and hand each to the Dispatcher;
+    an event is acknowledged once its delivery's outcome is in the ledger (or already was)."""
+
+    def __init__(self, *, app: Any, dispatcher: Dispatcher, dead_letters: Any, lock: asyncio.Lock) -> None:
+        self._app = app  # streams.kafka.App: read epochs and acknowledgements
+        self._dispatcher = dispatcher
+        self._dead_letters = dead_letters  # streams.writers.DeadLetterWriter
+        self._lock = lock  # shared with the evaluate stage: a rebalance waits for the batch under way
+        self._lag = metrics.STAGE_LAG.labels("dispatch")
+
+    async def handle(self, tp: TP, records: list[Any]) -> None:
+        """One partition's records of one fetch, in offset order."""
+        async with self._lock:
+            epoch = self._app.read_epoch
+            for index, message in enumerate(records):
+                if index and not index % YIELD_EVERY:
+                    await asyncio.sleep(0)
+                await self._submit(tp, message, epoch)
+
+    async def _submit(self, tp: TP, message: Any, epoch: int) -> None:
+        offset = message.offset
+
+        def acknowledge() -> None:
+            self._app.ack_offsets(tp, (offset,), epoch)
+
+        try:
+            delivery = Delivery.from_record(orjson.loads(message.value))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            await self._dead_letters.malformed_delivery(message, f"malformed delivery: {exc}")
+            acknowledge()
+            return
+        if delivery.created_at and not delivery.attempts:
+            self._lag.observe(max(0.0, time.time() - delivery.created_at))
+        await self._dispatcher.submit(delivery, message.partition, offset, acknowledge)
+
+
+__all__ = ["DispatchStage", "Dispatcher"]

@@ -19,11 +19,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from runherald import metrics
+from runherald import ledger, metrics
 from runherald.delivery import Delivery
-
-from . import ledger
-from .evaluate import InvalidEvent, make_delivery, parse_event
+from runherald.evaluation import InvalidEvent, make_delivery, parse_event
 
 log = logging.getLogger("runherald.redrive")
 

@@ -1,4 +1,5 @@
-"""The worker's writes to Kafka: records straight to the producer, and the ledger's one path to its topic."""
+"""The worker's writes to Kafka: records straight to the producer, the ledger's one path to its topic,
+and the dead-letter records."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from . import ledger
+from runherald import ledger, metrics
+from runherald.deadletter import dead_letter_value, redacted_delivery, redacted_event
+from runherald.delivery import Delivery, run_key
 
 log = logging.getLogger("runherald.pipeline")
 
@@ -109,3 +112,38 @@ class LedgerWriter:
             # Records of one run are written by both stages and by retry timers: the partition is
             # given, not taken from faust's current event.
             await self._writer.send(self._topic, key, value, partition)
+
+
+class DeadLetterWriter:
+    """Writes the dead-letter topic's records (their format: ``runherald.deadletter``, with its reader)."""
+
+    def __init__(self, writer: Writer, topic: str) -> None:
+        self.writer = writer
+        self._topic = topic
+
+    async def run_event(self, message: Any, reason: str) -> None:
+        """A run event that cannot be evaluated (not JSON, not a run, too large…)."""
+        metrics.EVENTS_DEAD_LETTERED.labels(reason.split(":")[0][:40]).inc()
+        log.warning(
+            "dead-lettered run event %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason
+        )
+        source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+        value = dead_letter_value(
+            reason=reason, stage="evaluate", source=source, payload=redacted_event(message.value)
+        )
+        await self.writer.send(self._topic, message.key, value)
+
+    async def delivery(self, delivery: Delivery, reason: str) -> None:
+        """A delivery that failed for good (its budget ran out, or a permanent error)."""
+        source = {"delivery_id": delivery.id, "name": delivery.name, "state": delivery.state}
+        value = dead_letter_value(
+            reason=reason, stage="dispatch", source=source, payload=redacted_delivery(delivery)
+        )
+        await self.writer.send(self._topic, run_key(delivery.project, delivery.uid).encode(), value)
+
+    async def malformed_delivery(self, message: Any, reason: str) -> None:
+        """A deliveries-topic record that is not a delivery."""
+        source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+        await self.writer.send(
+            self._topic, message.key, dead_letter_value(reason=reason, stage="dispatch", source=source)
+        )

@@ -10,9 +10,10 @@ import asyncio
 from typing import Any
 
 from runherald.notifiers import NotifierSettings, WebhookNotifier
-from runherald.streams import dispatch, ledger
+from runherald.streams import dispatch
 from runherald.streams.dispatch import Dispatcher
 
+from runherald import ledger
 from runherald.breaker import CircuitBreakers
 from runherald.delivery import Delivery, DeliveryOutcome
 from runherald.egress import EgressPolicy

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import orjson
-from runherald.streams import ledger
 from runherald.streams.redrive import Redriver, stranded
 
+from runherald import ledger
 from runherald.delivery import Delivery, delivery_id
 
 KEY = b"proj/run-1"

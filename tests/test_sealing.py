@@ -9,10 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 from cryptography.fernet import Fernet
-from runherald.streams import ledger
-from runherald.streams.evaluate import evaluate_event
 
+from runherald import ledger
 from runherald.config import Settings
+from runherald.evaluation import evaluate_event
 from runherald.sealing import (
     KEY_ENV,
     KEY_FILE_ENV,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from runherald.streams.app import OffsetFetcher
+from runherald.streams.offsets import OffsetFetcher
 
 from runherald.broker import EmbeddedBroker
 from runherald.config import Settings
