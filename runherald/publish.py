@@ -10,13 +10,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from runherald.config import Settings
+from runherald.errors import PublishError
 from runherald.rules import as_dict
 from runherald.sealing import seal_run
 from runherald.topics import ensure_topics
-
-
-class PublishError(ValueError):
-    """A run that cannot be published (not a run dict, or no project/uid to key it by)."""
 
 
 def to_run_dict(run: Any) -> dict[str, Any]:
