@@ -28,10 +28,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 def cmd_dev(args: argparse.Namespace) -> int:
     from runherald.worker import run_dev
 
-    settings = _settings(args)
-    if args.broker:
-        settings.extra["external_broker"] = True
-    return run_dev(settings, broker_port=args.broker_port)
+    return run_dev(_settings(args), broker_port=args.broker_port, external_broker=bool(args.broker))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -201,18 +198,11 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def dry_run(run: dict[str, Any], settings: Settings, only: str | None = None) -> list[dict[str, Any]]:
     """Per notification of a run: would it be sent now (and why), and what each channel would get."""
-    from dataclasses import replace
-    from pathlib import Path
-
     from runherald import rules
     from runherald.notifiers import NotifierSettings
     from runherald.templating import render_preview
 
-    notifier_settings = NotifierSettings.from_env()
-    if settings.templates_dir:
-        notifier_settings = replace(notifier_settings, templates_dir=Path(settings.templates_dir))
-    if settings.ui_url:
-        notifier_settings = replace(notifier_settings, ui_url=settings.ui_url)
+    notifier_settings = NotifierSettings.from_settings(settings)
     meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
     spec = run.get("spec") if isinstance(run.get("spec"), dict) else {}
     notifications = [n for n in (spec or {}).get("notifications") or [] if isinstance(n, dict)]

@@ -14,7 +14,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from runherald.rules import compose_message
 
-TEMPLATES_ENV = "RUNHERALD_TEMPLATES"
 TABLE_HEADERS = ("status", "name", "uid", "results")
 
 
@@ -41,8 +40,7 @@ class TemplateRenderer:
     """Renders named templates (user directory first, then defaults) and ad-hoc strings, sandboxed."""
 
     def __init__(self, user_dir: str | os.PathLike[str] | None = None) -> None:
-        if user_dir is None:
-            user_dir = os.environ.get(TEMPLATES_ENV) or None
+        # The directory comes from the settings (RUNHERALD_TEMPLATES), through NotifierSettings.
         self.user_dir = Path(user_dir) if user_dir else None
         loaders: list[BaseLoader] = [_PackageLoader()]
         if self.user_dir is not None:

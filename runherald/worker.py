@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 import threading
-from dataclasses import replace
 from typing import Any
 
 import faust
@@ -191,10 +190,10 @@ def run_worker(settings: Settings, *, announce: str = "") -> int:
     return 0
 
 
-def run_dev(settings: Settings, *, broker_port: int | None = None) -> int:
+def run_dev(settings: Settings, *, broker_port: int | None = None, external_broker: bool = False) -> int:
     """The embedded stack: a memory-only broker, one worker and the API, in one foreground process tree."""
     broker = None
-    if not settings.extra.get("external_broker"):
+    if not external_broker:
         port = broker_port or 9092
         if broker_port is None and not _port_free(port):
             port = free_port()
@@ -204,8 +203,7 @@ def run_dev(settings: Settings, *, broker_port: int | None = None) -> int:
         except Exception as exc:
             print(f"runherald dev: cannot start the embedded broker: {exc}", file=sys.stderr)
             return 1
-        settings = replace(
-            settings,
+        settings = settings.replace(
             broker=broker.url,
             fetch_max_wait_ms=min(settings.fetch_max_wait_ms, EMBEDDED_FETCH_WAIT_MS),
             session_timeout=min(settings.session_timeout, 6.0),
