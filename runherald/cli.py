@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runherald.config import Settings
+from runherald.errors import BrokerUnavailable
 
 DEFAULT_API = "http://127.0.0.1:6066"
 
@@ -56,6 +57,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     except (OSError, PublishError) as exc:
         print(f"runherald publish: {exc}", file=sys.stderr)
         return 2
+    except BrokerUnavailable as exc:
+        print(f"runherald publish: {exc}", file=sys.stderr)
+        return 1
     for key in keys:
         print(key)
     return 0

@@ -10,6 +10,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from runherald.config import Settings
+from runherald.connect import start_client
 from runherald.errors import PublishError
 from runherald.rules import as_dict
 from runherald.sealing import seal_run
@@ -48,13 +49,14 @@ class Publisher:
     async def start(self) -> None:
         if self._create_topics:
             await ensure_topics(self.settings)
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap_servers,
             enable_idempotence=False,  # the embedded broker refuses InitProducerId
             linger_ms=1,
             acks=1,
         )
-        await self._producer.start()
+        await start_client(producer, self.settings)  # BrokerUnavailable within seconds, not a hang
+        self._producer = producer
 
     async def stop(self) -> None:
         if self._producer is not None:
