@@ -52,6 +52,8 @@ async def test_post_runs_publishes_and_rejects_bad_input(
 async def test_health_and_metrics(worker: WorkerProcess, receiver: WebhookReceiver) -> None:
     code, health = worker.get("/healthz")
     assert code == 200 and health["status"] == "ok" and health["assigned_partitions"] > 0
+    code, ready = worker.get("/readyz")
+    assert code == 200 and ready["ledger_view_caught_up"] is True
     project, uid = unique("p"), unique("u")
     _post(
         worker.api + "/api/v1/runs",
@@ -71,8 +73,9 @@ async def test_health_and_metrics(worker: WorkerProcess, receiver: WebhookReceiv
 
 
 async def test_unknown_run_is_404(worker: WorkerProcess) -> None:
-    assert worker.get("/api/v1/runs/nope/nope")[0] == 404
+    assert worker.get("/api/v1/runs/nope/nope") == (404, {"error": "run nope/nope not found"})
     assert worker.get("/api/v1/runs/nope/nope/notifications")[0] == 404
+    assert worker.get("/api/v1/nope") == (404, {"error": "no such resource: /api/v1/nope"})
 
 
 async def test_runherald_dev_end_to_end(receiver: WebhookReceiver, tmp_path) -> None:
