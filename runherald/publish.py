@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+import yaml
 from aiokafka import AIOKafkaProducer
 
 from runherald.config import Settings
@@ -124,6 +125,38 @@ def parse_runs(text: str | bytes) -> list[dict[str, Any]]:
                 raise PublishError(f"line {number} is not JSON: {exc}") from None
         value = runs
     items = value if isinstance(value, list) else [value]
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise PublishError(f"item {i} is a {type(item).__name__}, not a run object")
+    return items
+
+
+class _RunFileLoader(yaml.SafeLoader):
+    """YAML as JSON would read it: timestamps stay text (a run's last_update is a string)."""
+
+
+_RunFileLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_run_file(text: str | bytes) -> list[dict[str, Any]]:
+    """Run dicts from a file: what parse_runs reads (JSON object, array, NDJSON), or YAML documents
+    (such as RunObject.to_yaml() writes; one run, or a list of runs, per document)."""
+    data = text.encode() if isinstance(text, str) else text
+    if data.lstrip()[:1] in (b"{", b"[", b""):
+        return parse_runs(data)
+    try:
+        documents = [doc for doc in yaml.load_all(data, Loader=_RunFileLoader) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PublishError(f"not JSON, NDJSON or YAML: {where}{problem}") from None
+    items = [item for doc in documents for item in (doc if isinstance(doc, list) else [doc])]
+    if not items:
+        raise PublishError("no input: expected a JSON object, a JSON array, NDJSON or YAML")
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise PublishError(f"item {i} is a {type(item).__name__}, not a run object")

@@ -108,7 +108,15 @@ async def test_runherald_dev_end_to_end(receiver: WebhookReceiver, tmp_path) -> 
                 return False
 
         await wait_for(ready, timeout=60)
-        assert f"runherald API listening on {api}" in (tmp_path / "dev.log").read_text()
+        # A few lines: where the API and the broker are, and how to stop; not faust's log.
+        broker = f"kafka://127.0.0.1:{broker_port}"
+        lines = (tmp_path / "dev.log").read_text().splitlines()
+        assert [line for line in lines if not line.startswith("runherald: warning:")] == [
+            f"runherald API listening on {api}",
+            f"runherald dev: broker {broker} (embedded, memory only: nothing survives a restart)",
+            f"runherald dev: try: RUNHERALD_BROKER={broker} runherald publish run.json",
+            "runherald dev: Ctrl-C stops it (--verbose shows the worker's log)",
+        ]
         run_file = tmp_path / "run.json"
         project, uid = unique("p"), unique("u")
         run_file.write_text(
