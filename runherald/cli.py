@@ -9,6 +9,7 @@ unreachable, server error). An expected failure is one line on stderr: ``runhera
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -225,20 +226,17 @@ def _kafka_client(state: CliState, settings: Settings, work: Coroutine[Any, Any,
     as BrokerUnavailable."""
     from aiokafka.errors import KafkaError
 
-    kafka_log = logging.getLogger("aiokafka")
-    level = kafka_log.level
+    from runherald.connect import quiet_kafka_log
+
     if state.verbose:
         logging.basicConfig(level=logging.INFO)
-    else:
-        kafka_log.setLevel(logging.CRITICAL)  # "Unable connect to ..." once per try: the error says it
     try:
-        return asyncio.run(work)
+        with contextlib.nullcontext() if state.verbose else quiet_kafka_log():
+            return asyncio.run(work)
     except (KafkaError, TimeoutError) as exc:
         raise BrokerUnavailable(
             f"the broker at {settings.broker} failed: {exc or type(exc).__name__}"
         ) from exc
-    finally:
-        kafka_log.setLevel(level)
 
 
 def _api_get(state: CliState, path: str) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -35,3 +37,16 @@ def _reason(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, KafkaConnectionError):
         return "no broker answered"
     return str(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def quiet_kafka_log() -> Iterator[None]:
+    """Keep aiokafka's own log (an "Unable connect to ..." line per try) quiet for a while: for a
+    command, or a start-up, whose failure BrokerUnavailable reports in one line anyway."""
+    kafka_log = logging.getLogger("aiokafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        kafka_log.setLevel(level)

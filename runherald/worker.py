@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from runherald.api import create_api
 from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker, free_port
 from runherald.config import Settings
+from runherald.connect import quiet_kafka_log
 from runherald.publish import Publisher
 from runherald.rules import redact_run
 from runherald.secrets import SecretLogFilter
@@ -175,7 +176,8 @@ def run_worker(
     loop line (`runherald dev` shows neither unless --verbose).
     """
     loop_kind = install_event_loop(settings.event_loop)
-    asyncio.run(ensure_topics(settings))
+    with quiet_kafka_log():  # no broker: BrokerUnavailable says so in one line
+        asyncio.run(ensure_topics(settings))
     pipeline = create_pipeline(settings)
     consumer = "in its own thread" if settings.consumer_thread else "on the event loop"
     runtime = f"event loop {loop_kind}, Kafka consumer {consumer}"

@@ -155,19 +155,12 @@ def test_publish_without_a_broker_is_one_line_within_seconds(tmp_path: Path) -> 
     )
 
 
-def test_dead_letter_list_without_a_broker_leaves_nothing_unclosed() -> None:
+@pytest.mark.parametrize("command", [["dead-letter", "list"], ["worker"]])
+def test_no_broker_is_one_line_and_leaves_nothing_unclosed(command: list[str]) -> None:
     """As a user runs it: the whole stderr of the process, garbage collection at exit included."""
     port = free_port()
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runherald.cli",
-            "dead-letter",
-            "list",
-            "--broker",
-            f"kafka://127.0.0.1:{port}",
-        ],
+        [sys.executable, "-m", "runherald.cli", *command, "--broker", f"kafka://127.0.0.1:{port}"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -175,7 +168,7 @@ def test_dead_letter_list_without_a_broker_leaves_nothing_unclosed() -> None:
     )
     assert result.returncode == 1
     reason = f"cannot reach the broker at kafka://127.0.0.1:{port}: no broker answered"
-    assert result.stderr == f"runherald dead-letter list: {reason}\n"
+    assert result.stderr == f"runherald {' '.join(command)}: {reason}\n"
 
 
 def test_status_without_an_api_is_one_line_exit_1() -> None:
