@@ -281,7 +281,7 @@ def _read_runs(source: IO[bytes]) -> list[dict[str, Any]]:
 RUN_FILE = click.argument("file", type=click.File("rb"), default="-", metavar="[FILE|-]")
 
 
-@cli.command()
+@cli.command(short_help="embedded broker, a worker and the API, in the foreground")
 @click.option("--web-port", type=int, envvar=env_name("web_port"), show_envvar=True, help="HTTP API port")
 @click.option("--broker-port", type=int, help="embedded broker port  [default: 9092, or a free one]")
 @click.pass_context
@@ -304,7 +304,7 @@ def dev(ctx: click.Context, web_port: int | None, broker_port: int | None) -> No
     )
 
 
-@cli.command()
+@cli.command(short_help="one pipeline worker against --broker")
 @click.option("--web-port", type=int, envvar=env_name("web_port"), show_envvar=True, help="HTTP API port")
 @click.pass_context
 def worker(ctx: click.Context, web_port: int | None) -> None:
@@ -317,7 +317,7 @@ def worker(ctx: click.Context, web_port: int | None) -> None:
     ctx.exit(run_worker(settings, log_level=log_level, banner=state.verbose))
 
 
-@cli.command()
+@cli.command(short_help="publish runs: JSON, a JSON array, NDJSON or YAML")
 @RUN_FILE
 @click.pass_context
 def publish(ctx: click.Context, file: IO[bytes]) -> None:
@@ -334,7 +334,7 @@ def publish(ctx: click.Context, file: IO[bytes]) -> None:
     _emit(state, {"accepted": len(keys), "runs": keys}, lambda: click.echo("\n".join(keys)))
 
 
-@cli.command()
+@cli.command(short_help="a run's notification statuses, per state")
 @click.argument("run", metavar="PROJECT/UID")
 @_json_alias()
 @click.pass_context
@@ -367,7 +367,7 @@ def status(ctx: click.Context, run: str) -> None:
     _emit(state, body, table)
 
 
-@cli.command()
+@cli.command(short_help="dry run: what would be sent, and whether")
 @RUN_FILE
 @click.option("--notification", metavar="NAME", help="only the notification with this name")
 @_json_alias()
@@ -390,7 +390,7 @@ def render(ctx: click.Context, file: IO[bytes], notification: str | None) -> Non
     _emit(state, previews, table)
 
 
-@cli.group(name="dead-letter")
+@cli.group(name="dead-letter", short_help="list or replay the dead-letter topic")
 def dead_letter() -> None:
     """List or replay the dead-letter topic's records."""
 
@@ -460,7 +460,7 @@ def dead_letter_replay(ctx: click.Context, ids: tuple[str, ...], replay_all: boo
         ctx.exit(1)
 
 
-@cli.group()
+@cli.group(short_help="the effective settings (config show)")
 def config() -> None:
     """The effective settings."""
 
