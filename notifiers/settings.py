@@ -1,23 +1,16 @@
-"""Settings shared by the channel notifiers."""
+"""Settings shared by the channel notifiers, derived from runherald's one Settings object."""
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from runherald.config import SLACK_API_URL, Settings
 from runherald.egress import EgressPolicy
-from runherald.templating import TEMPLATES_ENV
 
 DEFAULT_TIMEOUT = 10.0
-SLACK_API_URL = "https://slack.com/api/"
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 @dataclass(slots=True)
@@ -34,17 +27,15 @@ class NotifierSettings:
     console_logger: logging.Logger | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> NotifierSettings:
-        """Settings from RUNHERALD_* environment variables (and SLACK_WEBHOOK, as MLRun reads it)."""
-        templates = env.get(TEMPLATES_ENV)
+    def from_settings(cls, settings: Settings) -> NotifierSettings:
+        """The notifiers' part of the settings (which read the environment and settings file once)."""
         return cls(
-            templates_dir=Path(templates) if templates else None,
+            templates_dir=Path(settings.templates_dir) if settings.templates_dir else None,
             egress=EgressPolicy(
-                allow_private=_flag(env.get("RUNHERALD_EGRESS_ALLOW_PRIVATE")),
-                allow_loopback=_flag(env.get("RUNHERALD_EGRESS_ALLOW_LOOPBACK")),
+                allow_private=settings.allow_private_egress, allow_loopback=settings.allow_loopback_egress
             ),
-            slack_base_url=env.get("RUNHERALD_SLACK_BASE_URL") or SLACK_API_URL,
-            ui_url=env.get("RUNHERALD_UI_URL") or env.get("MLRUN_UI__URL") or None,
-            timeout=float(env.get("RUNHERALD_NOTIFY_TIMEOUT") or DEFAULT_TIMEOUT),
-            slack_webhook=env.get("SLACK_WEBHOOK") or None,
+            slack_base_url=settings.slack_base_url,
+            ui_url=settings.ui_url or None,
+            timeout=settings.send_timeout,
+            slack_webhook=settings.slack_webhook or None,
         )

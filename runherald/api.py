@@ -1,7 +1,11 @@
-"""The HTTP API every worker serves: publish runs, read runs and their notification statuses."""
+"""The HTTP API every worker serves: publish runs, read runs and their notification statuses.
+
+Every error is JSON ``{"error": "..."}``, aiohttp's own (404, 405, 413) included.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +15,8 @@ from aiohttp import web
 from runherald import ledger, metrics
 from runherald.delivery import run_key as delivery_key
 from runherald.publish import Publisher, PublishError, parse_runs, run_key
+
+log = logging.getLogger("runherald.api")
 
 RecordLookup = Callable[[str], bytes | None]
 RunLookup = Callable[[ledger.Record], Awaitable[dict[str, Any] | None]]
@@ -22,6 +28,34 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _error(message: str, status: int) -> web.Response:
     return _json({"error": message}, status)
+
+
+def _error_message(exc: web.HTTPException, request: web.Request) -> str:
+    if isinstance(exc, web.HTTPNotFound) and exc.text == "404: Not Found":  # no route (not ours)
+        return f"no such resource: {request.path}"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"method {request.method} is not allowed on {request.path} (allowed: {allowed})"
+    return exc.reason if not exc.text or exc.text.startswith(f"{exc.status}:") else exc.text
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turn aiohttp's plain-text errors (no route, wrong method, body too large) and crashes into JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _error(_error_message(exc, request), exc.status)
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return _error("internal error", 500)
 
 
 def create_api(
@@ -70,16 +104,22 @@ def create_api(
         return _json(ledger.notifications_view(ledger.load(raw_record)))
 
     async def healthz(request: web.Request) -> web.Response:
+        """Liveness: 200 while the process serves, whatever it is doing."""
+        return _json(health())
+
+    async def readyz(request: web.Request) -> web.Response:
+        """Readiness: 503 until the ledger view has caught up (the same body as /healthz)."""
         info = health()
         return _json(info, 200 if info.get("status") == "ok" else 503)
 
     async def get_metrics(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
-    app = web.Application(client_max_size=max_body_bytes)
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
     app.router.add_post("/api/v1/runs", post_runs)
     app.router.add_get("/api/v1/runs/{project}/{uid}", get_run)
     app.router.add_get("/api/v1/runs/{project}/{uid}/notifications", get_notifications)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", get_metrics)
     return app

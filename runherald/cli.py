@@ -1,218 +1,517 @@
-"""The ``runherald`` command line."""
+"""The ``runherald`` command line (click).
+
+The global options (``--broker``, ``--api``, ``--token``, ``--config``, ``-o/--output``,
+``--verbose``) go before or after the subcommand; a value given after it wins. Exit codes, as
+DESIGN.md says: 0 done, 2 invalid input (usage, validation), 1 could not be done (broker or API
+unreachable, server error). An expected failure is one line on stderr: ``runherald CMD: why``.
+"""
 
 from __future__ import annotations
 
-import argparse
+import asyncio
+import contextlib
 import json
-import os
+import logging
+import socket
 import sys
+import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from typing import Any
+import warnings
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, TypeVar
 
-from runherald.config import Settings
+import click
+import yaml
+from click.core import ParameterSource
+
+from runherald.config import CONFIG_ENV, Settings, SettingsWarning, env_name, redact
+from runherald.errors import ApiError, ApiUnavailable, BrokerUnavailable, InvalidArgumentError, RunheraldError
 
 DEFAULT_API = "http://127.0.0.1:6066"
+OUTPUTS = ("table", "json", "yaml")
+API_TIMEOUT = 10.0
+
+T = TypeVar("T")
 
 
-def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    try:
-        return Settings.from_env(
-            broker=getattr(args, "broker", None), web_port=getattr(args, "web_port", None), **extra
-        )
-    except ValueError as exc:
-        raise SystemExit(f"runherald: bad setting: {exc}") from None
+@dataclass
+class CliState:
+    """What the global options said, wherever on the command line they stood."""
+
+    broker: str | None = None  # only when given as a flag: the settings read RUNHERALD_BROKER themselves
+    api: str = DEFAULT_API
+    token: str | None = None
+    config: str | None = None
+    output: str = "table"
+    verbose: bool = False
+    given: set[str] = field(default_factory=set)  # the options given on the command line
+
+    def settings(self, **flags: Any) -> Settings:
+        """The settings: these flags and --broker, then the environment, the settings file, defaults."""
+        return Settings.load(flags={"broker": self.broker, **flags}, config_file=self.config)
 
 
-def cmd_dev(args: argparse.Namespace) -> int:
-    from runherald.worker import run_dev
+class CommandFailed(click.ClickException):
+    """An expected failure, shown as one line (``runherald CMD: why``) with the error's exit code."""
 
-    settings = _settings(args)
-    if args.broker:
-        settings.extra["external_broker"] = True
-    return run_dev(settings, broker_port=args.broker_port)
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    from runherald.worker import run_worker
-
-    return run_worker(_settings(args))
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(self.format_message(), err=True, file=file)
 
 
-def _read_runs(path: str | None) -> list[dict[str, Any]]:
-    """Run dicts from a file, or standard input for None or "-" (one object, a JSON array, or NDJSON)."""
-    from runherald.publish import parse_runs
-
-    if path in (None, "-"):
-        return parse_runs(sys.stdin.buffer.read())
-    with open(path, "rb") as handle:
-        return parse_runs(handle.read())
-
-
-def cmd_publish(args: argparse.Namespace) -> int:
-    from runherald.publish import PublishError, publish_sync
-
-    try:
-        runs = _read_runs(args.file)
-        keys = publish_sync(runs, _settings(args))
-    except (OSError, PublishError) as exc:
-        print(f"runherald publish: {exc}", file=sys.stderr)
-        return 2
-    for key in keys:
-        print(key)
-    return 0
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Store a global option in the CliState; a value on the command line beats the environment."""
+    name = param.name or ""
+    state = ctx.ensure_object(CliState)
+    source = ctx.get_parameter_source(name)
+    if source is ParameterSource.COMMANDLINE:
+        setattr(state, name, value)
+        state.given.add(name)
+    elif source is ParameterSource.ENVIRONMENT and name not in state.given and name != "broker":
+        setattr(state, name, value)
 
 
-def _api_get(api: str, path: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(api.rstrip("/") + path, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
+def _check_api(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is not None and not str(value).startswith(("http://", "https://")):
+        raise click.BadParameter(f"expected an http:// or https:// URL, got {value!r}", ctx, param)
+    _remember(ctx, param, value)
+
+
+def _global_options() -> list[click.Parameter]:
+    """Fresh copies of the global options, for the group and for each command."""
+    common: dict[str, Any] = {"expose_value": False, "callback": _remember, "show_envvar": True}
+    return [
+        click.Option(
+            ["--broker"],
+            metavar="URL",
+            envvar=env_name("broker"),
+            help="Kafka bootstrap servers, kafka://host:port  [default: kafka://127.0.0.1:9092]",
+            **common,
+        ),
+        click.Option(
+            ["--api"],
+            metavar="URL",
+            envvar="RUNHERALD_API",
+            help=f"runherald's HTTP API  [default: {DEFAULT_API}]",
+            **{**common, "callback": _check_api},
+        ),
+        click.Option(["--token"], envvar="RUNHERALD_TOKEN", help="bearer token for the HTTP API", **common),
+        click.Option(
+            ["--config"],
+            metavar="FILE",
+            envvar=CONFIG_ENV,
+            type=click.Path(exists=True, dir_okay=False),
+            help="settings file: YAML, keys are the setting names (`runherald config show`)",
+            **common,
+        ),
+        click.Option(
+            ["-o", "--output"],
+            type=click.Choice(OUTPUTS),
+            help="output format  [default: table]",
+            expose_value=False,
+            callback=_remember,
+        ),
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            help="the worker's full log (dev), Kafka client logs and tracebacks",
+            expose_value=False,
+            callback=_remember,
+        ),
+    ]
+
+
+def _json_alias() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def alias(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.ensure_object(CliState).output = "json"
+            ctx.ensure_object(CliState).given.add("output")
+
+    return click.option("--json", is_flag=True, expose_value=False, callback=alias, help="same as -o json")
+
+
+class RunheraldCommand(click.Command):
+    """A command that takes the global options too, and shows runherald's errors as one line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_options())
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return exc.code, json.loads(exc.read())
-        except ValueError:
-            return exc.code, {"error": str(exc)}
+            return super().invoke(ctx)
+        except RunheraldError as exc:
+            if ctx.ensure_object(CliState).verbose:
+                traceback.print_exc()
+            raise CommandFailed(f"{ctx.command_path}: {exc}", exc.exit_code) from exc
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    if args.run.count("/") != 1:
-        print("runherald status: expected PROJECT/UID", file=sys.stderr)
-        return 2
-    try:
-        code, body = _api_get(args.api, f"/api/v1/runs/{args.run}/notifications")
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"runherald status: cannot reach the API at {args.api}: {exc}", file=sys.stderr)
-        return 1
-    if code != 200:
-        print(f"runherald status: {body.get('error', body)}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(body, indent=2, sort_keys=True))
-        return 0
-    if not body:
-        print(f"{args.run}: no notifications recorded")
-        return 0
-    rows = [("NAME", "STATE", "STATUS", "ATTEMPTS", "SENT_TIME", "REASON")]
-    for name, item in sorted(body.items()):
-        for state, per_state in sorted(item.get("states", {}).items()):
-            rows.append(
-                (
-                    name or '""',
-                    state,
-                    per_state.get("status") or "",
-                    str(per_state.get("attempts", 0)),
-                    per_state.get("sent_time") or "",
-                    (per_state.get("reason") or "").replace("\n", " "),
-                )
-            )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
-    return 0
+class RunheraldGroup(click.Group):
+    """A group whose commands and subgroups are RunheraldCommand / RunheraldGroup."""
+
+    command_class = RunheraldCommand
+    group_class = type
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_options())
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from runherald.benchmarks.pipeline import main as bench_main
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: IO[str] | None = None,
+    line: str | None = None,
+) -> None:
+    if issubclass(category, SettingsWarning):
+        click.echo(f"runherald: warning: {message}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
-    return bench_main(args.bench_args)
+
+@click.group(name="runherald", cls=RunheraldGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="runherald", prog_name="runherald")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Run-state notifications on Kafka: evaluate, send, record.
+
+    Every setting is also a RUNHERALD_* environment variable or a key of the settings file
+    (`runherald config show` lists them). Shell completion (bash):
+    eval "$(_RUNHERALD_COMPLETE=bash_source runherald)"
+    """
+    ctx.ensure_object(CliState)
+    ctx.with_resource(warnings.catch_warnings())
+    warnings.simplefilter("default", SettingsWarning)
+    warnings.showwarning = _show_warning
+
+
+def _given(ctx: click.Context, **values: Any) -> dict[str, Any]:
+    """The values of these options that were given on the command line (the settings read the rest)."""
+    return {
+        name: value
+        for name, value in values.items()
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    }
+
+
+def _emit(state: CliState, data: Any, table: Callable[[], None]) -> None:
+    """Print data as -o asks: JSON, YAML, or (table) what `table` prints."""
+    if state.output == "json":
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    elif state.output == "yaml":
+        click.echo(
+            yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True), nl=False
+        )
+    else:
+        table()
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
     """Columns padded to their widest cell; the last column (free text) is not padded."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
 
 
-def cmd_dead_letter_list(args: argparse.Namespace) -> int:
-    import asyncio
+def _kafka_client(state: CliState, settings: Settings, work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that talks to the broker: Kafka's own log quiet unless --verbose, its errors
+    as BrokerUnavailable."""
+    from aiokafka.errors import KafkaError
 
+    from runherald.connect import quiet_kafka_log
+
+    if state.verbose:
+        logging.basicConfig(level=logging.INFO)
+    try:
+        with contextlib.nullcontext() if state.verbose else quiet_kafka_log():
+            return asyncio.run(work)
+    except (KafkaError, TimeoutError) as exc:
+        raise BrokerUnavailable(
+            f"the broker at {settings.broker} failed: {exc or type(exc).__name__}"
+        ) from exc
+
+
+def _api_get(state: CliState, path: str) -> Any:
+    """GET a JSON document from the API (with --token as a bearer token); ApiUnavailable or ApiError."""
+    headers = {"Accept": "application/json"}
+    if state.token:
+        headers["Authorization"] = f"Bearer {state.token}"
+    request = urllib.request.Request(state.api.rstrip("/") + path, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error")
+        except (ValueError, AttributeError):
+            message = None
+        raise ApiError(message or f"the API answered {exc.code} {exc.reason}", exc.code) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise ApiUnavailable(f"cannot reach the API at {state.api}: {_network_reason(reason)}") from None
+    except ValueError as exc:
+        raise ApiError(f"the API at {state.api} answered something that is not JSON: {exc}", 200) from None
+
+
+def _network_reason(reason: Any) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {API_TIMEOUT:g}s"
+    if isinstance(reason, socket.gaierror):
+        return "unknown host"
+    return str(reason)
+
+
+def _read_runs(source: IO[bytes]) -> list[dict[str, Any]]:
+    """Run dicts from a file or stdin: one JSON object, a JSON array, NDJSON, or YAML."""
+    from runherald.publish import parse_run_file
+
+    return parse_run_file(source.read())
+
+
+RUN_FILE = click.argument("file", type=click.File("rb"), default="-", metavar="[FILE|-]")
+
+
+@cli.command(short_help="embedded broker, a worker and the API, in the foreground")
+@click.option("--web-port", type=int, envvar=env_name("web_port"), show_envvar=True, help="HTTP API port")
+@click.option("--broker-port", type=int, help="embedded broker port  [default: 9092, or a free one]")
+@click.pass_context
+def dev(ctx: click.Context, web_port: int | None, broker_port: int | None) -> None:
+    """Embedded broker, a worker and the HTTP API, in the foreground.
+
+    With --broker, that Kafka instead of the embedded broker. Ctrl-C stops everything.
+    """
+    from runherald.worker import run_dev
+
+    state = ctx.ensure_object(CliState)
+    settings = state.settings(**_given(ctx, web_port=web_port))
+    ctx.exit(
+        run_dev(
+            settings,
+            broker_port=broker_port,
+            external_broker="broker" in state.given,
+            verbose=state.verbose,
+        )
+    )
+
+
+@cli.command(short_help="one pipeline worker against --broker")
+@click.option("--web-port", type=int, envvar=env_name("web_port"), show_envvar=True, help="HTTP API port")
+@click.pass_context
+def worker(ctx: click.Context, web_port: int | None) -> None:
+    """One pipeline worker against --broker (one --web-port per worker on a host)."""
+    from runherald.worker import run_worker
+
+    state = ctx.ensure_object(CliState)
+    settings = state.settings(**_given(ctx, web_port=web_port))
+    log_level = "info" if state.verbose and settings.log_level not in {"debug", "info"} else None
+    ctx.exit(run_worker(settings, log_level=log_level, banner=state.verbose))
+
+
+@cli.command(short_help="publish runs: JSON, a JSON array, NDJSON or YAML")
+@RUN_FILE
+@click.pass_context
+def publish(ctx: click.Context, file: IO[bytes]) -> None:
+    """Publish run dicts: one JSON object, a JSON array, NDJSON, or YAML; prints each run's key."""
+    from runherald.publish import publish as publish_runs
+    from runherald.publish import run_key
+
+    state = ctx.ensure_object(CliState)
+    runs = _read_runs(file)
+    for run in runs:
+        run_key(run)  # invalid input is found before the broker is asked
+    settings = state.settings()
+    keys = _kafka_client(state, settings, publish_runs(runs, settings))
+    _emit(state, {"accepted": len(keys), "runs": keys}, lambda: click.echo("\n".join(keys)))
+
+
+@cli.command(short_help="a run's notification statuses, per state")
+@click.argument("run", metavar="PROJECT/UID")
+@_json_alias()
+@click.pass_context
+def status(ctx: click.Context, run: str) -> None:
+    """A run's notification statuses, one line per notification and state."""
+    if run.count("/") != 1 or not all(run.split("/")):
+        raise click.BadParameter(f"expected PROJECT/UID, got {run!r}", ctx, param_hint="PROJECT/UID")
+    state = ctx.ensure_object(CliState)
+    body = _api_get(state, f"/api/v1/runs/{run}/notifications")
+
+    def table() -> None:
+        if not body:
+            click.echo(f"{run}: no notifications recorded")
+            return
+        rows = [("NAME", "STATE", "STATUS", "ATTEMPTS", "SENT_TIME", "REASON")]
+        for name, item in sorted(body.items()):
+            for run_state, per_state in sorted(item.get("states", {}).items()):
+                rows.append(
+                    (
+                        name or '""',
+                        run_state,
+                        per_state.get("status") or "",
+                        str(per_state.get("attempts", 0)),
+                        per_state.get("sent_time") or "",
+                        (per_state.get("reason") or "").replace("\n", " "),
+                    )
+                )
+        _print_table(rows)
+
+    _emit(state, body, table)
+
+
+@cli.command(short_help="dry run: what would be sent, and whether")
+@RUN_FILE
+@click.option("--notification", metavar="NAME", help="only the notification with this name")
+@_json_alias()
+@click.pass_context
+def render(ctx: click.Context, file: IO[bytes], notification: str | None) -> None:
+    """Dry run: what each notification of a run would send, and whether. Sends nothing."""
+    state = ctx.ensure_object(CliState)
+    runs = _read_runs(file)
+    settings = state.settings()
+    previews = [item for run in runs for item in dry_run(run, settings, notification)]
+    if notification and not previews:
+        raise InvalidArgumentError(f"no notification named {notification!r}")
+
+    def table() -> None:
+        for item in previews:
+            print_preview(item)
+        if not previews:
+            click.echo("no notifications in the run")
+
+    _emit(state, previews, table)
+
+
+@cli.group(name="dead-letter", short_help="list or replay the dead-letter topic")
+def dead_letter() -> None:
+    """List or replay the dead-letter topic's records."""
+
+
+@dead_letter.command(name="list")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="only the N most recent records")
+@_json_alias()
+@click.pass_context
+def dead_letter_list(ctx: click.Context, limit: int | None) -> None:
+    """One line per record: id, time, stage, source, reason."""
     from runherald.deadletter import read_dead_letters
 
-    settings = _settings(args)
-    try:
-        letters = asyncio.run(read_dead_letters(settings, args.limit))
-    except Exception as exc:
-        topic = settings.topic("dead-letter")
-        print(f"runherald dead-letter list: cannot read {topic}: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps([letter.to_json() for letter in letters], indent=2, sort_keys=True))
-        return 0
-    if not letters:
-        print(f"{settings.topic('dead-letter')}: no records")
-        return 0
-    rows = [("ID", "TIME", "STAGE", "SOURCE", "REASON")]
-    for letter in letters:
-        source = " ".join(f"{key}={value}" for key, value in sorted(letter.source.items()))
-        if letter.key:
-            source = f"{letter.key} {source}".strip()
-        rows.append((letter.id, letter.time, letter.stage, source, letter.reason.replace("\n", " ")))
-    _print_table(rows)
-    return 0
+    state = ctx.ensure_object(CliState)
+    settings = state.settings()
+    letters = _kafka_client(state, settings, read_dead_letters(settings, limit))
+    topic = settings.topic("dead-letter")
+
+    def table() -> None:
+        if not letters:
+            click.echo(f"{topic}: no records")
+            return
+        rows = [("ID", "TIME", "STAGE", "SOURCE", "REASON")]
+        for letter in letters:
+            source = " ".join(f"{key}={value}" for key, value in sorted(letter.source.items()))
+            if letter.key:
+                source = f"{letter.key} {source}".strip()
+            rows.append((letter.id, letter.time, letter.stage, source, letter.reason.replace("\n", " ")))
+        _print_table(rows)
+
+    _emit(state, [letter.to_json() for letter in letters], table)
 
 
-def cmd_dead_letter_replay(args: argparse.Namespace) -> int:
-    import asyncio
-
+@dead_letter.command(name="replay")
+@click.option("--id", "ids", multiple=True, metavar="ID", help="a record id from `list` (repeatable)")
+@click.option("--all", "replay_all", is_flag=True, help="every record that can be replayed")
+@click.pass_context
+def dead_letter_replay(ctx: click.Context, ids: tuple[str, ...], replay_all: bool) -> None:
+    """Re-publish failed deliveries (sent again despite `error`) and dead-lettered runs."""
     from runherald.deadletter import read_dead_letters, replay
 
-    settings = _settings(args)
-    try:
-        letters = asyncio.run(read_dead_letters(settings))
+    if bool(ids) == replay_all:
+        raise click.UsageError("give --id ID (repeatable) or --all", ctx)
+    state = ctx.ensure_object(CliState)
+    settings = state.settings()
+    topic = settings.topic("dead-letter")
+
+    async def read_and_replay() -> tuple[list[str], list[Any]]:
+        letters = await read_dead_letters(settings)
         by_id = {letter.id: letter for letter in letters}
-        wanted = letters if args.all else [by_id[i] for i in args.id if i in by_id]
-        missing = [] if args.all else [i for i in args.id if i not in by_id]
-        results = asyncio.run(replay(settings, wanted))
-    except Exception as exc:
-        print(f"runherald dead-letter replay: {exc}", file=sys.stderr)
-        return 1
-    for record_id in missing:
-        print(f"not replayed {record_id}: no such record on {settings.topic('dead-letter')}")
-    for result in results:
-        print(f"{'replayed' if result.replayed else 'not replayed'} {result.id}: {result.detail}")
-    if not results and not missing:
-        print(f"{settings.topic('dead-letter')}: no records")
-    return 0 if not missing and all(result.replayed for result in results) else 1
+        wanted = letters if replay_all else [by_id[i] for i in ids if i in by_id]
+        missing = [] if replay_all else [i for i in ids if i not in by_id]
+        return missing, await replay(settings, wanted)
+
+    missing, results = _kafka_client(state, settings, read_and_replay())
+    report = [{"id": i, "replayed": False, "detail": f"no such record on {topic}"} for i in missing]
+    report += [{"id": r.id, "replayed": r.replayed, "detail": r.detail} for r in results]
+
+    def table() -> None:
+        for item in report:
+            verdict = "replayed" if item["replayed"] else "not replayed"
+            click.echo(f"{verdict} {item['id']}: {item['detail']}")
+        if not report:
+            click.echo(f"{topic}: no records")
+
+    _emit(state, report, table)
+    if not all(item["replayed"] for item in report):
+        ctx.exit(1)
 
 
-def cmd_render(args: argparse.Namespace) -> int:
-    from runherald.publish import PublishError
+@cli.group(short_help="the effective settings (config show)")
+def config() -> None:
+    """The effective settings."""
 
-    try:
-        runs = _read_runs(args.file)
-    except (OSError, PublishError) as exc:
-        print(f"runherald render: {exc}", file=sys.stderr)
-        return 2
-    previews = [item for run in runs for item in dry_run(run, _settings(args), args.notification)]
-    if args.notification and not previews:
-        print(f"runherald render: no notification named {args.notification!r}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(previews, indent=2, sort_keys=True))
-        return 0
-    for item in previews:
-        print_preview(item)
-    if not previews:
-        print("no notifications in the run")
-    return 0
+
+@config.command(name="show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Each setting's value (secrets redacted) and where it came from: default, file, env NAME, flag."""
+    state = ctx.ensure_object(CliState)
+    settings = state.settings()
+    shown = {
+        name: {
+            "value": redact(name, getattr(settings, name)),
+            "source": settings.source_of(name),
+            "env": env_name(name),
+        }
+        for name in type(settings).model_fields
+    }
+
+    def table() -> None:
+        rows = [("SETTING", "VALUE", "ENV", "SOURCE")]
+        for name, item in shown.items():
+            value = item["value"]
+            text = json.dumps(value) if isinstance(value, bool) or value == "" else str(value)
+            rows.append((name, text, item["env"], item["source"]))
+        _print_table(rows)
+
+    _emit(state, shown, table)
+
+
+@cli.command(
+    cls=click.Command,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    short_help="benchmark the pipeline on the embedded broker (see `runherald bench --help`)",
+)
+@click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def bench(ctx: click.Context, bench_args: tuple[str, ...]) -> None:
+    """The pipeline benchmark: its options are `runherald bench --help`'s."""
+    from runherald.benchmarks.pipeline import main as bench_main
+
+    ctx.exit(bench_main(list(bench_args)))
 
 
 def dry_run(run: dict[str, Any], settings: Settings, only: str | None = None) -> list[dict[str, Any]]:
     """Per notification of a run: would it be sent now (and why), and what each channel would get."""
-    from dataclasses import replace
-    from pathlib import Path
-
     from runherald import rules
     from runherald.notifiers import NotifierSettings
     from runherald.preview import render_preview
 
-    notifier_settings = NotifierSettings.from_env()
-    if settings.templates_dir:
-        notifier_settings = replace(notifier_settings, templates_dir=Path(settings.templates_dir))
-    if settings.ui_url:
-        notifier_settings = replace(notifier_settings, ui_url=settings.ui_url)
+    notifier_settings = NotifierSettings.from_settings(settings)
     meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
     spec = run.get("spec") if isinstance(run.get("spec"), dict) else {}
     notifications = [n for n in (spec or {}).get("notifications") or [] if isinstance(n, dict)]
@@ -250,103 +549,40 @@ def print_preview(item: dict[str, Any]) -> None:
     preview = item["preview"]
     verdict = "would be sent" if item["send"] else "would NOT be sent"
     name = item["name"] or '""'
-    print(f"== {item['run']} {name} ({item['kind']}): {verdict}: {item['reason']}")
-    print(f"message: {preview['message']}")
-    print(f"severity: {preview['severity']}")
+    click.echo(f"== {item['run']} {name} ({item['kind']}): {verdict}: {item['reason']}")
+    click.echo(f"message: {preview['message']}")
+    click.echo(f"severity: {preview['severity']}")
     kind = item["kind"]
     if kind == "slack":
-        print("slack blocks:")
-        print(json.dumps(preview["slack"]["blocks"], indent=2))
+        click.echo("slack blocks:")
+        click.echo(json.dumps(preview["slack"]["blocks"], indent=2))
     elif kind == "webhook":
-        print(f"webhook body ({preview['webhook']['content_type']}):")
-        print(preview["webhook"]["body"])
+        click.echo(f"webhook body ({preview['webhook']['content_type']}):")
+        click.echo(preview["webhook"]["body"])
     elif kind == "mail":
-        print(f"mail subject: {preview['mail']['subject']}")
-        print("mail text:")
-        print(preview["mail"]["text"])
+        click.echo(f"mail subject: {preview['mail']['subject']}")
+        click.echo("mail text:")
+        click.echo(preview["mail"]["text"])
     elif kind == "console":
-        print("console:")
-        print(preview["console"])
+        click.echo("console:")
+        click.echo(preview["console"])
     else:
-        print(f"kind {kind!r} has no channel preview")
-    print()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="runherald",
-        description="Run-state notifications on Kafka: evaluate, send, record. Settings also come from "
-        "RUNHERALD_* environment variables (e.g. RUNHERALD_BROKER=kafka://host:9092).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    dev = sub.add_parser("dev", help="run the embedded broker, a worker and the API in the foreground")
-    dev.add_argument("--web-port", type=int, help="HTTP API port (default 6066)")
-    dev.add_argument("--broker-port", type=int, help="embedded broker port (default 9092, or a free one)")
-    dev.add_argument("--broker", help="use this Kafka (kafka://host:port) instead of the embedded broker")
-    dev.set_defaults(func=cmd_dev)
-
-    worker = sub.add_parser("worker", help="run one pipeline worker against a broker")
-    worker.add_argument("--broker", help="kafka://host:port (default $RUNHERALD_BROKER)")
-    worker.add_argument("--web-port", type=int, help="HTTP API port (default 6066; one per worker on a host)")
-    worker.set_defaults(func=cmd_worker)
-
-    publish = sub.add_parser("publish", help="publish run dicts: one object, a JSON array, or NDJSON")
-    publish.add_argument("file", nargs="?", help="a file, or - (default) for standard input")
-    publish.add_argument("--broker", help="kafka://host:port (default $RUNHERALD_BROKER)")
-    publish.set_defaults(func=cmd_publish)
-
-    status = sub.add_parser("status", help="show a run's notification statuses")
-    status.add_argument("run", metavar="PROJECT/UID")
-    status.add_argument("--json", action="store_true", help="print the API's JSON")
-    status.add_argument("--api", default=os.environ.get("RUNHERALD_API", DEFAULT_API), help="API base URL")
-    status.set_defaults(func=cmd_status)
-
-    dead_letter = sub.add_parser("dead-letter", help="list or replay the dead-letter topic's records")
-    dl_sub = dead_letter.add_subparsers(dest="dead_letter_command", required=True, metavar="ACTION")
-    dl_list = dl_sub.add_parser("list", help="one line per record: id, time, stage, source, reason")
-    dl_list.add_argument("--json", action="store_true", help="print the records as JSON")
-    dl_list.add_argument("--limit", type=int, metavar="N", help="only the N most recent records")
-    dl_list.add_argument("--broker", help="kafka://host:port (default $RUNHERALD_BROKER)")
-    dl_list.set_defaults(func=cmd_dead_letter_list)
-    dl_replay = dl_sub.add_parser(
-        "replay", help="re-publish failed deliveries (sent again despite `error`) and dead-lettered runs"
-    )
-    which = dl_replay.add_mutually_exclusive_group(required=True)
-    which.add_argument("--id", action="append", metavar="ID", help="a record id from `list` (repeatable)")
-    which.add_argument("--all", action="store_true", help="every record that can be replayed")
-    dl_replay.add_argument("--broker", help="kafka://host:port (default $RUNHERALD_BROKER)")
-    dl_replay.set_defaults(func=cmd_dead_letter_replay)
-
-    render = sub.add_parser(
-        "render", help="dry run: what each notification of a run would send, and whether; sends nothing"
-    )
-    render.add_argument("file", nargs="?", help="a run dict file, or - (default) for standard input")
-    render.add_argument("--notification", metavar="NAME", help="only the notification with this name")
-    render.add_argument("--json", action="store_true", help="print the decisions and previews as JSON")
-    render.set_defaults(func=cmd_render)
-
-    bench = sub.add_parser(
-        "bench",
-        help="benchmark the pipeline on the embedded broker (see `runherald bench --help`)",
-        add_help=False,
-    )
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bench.set_defaults(func=cmd_bench)
-    return parser
+        click.echo(f"kind {kind!r} has no channel preview")
+    click.echo()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["bench"]:
-        # The bench has its own options; hand them over untouched (`runherald bench --runs 10`).
-        from runherald.benchmarks.pipeline import main as bench_main
-
-        return bench_main(args_list[1:])
-    parser = build_parser()
-    args = parser.parse_args(args_list)
-    result: int = args.func(args)
-    return result
+    """`runherald`: run the command line on argv (default sys.argv[1:]); returns the exit code."""
+    try:
+        args = list(sys.argv[1:] if argv is None else argv)
+        result = cli.main(args=args, prog_name="runherald", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,32 +1,77 @@
-"""Worker settings: defaults, overridden by RUNHERALD_* environment variables and CLI flags."""
+"""Settings: one typed object, read once at start, then handed to everything that needs a setting.
+
+Each setting comes from the first of, highest first:
+
+1. a CLI flag (``--broker``, ``--web-port``);
+2. its ``RUNHERALD_*`` environment variable (an old spelling is still read, with a warning);
+3. the settings file named by ``--config`` / ``RUNHERALD_CONFIG``: YAML whose keys are the field names;
+4. MLRun's own variable where there is one (``MLRUN_UI__URL``, ``SLACK_WEBHOOK``);
+5. the default below.
+
+An empty environment variable counts as unset. Nothing else in runherald reads these variables:
+the notifiers get theirs from `runherald.notifiers.NotifierSettings.from_settings`. ``RUNHERALD_*``
+variables that are neither a setting nor in `NOT_SETTINGS` are warned about, with a suggestion.
+"""
 
 from __future__ import annotations
 
+import difflib
 import os
-from dataclasses import dataclass, field, fields, replace
+import re
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import PrivateAttr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from runherald.errors import ConfigError
+
 ENV_PREFIX = "RUNHERALD_"
+CONFIG_ENV = "RUNHERALD_CONFIG"
+SLACK_API_URL = "https://slack.com/api/"
+
+# Variables whose name is not RUNHERALD_<FIELD> (the README's names).
+_ENV_NAMES = {"templates_dir": "RUNHERALD_TEMPLATES"}
+# Old spellings, still read with a warning naming the new one. RUNHERALD_<FIELD> wins over these.
+DEPRECATED_ENV = {
+    "RUNHERALD_EGRESS_ALLOW_PRIVATE": "allow_private_egress",
+    "RUNHERALD_EGRESS_ALLOW_LOOPBACK": "allow_loopback_egress",
+    "RUNHERALD_NOTIFY_TIMEOUT": "send_timeout",
+    "RUNHERALD_TEMPLATES_DIR": "templates_dir",
+}
+# MLRun's variables, as MLRun reads them: used when nothing of runherald's sets the field.
+MLRUN_ENV = {"MLRUN_UI__URL": "ui_url", "SLACK_WEBHOOK": "slack_webhook"}
+# RUNHERALD_* variables that are not settings but are read elsewhere on purpose (no warning for them).
+NOT_SETTINGS = {
+    CONFIG_ENV: "the settings file (this module)",
+    "RUNHERALD_API": "the HTTP API the CLI talks to (runherald.cli)",
+    "RUNHERALD_TOKEN": "the CLI's bearer token (runherald.cli)",
+    "RUNHERALD_SEAL_KEY": "the sealing key: a secret (runherald.sealing)",
+    "RUNHERALD_SEAL_KEY_FILE": "the sealing key's file (runherald.sealing)",
+    "RUNHERALD_TANSU_BIN": "the embedded broker's executable (runherald.broker)",
+    "RUNHERALD_FAULT_POINT": "tests: where a worker crashes on purpose",
+}
+NOT_SETTINGS_PREFIXES = (
+    "RUNHERALD_SECRET_",  # secrets that secret_params refer to as ${RUNHERALD_SECRET_...}
+    "RUNHERALD_FIXTURE_",  # tests/fixtures: secrets the MLRun-generated fixtures resolve
+)
+
+_SECRET_NAME_PARTS = frozenset({"key", "password", "passwd", "token", "secret", "webhook", "credentials"})
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@:\s]+):[^/@\s]+@")
+REDACTED = "REDACTED"
 
 
-def _coerce(raw: str, like: Any) -> Any:
-    if isinstance(like, bool):
-        value = raw.strip().lower()
-        if value in {"1", "true", "yes", "on"}:
-            return True
-        if value in {"0", "false", "no", "off", ""}:
-            return False
-        raise ValueError(f"expected a boolean, got {raw!r}")
-    if isinstance(like, int):
-        return int(raw)
-    if isinstance(like, float):
-        return float(raw)
-    return raw
+class SettingsWarning(UserWarning):
+    """A setting that still works but should be changed: an old variable name, or an unknown one."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything a worker, the API and the CLI need to agree on."""
+class Settings(BaseSettings):
+    """Everything a worker, the API and the CLI need to agree on. Build it with `Settings.load`."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
 
     broker: str = "kafka://127.0.0.1:9092"
     topic_prefix: str = "runherald."
@@ -69,67 +114,315 @@ class Settings:
     templates_dir: str = ""
     secrets_dir: str = ""
     ui_url: str = ""
+    slack_base_url: str = SLACK_API_URL
+    slack_webhook: str = ""  # a fallback incoming webhook for slack notifications without one
     log_level: str = "info"
     # The worker's asyncio event loop: "uvloop" (default, where installed) or "asyncio".
     event_loop: str = "uvloop"
     # Run the Kafka consumer in faust's own thread instead of on the worker's event loop.
     consumer_thread: bool = False
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    # Where each value came from ("env RUNHERALD_BROKER", "file x.yaml", "flag --broker"); see source_of.
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Settings(...) is the given values over the defaults, whatever the environment holds: the
+        # layers (flags, environment, file) are read by load(), which also records their sources.
+        return (init_settings,)
+
+    @field_validator("condition_error_policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        if value not in {"send", "skip"}:
+            raise ValueError("condition_error_policy must be 'send' or 'skip'")
+        return value
+
+    @field_validator("partitions")
+    @classmethod
+    def _partitions(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("partitions must be at least 1")
+        return value
+
+    @field_validator("broker")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        if not _bootstrap_servers(value):
+            raise ValueError("broker must be a URL such as kafka://host:9092")
+        return value
+
+    @field_validator("retry_max_attempts")
+    @classmethod
+    def _attempts(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("retry_max_attempts must be at least 1")
+        return value
+
+    @field_validator("circuit_threshold")
+    @classmethod
+    def _threshold(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("circuit_threshold must be 0 (off) or more")
+        return value
+
+    @field_validator("commit_interval")
+    @classmethod
+    def _commit_interval(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("commit_interval must be a positive number of seconds")
+        return value
+
+    @field_validator("redrive_after")
+    @classmethod
+    def _redrive_after(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("redrive_after must be 0 or more seconds")
+        return value
+
+    @field_validator("circuit_cooldown")
+    @classmethod
+    def _cooldown(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("circuit_cooldown must be a positive number of seconds")
+        return value
+
+    @field_validator("event_loop")
+    @classmethod
+    def _event_loop(cls, value: str) -> str:
+        if value not in {"uvloop", "asyncio"}:
+            raise ValueError("event_loop must be 'uvloop' or 'asyncio'")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("log_level must be one of debug, info, warning, error, critical")
+        return value.lower()
 
     @property
     def bootstrap_servers(self) -> str:
         """host:port[,host:port] for Kafka clients, from a kafka:// URL list."""
-        parts = []
-        for url in self.broker.split(";"):
-            for item in url.split(","):
-                item = item.strip()
-                if "://" in item:
-                    item = item.split("://", 1)[1]
-                if item:
-                    parts.append(item.rstrip("/"))
-        return ",".join(parts)
+        return _bootstrap_servers(self.broker)
 
     def topic(self, name: str) -> str:
         """Full name of one of the pipeline's topics (runs, deliveries, status, rules, dead-letter…)."""
         return f"{self.topic_prefix}{name}"
 
+    def source_of(self, name: str) -> str:
+        """Where a setting's value came from: "default", "flag --web-port", "env NAME" or "file PATH"."""
+        if name not in type(self).model_fields:
+            raise KeyError(name)
+        return self._sources.get(name, "default")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (validated), keeping where the others came from."""
+        changed = _build(type(self), {**self.model_dump(), **changes}, dict.fromkeys(changes, "changed"))
+        changed._sources = {**self._sources, **dict.fromkeys(changes, "changed")}
+        return changed
+
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then RUNHERALD_<FIELD> variables, then explicit overrides that are not None."""
-        env = dict(os.environ if env is None else env)
+    def load(
+        cls,
+        *,
+        flags: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+    ) -> Settings:
+        """Settings from flags, the environment (os.environ unless given) and the settings file.
+
+        `flags` are field names with the values given on the command line (None: not given). The
+        file is `config_file`, else the one `RUNHERALD_CONFIG` names, else none. Raises ConfigError
+        with one line naming the variable, flag or file of a value that cannot work; warns
+        (SettingsWarning) about old variable names and unknown RUNHERALD_* variables.
+        """
+        env = os.environ if env is None else env
+        for message in environment_warnings(env):
+            warnings.warn(message, SettingsWarning, stacklevel=2)
+        file_name = config_file or env.get(CONFIG_ENV) or None
+        layers = [
+            _from_flags(flags or {}),
+            _from_environment(env),
+            _from_file(Path(file_name)) if file_name else {},
+            _from_mlrun_environment(env),
+        ]
         values: dict[str, Any] = {}
-        defaults = cls()
-        for f in fields(cls):
-            if f.name == "extra":
-                continue
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                try:
-                    values[f.name] = _coerce(raw, getattr(defaults, f.name))
-                except ValueError as exc:
-                    raise ValueError(f"{ENV_PREFIX}{f.name.upper()}: {exc}") from exc
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = replace(defaults, **values)
-        settings.validate()
+        sources: dict[str, str] = {}
+        for layer in reversed(layers):  # lowest first, so each higher layer overwrites
+            for name, (value, source) in layer.items():
+                values[name] = value
+                sources[name] = source
+        settings = _build(cls, values, sources)
+        settings._sources = sources
         return settings
 
-    def validate(self) -> None:
-        """Raise ValueError with a clear message for settings that cannot work."""
-        if self.condition_error_policy not in {"send", "skip"}:
-            raise ValueError("condition_error_policy must be 'send' or 'skip'")
-        if self.partitions < 1:
-            raise ValueError("partitions must be at least 1")
-        if not self.bootstrap_servers:
-            raise ValueError("broker must be a URL such as kafka://host:9092")
-        if self.retry_max_attempts < 1:
-            raise ValueError("retry_max_attempts must be at least 1")
-        if self.commit_interval <= 0:
-            raise ValueError("commit_interval must be a positive number of seconds")
-        if self.redrive_after < 0:
-            raise ValueError("redrive_after must be 0 or more seconds")
-        if self.circuit_threshold < 0:
-            raise ValueError("circuit_threshold must be 0 (off) or more")
-        if self.circuit_cooldown <= 0:
-            raise ValueError("circuit_cooldown must be a positive number of seconds")
-        if self.event_loop not in {"uvloop", "asyncio"}:
-            raise ValueError("event_loop must be 'uvloop' or 'asyncio'")
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """`load` with the given environment, and overrides (not None) as if they were flags."""
+        return cls.load(flags=overrides, env=env)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting: RUNHERALD_<FIELD> unless the README names it otherwise."""
+    return _ENV_NAMES.get(field, ENV_PREFIX + field.upper())
+
+
+def setting_names() -> list[str]:
+    """Every setting's field name, in declaration order."""
+    return list(Settings.model_fields)
+
+
+def environment_warnings(env: Mapping[str, str]) -> list[str]:
+    """Warnings about the environment: old spellings in use, and RUNHERALD_* variables nobody reads."""
+    current = {env_name(name): name for name in Settings.model_fields}
+    # Compared without the common prefix, which would make every name look alike.
+    known = {variable.removeprefix(ENV_PREFIX): variable for variable in [*current, *NOT_SETTINGS]}
+    found = []
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX) or variable in current or variable in NOT_SETTINGS:
+            continue
+        if variable.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        if variable in DEPRECATED_ENV:
+            new = env_name(DEPRECATED_ENV[variable])
+            ignored = f"; ignored, as {new} is set" if env.get(new) else ""
+            found.append(f"{variable} is deprecated: use {new}{ignored}")
+            continue
+        close = difflib.get_close_matches(variable.removeprefix(ENV_PREFIX), known, n=1, cutoff=0.6)
+        hint = f"did you mean {known[close[0]]}?" if close else "`runherald config show` lists the settings"
+        found.append(f"{variable} is not a runherald setting ({hint})")
+    return found
+
+
+def redact(name: str, value: Any) -> Any:
+    """A setting's value fit to print: secrets (by their name) and passwords in URLs redacted."""
+    if not isinstance(value, str) or not value:
+        return value
+    if _SECRET_NAME_PARTS & set(name.lower().split("_")):
+        return REDACTED
+    return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", value)
+
+
+Layer = dict[str, tuple[Any, str]]
+
+
+def _from_flags(flags: Mapping[str, Any]) -> Layer:
+    unknown = sorted(set(flags) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(f"not settings: {', '.join(unknown)}")
+    return {
+        name: (value, f"flag --{name.replace('_', '-')}")
+        for name, value in flags.items()
+        if value is not None
+    }
+
+
+def _from_environment(env: Mapping[str, str]) -> Layer:
+    layer: Layer = {}
+    for variable, name in DEPRECATED_ENV.items():
+        if env.get(variable):
+            layer[name] = (env[variable], f"env {variable}")
+    for name in Settings.model_fields:
+        variable = env_name(name)
+        if env.get(variable):
+            layer[name] = (env[variable], f"env {variable}")
+    return layer
+
+
+def _from_mlrun_environment(env: Mapping[str, str]) -> Layer:
+    return {
+        name: (env[variable], f"env {variable}") for variable, name in MLRUN_ENV.items() if env.get(variable)
+    }
+
+
+def _from_file(path: Path) -> Layer:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"settings file {path}: cannot read it: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or "not YAML"
+        raise ConfigError(f"settings file {path}: not valid YAML{line}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"settings file {path}: expected a mapping of setting names to values")
+    fields = list(Settings.model_fields)
+    for key in data:
+        if key not in fields:
+            guess = str(key).lower().removeprefix(ENV_PREFIX.lower())
+            close = difflib.get_close_matches(guess, fields, n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"settings file {path}: {key!r} is not a setting{hint}")
+    return {name: (value, f"file {path}") for name, value in data.items() if value is not None}
+
+
+_TYPE_MESSAGES = {
+    "bool_parsing": "expected a boolean (true or false)",
+    "bool_type": "expected a boolean (true or false)",
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "string_type": "expected text",
+}
+
+
+def _build(cls: type[Settings], values: dict[str, Any], sources: Mapping[str, str]) -> Settings:
+    """cls(**values), or ConfigError naming where the first bad value came from, on one line."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else ""
+        source = sources.get(name, "default")
+        kind, _, origin = source.partition(" ")
+        where = {"env": origin, "flag": origin, "file": f"settings file {origin}: {name}"}.get(kind, name)
+        if error["type"] == "value_error":
+            message = str(error.get("ctx", {}).get("error", error["msg"]))
+        else:
+            message = _TYPE_MESSAGES.get(error["type"], error["msg"])
+        if kind == "file" and message.startswith(f"{name} "):
+            where = f"settings file {origin}"
+        shown = redact(name, values.get(name))
+        raise ConfigError(f"{where}: {message}, got {shown!r}") from None
+
+
+def _bootstrap_servers(broker: str) -> str:
+    parts = []
+    for url in broker.split(";"):
+        for item in url.split(","):
+            item = item.strip()
+            if "://" in item:
+                item = item.split("://", 1)[1]
+            if item:
+                parts.append(item.rstrip("/"))
+    return ",".join(parts)
+
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEPRECATED_ENV",
+    "ENV_PREFIX",
+    "MLRUN_ENV",
+    "NOT_SETTINGS",
+    "NOT_SETTINGS_PREFIXES",
+    "ConfigError",
+    "Settings",
+    "SettingsWarning",
+    "env_name",
+    "environment_warnings",
+    "redact",
+    "setting_names",
+]

@@ -21,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from runherald.config import Settings
+from runherald.connect import start_client
 from runherald.delivery import Delivery
 from runherald.delivery import run_key as delivery_key
 from runherald.publish import PublishError, run_key
@@ -140,7 +141,7 @@ async def read_records(settings: Settings, name: str) -> list[TopicRecord]:
         enable_auto_commit=False,
         fetch_max_wait_ms=min(settings.fetch_max_wait_ms, 100),
     )
-    await consumer.start()
+    await start_client(consumer, settings)  # stops the consumer itself if it cannot start
     try:
         topic = settings.topic(name)
         await consumer._client.force_metadata_update()
@@ -266,7 +267,7 @@ async def replay(settings: Settings, letters: Iterable[DeadLetter]) -> list[Repl
         linger_ms=1,
         acks=1,
     )
-    await producer.start()
+    await start_client(producer, settings)
     try:
         for letter, topic, key, value in messages:
             await producer.send_and_wait(settings.topic(topic), value=value, key=key.encode())

@@ -7,17 +7,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+import yaml
 from aiokafka import AIOKafkaProducer
 
 from runherald.config import Settings
+from runherald.connect import start_client
 from runherald.delivery import run_key as delivery_key
+from runherald.errors import PublishError
 from runherald.rules import as_dict
 from runherald.sealing import seal_run
 from runherald.topics import ensure_topics
-
-
-class PublishError(ValueError):
-    """A run that cannot be published (not a run dict, or no project/uid to key it by)."""
 
 
 def to_run_dict(run: Any) -> dict[str, Any]:
@@ -52,13 +51,14 @@ class Publisher:
     async def start(self) -> None:
         if self._create_topics:
             await ensure_topics(self.settings)
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap_servers,
             enable_idempotence=False,  # the embedded broker refuses InitProducerId
             linger_ms=1,
             acks=1,
         )
-        await self._producer.start()
+        await start_client(producer, self.settings)  # BrokerUnavailable within seconds, not a hang
+        self._producer = producer
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -126,6 +126,38 @@ def parse_runs(text: str | bytes) -> list[dict[str, Any]]:
                 raise PublishError(f"line {number} is not JSON: {exc}") from None
         value = runs
     items = value if isinstance(value, list) else [value]
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise PublishError(f"item {i} is a {type(item).__name__}, not a run object")
+    return items
+
+
+class _RunFileLoader(yaml.SafeLoader):
+    """YAML as JSON would read it: timestamps stay text (a run's last_update is a string)."""
+
+
+_RunFileLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_run_file(text: str | bytes) -> list[dict[str, Any]]:
+    """Run dicts from a file: what parse_runs reads (JSON object, array, NDJSON), or YAML documents
+    (such as RunObject.to_yaml() writes; one run, or a list of runs, per document)."""
+    data = text.encode() if isinstance(text, str) else text
+    if data.lstrip()[:1] in (b"{", b"[", b""):
+        return parse_runs(data)
+    try:
+        documents = [doc for doc in yaml.load_all(data, Loader=_RunFileLoader) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PublishError(f"not JSON, NDJSON or YAML: {where}{problem}") from None
+    items = [item for doc in documents for item in (doc if isinstance(doc, list) else [doc])]
+    if not items:
+        raise PublishError("no input: expected a JSON object, a JSON array, NDJSON or YAML")
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise PublishError(f"item {i} is a {type(item).__name__}, not a run object")

@@ -12,7 +12,6 @@ import orjson
 from jinja2 import BaseLoader, ChoiceLoader, FileSystemLoader, TemplateNotFound
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-TEMPLATES_ENV = "RUNHERALD_TEMPLATES"
 TABLE_HEADERS = ("status", "name", "uid", "results")
 
 
@@ -39,8 +38,7 @@ class TemplateRenderer:
     """Renders named templates (user directory first, then defaults) and ad-hoc strings, sandboxed."""
 
     def __init__(self, user_dir: str | os.PathLike[str] | None = None) -> None:
-        if user_dir is None:
-            user_dir = os.environ.get(TEMPLATES_ENV) or None
+        # The directory comes from the settings (RUNHERALD_TEMPLATES), through NotifierSettings.
         self.user_dir = Path(user_dir) if user_dir else None
         loaders: list[BaseLoader] = [_PackageLoader()]
         if self.user_dir is not None:

@@ -8,6 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from runherald.config import Settings
+from runherald.connect import start_client
 
 log = logging.getLogger("runherald.topics")
 
@@ -18,7 +19,7 @@ COMPACTED = frozenset({"status", "rules"})
 async def ensure_topics(settings: Settings) -> None:
     """Create whichever of the pipeline's topics do not exist yet (existing ones are left alone)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
+    await start_client(admin, settings)
     try:
         existing = set(await admin.list_topics())
         wanted = [

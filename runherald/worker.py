@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 import threading
-from dataclasses import replace
 from typing import Any
 
 import faust
@@ -20,6 +19,7 @@ from aiokafka.errors import KafkaError
 from runherald.api import create_api
 from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker, free_port
 from runherald.config import Settings
+from runherald.connect import quiet_kafka_log
 from runherald.publish import Publisher
 from runherald.rules import redact_run
 from runherald.secrets import SecretLogFilter
@@ -166,20 +166,26 @@ def install_event_loop(kind: str) -> str:
     return "asyncio"
 
 
-def run_worker(settings: Settings, *, announce: str = "") -> int:
-    """Run one worker in the foreground until SIGINT/SIGTERM; returns the exit code."""
+def run_worker(
+    settings: Settings, *, announce: str = "", log_level: str | None = None, banner: bool = False
+) -> int:
+    """Run one worker in the foreground until SIGINT/SIGTERM; returns the exit code.
+
+    `log_level` overrides settings.log_level; `banner` shows faust's start-up banner and the event
+    loop line (`runherald dev` shows neither unless --verbose).
+    """
     loop_kind = install_event_loop(settings.event_loop)
-    asyncio.run(ensure_topics(settings))
+    with quiet_kafka_log():  # no broker: BrokerUnavailable says so in one line
+        asyncio.run(ensure_topics(settings))
     pipeline = create_pipeline(settings)
     consumer = "in its own thread" if settings.consumer_thread else "on the event loop"
-    service = ApiService(
-        pipeline, announce=announce, runtime=f"event loop {loop_kind}, Kafka consumer {consumer}"
-    )
+    runtime = f"event loop {loop_kind}, Kafka consumer {consumer}"
+    service = ApiService(pipeline, announce=announce, runtime=runtime if banner or not announce else "")
     worker = _Worker(
         pipeline.app,
         service,
-        loglevel=settings.log_level.upper(),
-        quiet=True,
+        loglevel=(log_level or settings.log_level).upper(),
+        quiet=not banner,
         redirect_stdouts=False,
     )
     worker.spinner = None  # faust's spinner turns the root logger to DEBUG: every Kafka request logged
@@ -190,10 +196,20 @@ def run_worker(settings: Settings, *, announce: str = "") -> int:
     return 0
 
 
-def run_dev(settings: Settings, *, broker_port: int | None = None) -> int:
-    """The embedded stack: a memory-only broker, one worker and the API, in one foreground process tree."""
+def run_dev(
+    settings: Settings,
+    *,
+    broker_port: int | None = None,
+    external_broker: bool = False,
+    verbose: bool = False,
+) -> int:
+    """The embedded stack: a memory-only broker, one worker and the API, in one foreground process tree.
+
+    It prints where the API and the broker are and how to stop; the worker's log only at warning
+    level, unless `verbose` or a log_level set on purpose.
+    """
     broker = None
-    if not settings.extra.get("external_broker"):
+    if not external_broker:
         port = broker_port or 9092
         if broker_port is None and not _port_free(port):
             port = free_port()
@@ -203,20 +219,26 @@ def run_dev(settings: Settings, *, broker_port: int | None = None) -> int:
         except Exception as exc:
             print(f"runherald dev: cannot start the embedded broker: {exc}", file=sys.stderr)
             return 1
-        settings = replace(
-            settings,
+        settings = settings.replace(
             broker=broker.url,
             fetch_max_wait_ms=min(settings.fetch_max_wait_ms, EMBEDDED_FETCH_WAIT_MS),
             session_timeout=min(settings.session_timeout, 6.0),
             allow_loopback_egress=True,
         )
-    announce = (
-        f"runherald dev: broker {settings.broker} "
-        f"({'embedded, memory only: nothing survives a restart' if broker else 'external'}); "
-        f"try: RUNHERALD_BROKER={settings.broker} runherald publish run.json"
+    kind = "embedded, memory only: nothing survives a restart" if broker else "external"
+    announce = "\n".join(
+        [
+            f"runherald dev: broker {settings.broker} ({kind})",
+            f"runherald dev: try: RUNHERALD_BROKER={settings.broker} runherald publish run.json",
+            "runherald dev: Ctrl-C stops it" + ("" if verbose else " (--verbose shows the worker's log)"),
+        ]
     )
+    if verbose:
+        log_level = settings.log_level if settings.log_level == "debug" else "info"
+    else:
+        log_level = "warning" if settings.source_of("log_level") == "default" else settings.log_level
     try:
-        return run_worker(settings, announce=announce)
+        return run_worker(settings, announce=announce, log_level=log_level, banner=verbose)
     finally:
         if broker is not None:
             broker.stop()

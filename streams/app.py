@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import dataclasses
 import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -52,19 +50,7 @@ def _scratch_dir() -> str:
 def _notifier_lookup(settings: Settings) -> Callable[[str], Any]:
     from runherald.notifiers import NotifierSettings, get_notifier
 
-    from runherald.egress import EgressPolicy
-
-    notifier_settings = dataclasses.replace(
-        NotifierSettings.from_env(),
-        egress=EgressPolicy(
-            allow_private=settings.allow_private_egress, allow_loopback=settings.allow_loopback_egress
-        ),
-        timeout=settings.send_timeout,
-    )
-    if settings.templates_dir:
-        notifier_settings.templates_dir = Path(settings.templates_dir)
-    if settings.ui_url:
-        notifier_settings.ui_url = settings.ui_url
+    notifier_settings = NotifierSettings.from_settings(settings)
     cache: dict[str, Any] = {}
 
     def lookup(kind: str) -> Any:

@@ -10,6 +10,7 @@ from jinja2.exceptions import SecurityError
 from runherald.notifiers import ConsoleNotifier, NotifierSettings
 from runherald.notifiers.slack import render_slack_blocks
 
+from runherald.config import Settings
 from runherald.delivery import OutcomeKind
 from runherald.templating import TemplateRenderer
 
@@ -25,10 +26,10 @@ async def test_user_directory_overrides_a_template(tmp_path: Path, delivery_for:
     assert stream.getvalue() == "custom INFO: hi\n"
 
 
-def test_env_variable_selects_user_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_variable_selects_user_directory(tmp_path: Path) -> None:
     (tmp_path / "slack_header.txt.j2").write_text(":rotating_light: {{ message }}")
-    monkeypatch.setenv("RUNHERALD_TEMPLATES", str(tmp_path))
-    blocks = render_slack_blocks("boom", "error", [], renderer=TemplateRenderer())
+    settings = NotifierSettings.from_settings(Settings.from_env({"RUNHERALD_TEMPLATES": str(tmp_path)}))
+    blocks = render_slack_blocks("boom", "error", [], renderer=TemplateRenderer(settings.templates_dir))
     assert blocks[0]["text"]["text"] == ":rotating_light: boom"
     assert (
         TemplateRenderer(tmp_path).render("mail_subject.txt.j2", {"severity": "info", "message": "m"})

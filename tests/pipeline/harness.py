@@ -111,7 +111,7 @@ class WorkerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.tail()}")
             try:
-                code, body = self.get("/healthz")
+                code, body = self.get("/readyz")
                 last = body
                 if code == 200 and body.get("assigned_partitions", 0) >= min_partitions:
                     return

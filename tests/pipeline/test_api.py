@@ -52,6 +52,8 @@ async def test_post_runs_publishes_and_rejects_bad_input(
 async def test_health_and_metrics(worker: WorkerProcess, receiver: WebhookReceiver) -> None:
     code, health = worker.get("/healthz")
     assert code == 200 and health["status"] == "ok" and health["assigned_partitions"] > 0
+    code, ready = worker.get("/readyz")
+    assert code == 200 and ready["ledger_view_caught_up"] is True
     project, uid = unique("p"), unique("u")
     _post(
         worker.api + "/api/v1/runs",
@@ -71,8 +73,9 @@ async def test_health_and_metrics(worker: WorkerProcess, receiver: WebhookReceiv
 
 
 async def test_unknown_run_is_404(worker: WorkerProcess) -> None:
-    assert worker.get("/api/v1/runs/nope/nope")[0] == 404
+    assert worker.get("/api/v1/runs/nope/nope") == (404, {"error": "run nope/nope not found"})
     assert worker.get("/api/v1/runs/nope/nope/notifications")[0] == 404
+    assert worker.get("/api/v1/nope") == (404, {"error": "no such resource: /api/v1/nope"})
 
 
 async def test_runherald_dev_end_to_end(receiver: WebhookReceiver, tmp_path) -> None:
@@ -105,7 +108,15 @@ async def test_runherald_dev_end_to_end(receiver: WebhookReceiver, tmp_path) -> 
                 return False
 
         await wait_for(ready, timeout=60)
-        assert f"runherald API listening on {api}" in (tmp_path / "dev.log").read_text()
+        # A few lines: where the API and the broker are, and how to stop; not faust's log.
+        broker = f"kafka://127.0.0.1:{broker_port}"
+        lines = (tmp_path / "dev.log").read_text().splitlines()
+        assert [line for line in lines if not line.startswith("runherald: warning:")] == [
+            f"runherald API listening on {api}",
+            f"runherald dev: broker {broker} (embedded, memory only: nothing survives a restart)",
+            f"runherald dev: try: RUNHERALD_BROKER={broker} runherald publish run.json",
+            "runherald dev: Ctrl-C stops it (--verbose shows the worker's log)",
+        ]
         run_file = tmp_path / "run.json"
         project, uid = unique("p"), unique("u")
         run_file.write_text(
