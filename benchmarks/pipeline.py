@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,8 +29,9 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker, free_port
+from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker
 from runherald.config import Settings
+from runherald.testing.worker import WorkerProcess, stop_process, tail, unique
 from runherald.topics import ensure_topics
 
 PHASES = ("raw", "faust", "evaluate", "deliveries", "latency", "hang", "rss")
@@ -110,11 +110,6 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 # -- run events ---------------------------------------------------------------------------------------
-
-
-def unique(prefix: str) -> str:
-    """A name no other phase or run uses."""
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def bench_run(uid: str, state: str, notifications: list[dict[str, Any]]) -> dict[str, Any]:
@@ -212,26 +207,6 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 # -- processes ----------------------------------------------------------------------------------------
 
 
-def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 20.0) -> None:
-    """SIGTERM one child we started, SIGKILL it if it does not go in time."""
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    """The last lines of a log file, for error messages."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def peak_rss_mb(pid: int) -> tuple[float, float]:
     """(VmHWM, VmRSS) of a live process in MB, from /proc/<pid>/status."""
     found: dict[str, float] = {}
@@ -242,102 +217,26 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
     return found["VmHWM"], found["VmRSS"]
 
 
-@dataclass
-class BenchWorker:
-    """One `runherald worker` subprocess with its own topic prefix, group and web port."""
+def bench_worker(
+    broker_url: str, phase: str, partitions: int, log_dir: Path, env: dict[str, str]
+) -> WorkerProcess:
+    """A worker (not started) for one phase: its own prefix and group, the bench's settings."""
+    settings = {
+        "RUNHERALD_PARTITIONS": str(partitions),
+        "RUNHERALD_FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
+        "RUNHERALD_SESSION_TIMEOUT": f"{SESSION_TIMEOUT:g}",
+        "RUNHERALD_ALLOW_LOOPBACK_EGRESS": "true",
+    }
+    prefix = unique(f"bench-{phase}-") + "."
+    return WorkerProcess(broker_url, prefix, unique(f"bench-{phase}-"), log_dir, {**settings, **env})
 
-    broker_url: str
-    prefix: str
-    group: str
-    partitions: int
-    log_dir: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
-    web_port: int = 0
-    process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNHERALD_")}
-        env.update(
-            {
-                "RUNHERALD_BROKER": self.broker_url,
-                "RUNHERALD_TOPIC_PREFIX": self.prefix,
-                "RUNHERALD_GROUP_ID": self.group,
-                "RUNHERALD_WEB_PORT": str(self.web_port),
-                "RUNHERALD_PARTITIONS": str(self.partitions),
-                "RUNHERALD_FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
-                "RUNHERALD_SESSION_TIMEOUT": f"{SESSION_TIMEOUT:g}",
-                "RUNHERALD_ALLOW_LOOPBACK_EGRESS": "true",
-            }
-        )
-        env.update(self.extra_env)
-        return env
-
-    @property
-    def settings(self) -> Settings:
-        return Settings.from_env({k: v for k, v in self.env.items() if k.startswith("RUNHERALD_")})
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"worker-{self.prefix.rstrip('.')}.log"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self) -> BenchWorker:
-        """Start the subprocess (its output goes to a log file)."""
-        if not self.web_port:
-            self.web_port = free_port()
-        self.process = start_logged(
-            [sys.executable, "-m", "runherald.cli", "worker"], self.log_path, self.env
-        )
-        return self
-
-    def check_alive(self) -> None:
-        """Raise with the log's tail if the worker has exited."""
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"worker exited with {self.process.returncode}:\n{tail(self.log_path)}")
-
-    async def health(self, session: aiohttp.ClientSession) -> dict[str, Any]:
-        """The worker's /healthz body (503 while starting still has one)."""
-        async with session.get(self.api + "/healthz") as response:
-            body: dict[str, Any] = await response.json()
-            return body
-
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 90.0) -> float:
-        """Wait until the worker owns partitions; returns how long that took."""
-        started = time.monotonic()
-        last: Any = None
-        while time.monotonic() - started < timeout:
-            self.check_alive()
-            try:
-                last = await self.health(session)
-                if last.get("assigned_partitions", 0) > 0:
-                    return time.monotonic() - started
-            except (aiohttp.ClientError, OSError, ValueError):
-                pass
-            await asyncio.sleep(0.1)
-        raise TimeoutError(
-            f"worker {self.api} not ready after {timeout:.0f}s (last {last}):\n{tail(self.log_path)}"
-        )
-
-    async def consumed(self, session: aiohttp.ClientSession) -> float:
-        """runherald_events_consumed_total from the worker's /metrics."""
-        async with session.get(self.api + "/metrics") as response:
-            text = await response.text()
-        found = re.search(r"^runherald_events_consumed_total (\S+)$", text, re.MULTILINE)
-        return float(found.group(1)) if found else 0.0
-
-    def stop(self) -> None:
-        """Stop the worker (SIGTERM, then SIGKILL)."""
-        stop_process(self.process)
+async def consumed(session: aiohttp.ClientSession, worker: WorkerProcess) -> float:
+    """runherald_events_consumed_total from the worker's /metrics."""
+    async with session.get(worker.api + "/metrics") as response:
+        text = await response.text()
+    found = re.search(r"^runherald_events_consumed_total (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
 
 
 # -- the bare faust agent (runs in a subprocess) ------------------------------------------------------
@@ -419,7 +318,7 @@ class Bench:
     log_dir: Path
     report: Report
     session: aiohttp.ClientSession
-    workers: list[BenchWorker] = field(default_factory=list)
+    workers: list[WorkerProcess] = field(default_factory=list)
     runs_topic: str = ""  # the pre-filled topic phases 1 and 2 read
 
     @property
@@ -435,26 +334,24 @@ class Bench:
         self,
         phase: str,
         *,
-        prepare: Callable[[BenchWorker], Awaitable[None]] | None = None,
+        prepare: Callable[[WorkerProcess], Awaitable[None]] | None = None,
         env: dict[str, str] | None = None,
-    ) -> BenchWorker:
+    ) -> WorkerProcess:
         """Start a worker on a fresh prefix and group and wait until it owns partitions; `prepare`
         runs once its topics exist, before it starts."""
-        prefix = unique(f"bench-{phase}-") + "."
         worker_env = {**self.worker_env, **(env or {})}
-        worker = BenchWorker(
-            self.broker.url, prefix, unique(f"bench-{phase}-"), self.partitions, self.log_dir, worker_env
-        )
+        worker = bench_worker(self.broker.url, phase, self.partitions, self.log_dir, worker_env)
         await ensure_topics(worker.settings)
         if prepare is not None:
             await prepare(worker)
         self.workers.append(worker)
         worker.start()
-        took = await worker.wait_ready(self.session)
+        # In a thread: this process's receiver must go on answering meanwhile.
+        took = await asyncio.to_thread(worker.wait_ready, 90.0)
         self.report.note(f"{phase}: worker pid {worker.pid} ready in {took:.1f}s")
         return worker
 
-    def stop_worker(self, worker: BenchWorker) -> None:
+    def stop_worker(self, worker: WorkerProcess) -> None:
         """Stop a phase's worker."""
         worker.stop()
         if worker in self.workers:
@@ -550,7 +447,7 @@ class Bench:
         expected = int(self.args.runs)
         run_id = uuid.uuid4().hex[:8]
 
-        async def fill(worker: BenchWorker) -> None:
+        async def fill(worker: WorkerProcess) -> None:
             producer = await start_producer(self.broker.bootstrap, linger_ms=5)
             try:
                 uids = (f"{run_id}-{i:08d}" for i in range(expected))
@@ -569,7 +466,7 @@ class Bench:
         )
 
     async def follow_consumed(
-        self, worker: BenchWorker, expected: int, started: float
+        self, worker: WorkerProcess, expected: int, started: float
     ) -> tuple[float, float]:
         """Poll /metrics until the worker consumed `expected` events; (events/s, seconds) first to last.
 
@@ -581,7 +478,7 @@ class Bench:
         deadline = time.monotonic() + 120 + expected / 200
         while True:
             worker.check_alive()
-            n = await worker.consumed(self.session)
+            n = await consumed(self.session, worker)
             now = time.monotonic()
             if n > 0 and not first_t:
                 first_t, first_n = now, n
@@ -632,7 +529,7 @@ class Bench:
             f"{steady:.0f}/s first to last receipt",
         )
 
-    async def wait_requests(self, receiver: Any, worker: BenchWorker, count: int, within: float) -> None:
+    async def wait_requests(self, receiver: Any, worker: WorkerProcess, count: int, within: float) -> None:
         """Wait until the receiver got `count` requests, failing early if the worker died."""
         deadline = time.monotonic() + within
         while len(receiver.requests) < count:
@@ -695,7 +592,7 @@ class Bench:
         return measured, latencies
 
     async def wait_requests_answered(
-        self, receiver: Any, worker: BenchWorker, hang: str | None, count: int, within: float
+        self, receiver: Any, worker: WorkerProcess, hang: str | None, count: int, within: float
     ) -> None:
         """Wait until `count` distinct runs reached the receiver on paths that answer."""
         deadline = time.monotonic() + within

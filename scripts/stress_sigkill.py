@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from runherald.broker import EmbeddedBroker  # noqa: E402
 from runherald.testing.webhook import WebhookReceiver  # noqa: E402
-from tests.pipeline.harness import WorkerProcess, run_dict, unique, webhook  # noqa: E402
+from runherald.testing.worker import WorkerProcess, unique  # noqa: E402
+from tests.pipeline.harness import fast_worker, run_dict, webhook  # noqa: E402
 
 CONVERGE_WITHIN = 30.0
 
@@ -78,13 +79,13 @@ async def read_status(worker: WorkerProcess) -> list[tuple[int, int, bytes | Non
 
 
 def alive(worker: WorkerProcess) -> bool:
-    return worker.process is not None and worker.process.poll() is None
+    return worker.alive
 
 
 def restart(worker: WorkerProcess) -> WorkerProcess:
-    fresh = WorkerProcess(
-        worker.broker_url, worker.prefix, worker.group, worker.log_dir, {}, web_port=worker.web_port
-    )
+    """The same worker started again, without any fault armed."""
+    fresh = fast_worker(worker.broker_url, worker.prefix, worker.group, worker.log_dir)
+    fresh.web_port = worker.web_port
     return fresh.start()
 
 
@@ -103,7 +104,7 @@ async def one_try(
         faults = [{}, {"RUNHERALD_FAULT_POINT": "rebalance@2"}]
     else:
         faults = [{"RUNHERALD_FAULT_POINT": f"{point}@{n}"} for n in (max(1, runs // 10), max(1, runs // 4))]
-    workers = [WorkerProcess(broker.url, prefix, group, logs, dict(env)).start() for env in faults]
+    workers = [fast_worker(broker.url, prefix, group, logs, **env).start() for env in faults]
     kills = 0
     died_at: dict[int, int] = {}
     try:

@@ -12,7 +12,7 @@ from runherald.broker import EmbeddedBroker
 from runherald.publish import Publisher
 from runherald.testing.webhook import WebhookReceiver
 
-from .harness import WorkerProcess, unique
+from .harness import WorkerProcess, fast_worker, unique
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def worker(broker: EmbeddedBroker, worker_logs: Path) -> Iterator[WorkerProcess]:
     """One worker shared by the tests that do not kill workers; each test uses its own run uids."""
-    process = WorkerProcess(broker.url, unique("t") + ".", unique("g"), worker_logs).start()
+    process = fast_worker(broker.url, unique("t") + ".", unique("g"), worker_logs).start()
     try:
         process.wait_ready()
         yield process
@@ -58,12 +58,8 @@ def start_worker(broker: EmbeddedBroker, worker_logs: Path) -> Iterator[Any]:
     def start(
         prefix: str | None = None, group: str | None = None, wait: bool = True, **extra_env: str
     ) -> WorkerProcess:
-        process = WorkerProcess(
-            broker.url,
-            prefix or unique("t") + ".",
-            group or unique("g"),
-            worker_logs,
-            extra_env=dict(extra_env),
+        process = fast_worker(
+            broker.url, prefix or unique("t") + ".", group or unique("g"), worker_logs, **extra_env
         ).start()
         started.append(process)
         if wait:

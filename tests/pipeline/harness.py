@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runherald.broker import free_port
 from runherald.config import Settings
+from runherald.testing.worker import WorkerProcess, unique
+
+__all__ = [
+    "FAST_ENV",
+    "WorkerProcess",
+    "fast_worker",
+    "read_topic",
+    "run_dict",
+    "unique",
+    "wait_for",
+    "webhook",
+]
 
 FAST_ENV = {
     "RUNHERALD_FETCH_MAX_WAIT_MS": "5",
@@ -32,114 +34,9 @@ FAST_ENV = {
 }
 
 
-def unique(prefix: str = "") -> str:
-    return prefix + uuid.uuid4().hex[:10]
-
-
-@dataclass
-class WorkerProcess:
-    """`runherald worker` as a child process with its own web port; logs go to a file."""
-
-    broker_url: str
-    prefix: str
-    group: str
-    log_dir: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
-    web_port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(FAST_ENV)
-        env.update(
-            {
-                "RUNHERALD_BROKER": self.broker_url,
-                "RUNHERALD_TOPIC_PREFIX": self.prefix,
-                "RUNHERALD_GROUP_ID": self.group,
-                "RUNHERALD_WEB_PORT": str(self.web_port),
-            }
-        )
-        env.update(self.extra_env)
-        return env
-
-    @property
-    def settings(self) -> Settings:
-        return Settings.from_env({k: v for k, v in self.env.items() if k.startswith("RUNHERALD_")})
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"worker-{self.web_port}.log"
-
-    def start(self) -> WorkerProcess:
-        if not self.web_port:
-            self.web_port = free_port()
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "runherald.cli", "worker"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        return self
-
-    def get(self, path: str) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(self.api + path, timeout=5) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-    def get_text(self, path: str) -> tuple[int, str]:
-        """A GET whose body is text (e.g. /metrics)."""
-        try:
-            with urllib.request.urlopen(self.api + path, timeout=5) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-
-    def wait_ready(self, timeout: float = 60.0, min_partitions: int = 1) -> None:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                code, body = self.get("/readyz")
-                last = body
-                if code == 200 and body.get("assigned_partitions", 0) >= min_partitions:
-                    return
-            except (urllib.error.URLError, OSError, ValueError):
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"worker on {self.api} not ready after {timeout}s (last {last}):\n{self.tail()}")
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def fast_worker(broker_url: str, prefix: str, group: str, log_dir: Path, **env: str) -> WorkerProcess:
+    """A worker (not started) with the tests' fast settings, and `env` over them."""
+    return WorkerProcess(broker_url, prefix, group, log_dir, {**FAST_ENV, **env})
 
 
 def run_dict(

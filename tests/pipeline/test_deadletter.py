@@ -26,7 +26,7 @@ SECRET = "dl-replay-secret-5e0b7c"
 def cli(worker: WorkerProcess, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "runherald.cli", "dead-letter", *args],
-        env=worker.env,
+        env=worker.environment,
         capture_output=True,
         text=True,
         timeout=60,

@@ -14,7 +14,7 @@ import yaml
 from runherald import model
 from runherald.errors import InvalidArgumentError, MLRunInvalidArgumentError, RunheraldValueError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "model"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "model"
 UID = "0123456789abcdef0123456789abcdef"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # One command of the CLI's help, under "positional arguments": `    name   help` (argparse's layout).
 SUBCOMMAND = re.compile(r"^ {4}([a-z][a-z0-9-]*)(?: {2,}|$)")
 

@@ -23,7 +23,7 @@ from runherald.rules import (
 )
 from runherald.sandbox import compile_condition, render_condition
 
-FIXTURES = Path(__file__).parent / "fixtures" / "rules"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "rules"
 SHOULD_NOTIFY = json.loads((FIXTURES / "should_notify.json").read_text())
 MESSAGES = json.loads((FIXTURES / "messages.json").read_text())
 
