@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from runherald.streams import ledger
 
+from runherald import ledger
 from runherald.api import create_api
 from runherald.broker import free_port
 from runherald.config import Settings
