@@ -41,7 +41,7 @@ class ConsoleNotifier:
         self.logger = logger or self.settings.console_logger
 
     def check_params(self, params: Mapping[str, Any]) -> None:
-        """Console has no params to check."""
+        """MLRun's check of console params (there are none to check)."""
         CONSOLE.check_params(params)
 
     def endpoint(self, delivery: Delivery, params: Mapping[str, Any]) -> str | None:
