@@ -1,8 +1,10 @@
-"""Channel notifiers behind one interface, and the registry that builds them by kind."""
+"""Channel notifiers behind one interface, registered against the core's kinds (``runherald.channels``)."""
 
 from __future__ import annotations
 
-from runherald.notifiers.base import Notifier
+from collections.abc import Callable
+
+from runherald.notifiers.base import ChannelPreview, Notifier
 from runherald.notifiers.console import ConsoleNotifier
 from runherald.notifiers.mail import MailNotifier
 from runherald.notifiers.settings import NotifierSettings
@@ -10,36 +12,61 @@ from runherald.notifiers.slack import SlackNotifier
 from runherald.notifiers.unsupported import UnsupportedNotifier
 from runherald.notifiers.webhook import WebhookNotifier
 
-UNSUPPORTED_KINDS = frozenset({"git", "ipython"})
-KINDS = frozenset({"slack", "mail", "webhook", "console"}) | UNSUPPORTED_KINDS
+from runherald import channels
+
+NotifierFactory = Callable[[NotifierSettings], Notifier]
+
+# The sender of every supported kind; a kind the core marks unsupported gets an UnsupportedNotifier.
+SENDERS: dict[str, NotifierFactory] = {
+    sender.kind: sender for sender in (SlackNotifier, MailNotifier, WebhookNotifier, ConsoleNotifier)
+}
 
 
-class UnknownNotifierKind(ValueError):
+class UnknownNotifierKind(channels.UnknownKind):
     """The notification kind is not one runherald knows."""
 
 
 def get_notifier(kind: str, settings: NotifierSettings | None = None) -> Notifier:
     """A notifier for one notification kind (MLRun's kinds; git and ipython answer "not supported")."""
-    settings = settings or NotifierSettings()
-    if kind == "slack":
-        return SlackNotifier(settings)
-    if kind == "mail":
-        return MailNotifier(settings)
-    if kind == "webhook":
-        return WebhookNotifier(settings)
-    if kind == "console":
-        return ConsoleNotifier(settings)
-    if kind in UNSUPPORTED_KINDS:
-        return UnsupportedNotifier(kind)
-    raise UnknownNotifierKind(f"unknown notification kind '{kind}'")
+    try:
+        channel = channels.kind(kind)
+    except channels.UnknownKind:
+        raise UnknownNotifierKind(f"unknown notification kind '{kind}'") from None
+    if not channel.supported:
+        return UnsupportedNotifier(channel.name)
+    return SENDERS[channel.name](settings or NotifierSettings())
+
+
+class Notifiers:
+    """One notifier per kind, built on first use and closed together: a worker's, or a dry run's."""
+
+    def __init__(self, settings: NotifierSettings | None = None) -> None:
+        self.settings = settings or NotifierSettings()
+        self._built: dict[str, Notifier] = {}
+
+    def __call__(self, kind: str) -> Notifier:
+        """The notifier for `kind`; raises UnknownNotifierKind as get_notifier does."""
+        notifier = self._built.get(kind)
+        if notifier is None:
+            notifier = self._built[kind] = get_notifier(kind, self.settings)
+        return notifier
+
+    async def close(self) -> None:
+        """Close every notifier built so far."""
+        built, self._built = list(self._built.values()), {}
+        for notifier in built:
+            await notifier.close()
 
 
 __all__ = [
-    "KINDS",
+    "SENDERS",
+    "ChannelPreview",
     "ConsoleNotifier",
     "MailNotifier",
     "Notifier",
+    "NotifierFactory",
     "NotifierSettings",
+    "Notifiers",
     "SlackNotifier",
     "UnknownNotifierKind",
     "UnsupportedNotifier",

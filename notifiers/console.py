@@ -7,8 +7,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from runherald.notifiers.base import ChannelPreview
 from runherald.notifiers.settings import NotifierSettings
 
+from runherald.channels import CONSOLE
 from runherald.delivery import Delivery, DeliveryOutcome
 from runherald.templating import TemplateRenderer, message_context
 
@@ -24,7 +26,7 @@ def render_console_text(
 class ConsoleNotifier:
     """Writes each delivery to a stream (stdout by default) or, when configured, to a logger."""
 
-    kind = "console"
+    kind = CONSOLE.name
 
     def __init__(
         self,
@@ -38,7 +40,28 @@ class ConsoleNotifier:
         self.stream = stream or self.settings.console_stream
         self.logger = logger or self.settings.console_logger
 
-    async def send(self, delivery: Delivery) -> DeliveryOutcome:
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """MLRun's check of console params (there are none to check)."""
+        CONSOLE.check_params(params)
+
+    def endpoint(self, delivery: Delivery, params: Mapping[str, Any]) -> str | None:
+        """A local stream: nothing for a circuit breaker to watch."""
+        return None
+
+    def preview(
+        self,
+        message: str,
+        severity: str,
+        runs: Sequence[Mapping[str, Any]],
+        *,
+        name: str = "",
+        params: Mapping[str, Any] | None = None,
+    ) -> ChannelPreview:
+        """The text that would be written."""
+        text = render_console_text(message, severity, runs, self.renderer)
+        return ChannelPreview(text, f"console:\n{text}")
+
+    async def send(self, delivery: Delivery, params: Mapping[str, Any]) -> DeliveryOutcome:
         """Write the text once; a broken stream is a permanent failure."""
         try:
             text = render_console_text(delivery.message, delivery.severity, delivery.runs, self.renderer)
@@ -51,3 +74,6 @@ class ConsoleNotifier:
         except Exception as exc:
             return DeliveryOutcome.permanent(f"console write failed: {type(exc).__name__}")
         return DeliveryOutcome.sent()
+
+    async def close(self) -> None:
+        """Nothing to release: the stream is not the notifier's to close."""

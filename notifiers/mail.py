@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import ssl
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
@@ -10,16 +9,19 @@ from email.utils import formatdate
 from typing import Any
 
 import aiosmtplib
+from runherald.notifiers.base import ChannelPreview
 from runherald.notifiers.settings import NotifierSettings
 
+from runherald.channels import (
+    MAIL,
+    MAIL_ADDRESS_PATTERN,
+    MAIL_BOOLEAN_PARAMS,
+    MAIL_DEFAULTS,
+    MAIL_REQUIRED_PARAMS,
+)
 from runherald.delivery import Delivery, DeliveryOutcome
 from runherald.secrets import SecretScrubber, secret_values_of
 from runherald.templating import TemplateRenderer, message_context
-
-DEFAULT_SMTP_PORT = 587
-BOOLEAN_PARAMS = ("use_tls", "start_tls", "validate_certs")
-REQUIRED_PARAMS = ("server_host", "server_port", "sender_address", "email_addresses", *BOOLEAN_PARAMS)
-MAIL_PATTERN = re.compile(r"^[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$")
 
 
 class MailParamsError(ValueError):
@@ -37,20 +39,18 @@ def _address_list(value: Any) -> list[str]:
 def mail_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """MLRun's mail params with its defaults filled in, validated; raises MailParamsError."""
     merged = dict(params)
-    merged.setdefault("use_tls", True)
-    merged.setdefault("start_tls", False)
-    merged.setdefault("validate_certs", True)
-    merged.setdefault("server_port", DEFAULT_SMTP_PORT)
+    for name, value in MAIL_DEFAULTS.items():
+        merged.setdefault(name, value)
     addresses = _address_list(merged.get("email_addresses", "")) + _address_list(
         merged.pop("default_email_addresses", "")
     )
     if not addresses:
         raise MailParamsError("Parameter 'email_addresses' is required for MailNotification")
     merged["email_addresses"] = ",".join(addresses)
-    for name in REQUIRED_PARAMS:
+    for name in MAIL_REQUIRED_PARAMS:
         if merged.get(name) is None or merged.get(name) == "":
             raise MailParamsError(f"Parameter '{name}' is required for MailNotification")
-    for name in BOOLEAN_PARAMS:
+    for name in MAIL_BOOLEAN_PARAMS:
         if not isinstance(merged[name], bool):
             raise MailParamsError(f"Parameter '{name}' must be a boolean for MailNotification")
     for name in ("username", "password"):
@@ -66,7 +66,7 @@ def mail_params(params: Mapping[str, Any]) -> dict[str, Any]:
     for address in [merged["sender_address"], *addresses]:
         if not isinstance(address, str):
             raise MailParamsError(f"Email address '{address}' must be a string")
-        if not MAIL_PATTERN.match(address):
+        if not MAIL_ADDRESS_PATTERN.match(address):
             raise MailParamsError(f"Invalid email address '{address}'")
     return merged
 
@@ -110,7 +110,7 @@ def message_id(delivery_id: str, sender_address: str) -> str:
 class MailNotifier:
     """Sends one multipart (text + HTML) mail per delivery through an SMTP server."""
 
-    kind = "mail"
+    kind = MAIL.name
 
     def __init__(
         self, settings: NotifierSettings | None = None, tls_context: ssl.SSLContext | None = None
@@ -142,43 +142,64 @@ class MailNotifier:
         mail.add_alternative(parts["html"], subtype="html")
         return mail
 
-    @staticmethod
-    def endpoint(delivery: Delivery) -> str | None:
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """MLRun's check of mail params (after MLRun's defaults are filled in)."""
+        MAIL.check_params(MAIL.with_defaults(params))
+
+    def endpoint(self, delivery: Delivery, params: Mapping[str, Any]) -> str | None:
         """The SMTP server, for its circuit breaker: ``smtp://host:port``."""
         try:
-            params = mail_params(delivery.params)
+            checked = mail_params(params)
         except MailParamsError:
             return None
-        return f"smtp://{params['server_host']}:{params['server_port']}"
+        return f"smtp://{checked['server_host']}:{checked['server_port']}"
 
-    async def send(self, delivery: Delivery) -> DeliveryOutcome:
+    def preview(
+        self,
+        message: str,
+        severity: str,
+        runs: Sequence[Mapping[str, Any]],
+        *,
+        name: str = "",
+        params: Mapping[str, Any] | None = None,
+    ) -> ChannelPreview:
+        """The subject and the two bodies the mail would carry."""
+        parts = render_mail_parts(
+            message, severity, runs, name=name, renderer=self.renderer, ui_url=self.settings.ui_url
+        )
+        return ChannelPreview(parts, f"mail subject: {parts['subject']}\nmail text:\n{parts['text']}")
+
+    async def send(self, delivery: Delivery, params: Mapping[str, Any]) -> DeliveryOutcome:
         """Send once: connection trouble and 4xx SMTP replies are retryable, 5xx and auth failures not."""
-        scrubber = SecretScrubber(secret_values_of(delivery.params, delivery.notification))
+        scrubber = SecretScrubber(secret_values_of(params, delivery.notification))
         try:
-            params = mail_params(delivery.params)
+            checked = mail_params(params)
         except MailParamsError as exc:
             return DeliveryOutcome.permanent(scrubber.scrub(str(exc)))
         try:
-            mail = self.build_message(delivery, params)
+            mail = self.build_message(delivery, checked)
         except Exception as exc:
             return DeliveryOutcome.permanent(scrubber.scrub(f"rendering the mail failed: {exc}"))
-        timeout = float(params.get("timeout") or self.settings.timeout)
+        timeout = float(checked.get("timeout") or self.settings.timeout)
         try:
             await aiosmtplib.send(
                 mail,
-                hostname=params["server_host"],
-                port=params["server_port"],
-                username=params["username"],
-                password=params["password"],
-                use_tls=params["use_tls"],
-                start_tls=params["start_tls"],
-                validate_certs=params["validate_certs"],
-                tls_context=self.tls_context if params["validate_certs"] else None,
+                hostname=checked["server_host"],
+                port=checked["server_port"],
+                username=checked["username"],
+                password=checked["password"],
+                use_tls=checked["use_tls"],
+                start_tls=checked["start_tls"],
+                validate_certs=checked["validate_certs"],
+                tls_context=self.tls_context if checked["validate_certs"] else None,
                 timeout=timeout,
             )
         except Exception as exc:
             return _classify_smtp_error(exc, scrubber, timeout)
         return DeliveryOutcome.sent()
+
+    async def close(self) -> None:
+        """Nothing to release: every send opens and closes its own SMTP connection."""
 
 
 def _classify_smtp_error(exc: Exception, scrubber: SecretScrubber, timeout: float) -> DeliveryOutcome:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,11 +15,13 @@ from runherald.notifiers._http import (
     endpoint_of,
     scrubbed,
 )
+from runherald.notifiers.base import ChannelPreview
 from runherald.notifiers.settings import NotifierSettings
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from runherald.channels import SLACK
 from runherald.delivery import Delivery, DeliveryOutcome
 from runherald.secrets import SecretScrubber, redact_url, secret_values_of
 from runherald.templating import TemplateRenderer, message_context, run_url
@@ -121,23 +124,39 @@ def render_slack_blocks(
 class SlackNotifier:
     """Sends MLRun's Slack message to an incoming webhook, or as a bot with ``token`` + ``channel``."""
 
-    kind = "slack"
+    kind = SLACK.name
 
     def __init__(self, settings: NotifierSettings | None = None) -> None:
         self.settings = settings or NotifierSettings()
         self.renderer = TemplateRenderer(self.settings.templates_dir)
         self.sessions = SessionCache(self.settings.egress, self.settings.timeout)
 
-    def endpoint(self, delivery: Delivery) -> str | None:
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """MLRun's check of Slack params."""
+        SLACK.check_params(params)
+
+    def endpoint(self, delivery: Delivery, params: Mapping[str, Any]) -> str | None:
         """Where the message goes, for its circuit breaker: the webhook, or the Web API's method."""
-        webhook = delivery.params.get("webhook") or self.settings.slack_webhook
+        webhook = params.get("webhook") or self.settings.slack_webhook
         if webhook:
             return endpoint_of(webhook)
         return endpoint_of(self.settings.slack_base_url.rstrip("/") + "/chat.postMessage")
 
-    async def send(self, delivery: Delivery) -> DeliveryOutcome:
+    def preview(
+        self,
+        message: str,
+        severity: str,
+        runs: Sequence[Mapping[str, Any]],
+        *,
+        name: str = "",
+        params: Mapping[str, Any] | None = None,
+    ) -> ChannelPreview:
+        """The blocks the message would carry."""
+        blocks = self._blocks(message, severity, runs, name)
+        return ChannelPreview({"blocks": blocks}, "slack blocks:\n" + json.dumps(blocks, indent=2))
+
+    async def send(self, delivery: Delivery, params: Mapping[str, Any]) -> DeliveryOutcome:
         """Post the message once; Slack's 429, 5xx and network trouble are retryable."""
-        params = delivery.params
         webhook = params.get("webhook") or self.settings.slack_webhook
         token = params.get("token")
         channel = params.get("channel")
@@ -151,14 +170,7 @@ class SlackNotifier:
                 "Parameter 'channel' is required with 'token' for SlackNotification"
             )
         try:
-            blocks = render_slack_blocks(
-                delivery.message,
-                delivery.severity,
-                delivery.runs,
-                name=delivery.name,
-                ui_url=self.settings.ui_url,
-                renderer=self.renderer,
-            )
+            blocks = self._blocks(delivery.message, delivery.severity, delivery.runs, delivery.name)
             if webhook:
                 outcome = await self._send_webhook(str(webhook), blocks)
             else:
@@ -166,6 +178,13 @@ class SlackNotifier:
         except Exception as exc:
             outcome = classify_exception(exc, self.settings.timeout)
         return scrubbed(outcome, scrubber)
+
+    def _blocks(
+        self, message: str, severity: str, runs: Sequence[Mapping[str, Any]], name: str
+    ) -> list[dict[str, Any]]:
+        return render_slack_blocks(
+            message, severity, runs, name=name, ui_url=self.settings.ui_url, renderer=self.renderer
+        )
 
     async def _send_webhook(self, webhook: str, blocks: list[dict[str, Any]]) -> DeliveryOutcome:
         client = AsyncWebhookClient(
@@ -215,7 +234,7 @@ class SlackNotifier:
             return DeliveryOutcome.permanent(f"Slack client error: {type(exc).__name__}")
         return DeliveryOutcome.sent()
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close the HTTP session."""
         await self.sessions.aclose()
 

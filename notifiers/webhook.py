@@ -16,8 +16,10 @@ from runherald.notifiers._http import (
     scrubbed,
     ssl_for,
 )
+from runherald.notifiers.base import ChannelPreview
 from runherald.notifiers.settings import NotifierSettings
 
+from runherald.channels import WEBHOOK
 from runherald.delivery import Delivery, DeliveryOutcome
 from runherald.secrets import SecretScrubber, secret_values_of
 from runherald.signing import signature_headers
@@ -136,21 +138,41 @@ def validate_webhook_params(params: Mapping[str, Any]) -> None:
 class WebhookNotifier:
     """Sends MLRun's webhook request, with an Idempotency-Key and optional Standard Webhooks signature."""
 
-    kind = "webhook"
+    kind = WEBHOOK.name
 
     def __init__(self, settings: NotifierSettings | None = None) -> None:
         self.settings = settings or NotifierSettings()
         self.renderer = TemplateRenderer(self.settings.templates_dir)
         self.sessions = SessionCache(self.settings.egress)
 
-    @staticmethod
-    def endpoint(delivery: Delivery) -> str | None:
-        """Where the request goes, for its circuit breaker (see endpoint_of)."""
-        return endpoint_of(delivery.params.get("url"))
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """MLRun's check of webhook params."""
+        WEBHOOK.check_params(params)
 
-    async def send(self, delivery: Delivery) -> DeliveryOutcome:
+    def endpoint(self, delivery: Delivery, params: Mapping[str, Any]) -> str | None:
+        """Where the request goes, for its circuit breaker (see endpoint_of)."""
+        return endpoint_of(params.get("url"))
+
+    def preview(
+        self,
+        message: str,
+        severity: str,
+        runs: Sequence[Mapping[str, Any]],
+        *,
+        name: str = "",
+        params: Mapping[str, Any] | None = None,
+    ) -> ChannelPreview:
+        """The request body and its content type."""
+        body, content_type = build_webhook_body(
+            message, severity, runs, params or {}, self.renderer, name=name
+        )
+        text = body.decode("utf-8")
+        return ChannelPreview(
+            {"body": text, "content_type": content_type}, f"webhook body ({content_type}):\n{text}"
+        )
+
+    async def send(self, delivery: Delivery, params: Mapping[str, Any]) -> DeliveryOutcome:
         """Make the request once; 408, 429, 5xx, timeouts and connection errors are retryable."""
-        params = delivery.params
         scrubber = SecretScrubber(secret_values_of(params, delivery.notification))
         try:
             validate_webhook_params(params)
@@ -194,6 +216,6 @@ class WebhookNotifier:
             outcome = classify_exception(exc, timeout)
         return scrubbed(outcome, scrubber)
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close the HTTP session."""
         await self.sessions.aclose()

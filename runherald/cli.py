@@ -374,6 +374,8 @@ def status(ctx: click.Context, run: str) -> None:
 @click.pass_context
 def render(ctx: click.Context, file: IO[bytes], notification: str | None) -> None:
     """Dry run: what each notification of a run would send, and whether. Sends nothing."""
+    from runherald.preview import dry_run
+
     state = ctx.ensure_object(CliState)
     runs = _read_runs(file)
     settings = state.settings()
@@ -383,11 +385,12 @@ def render(ctx: click.Context, file: IO[bytes], notification: str | None) -> Non
 
     def table() -> None:
         for item in previews:
-            print_preview(item)
+            click.echo(item.text())
+            click.echo()
         if not previews:
             click.echo("no notifications in the run")
 
-    _emit(state, previews, table)
+    _emit(state, [item.to_dict() for item in previews], table)
 
 
 @cli.group(name="dead-letter", short_help="list or replay the dead-letter topic")
@@ -503,72 +506,6 @@ def bench(ctx: click.Context, bench_args: tuple[str, ...]) -> None:
     from runherald.benchmarks.pipeline import main as bench_main
 
     ctx.exit(bench_main(list(bench_args)))
-
-
-def dry_run(run: dict[str, Any], settings: Settings, only: str | None = None) -> list[dict[str, Any]]:
-    """Per notification of a run: would it be sent now (and why), and what each channel would get."""
-    from runherald import rules
-    from runherald.notifiers import NotifierSettings
-    from runherald.preview import render_preview
-
-    notifier_settings = NotifierSettings.from_settings(settings)
-    meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
-    spec = run.get("spec") if isinstance(run.get("spec"), dict) else {}
-    notifications = [n for n in (spec or {}).get("notifications") or [] if isinstance(n, dict)]
-    duplicate_names = rules.check_unique_names(notifications)
-    redacted = rules.redact_run(run)  # receivers see the run with its secret_params REDACTED
-    previews = []
-    for notification in notifications:
-        name = str(notification.get("name") or "")
-        if only is not None and name != only:
-            continue
-        if duplicate_names:
-            decision = rules.Decision(False, duplicate_names)
-        else:
-            decision = rules.evaluate(
-                run,
-                notification,
-                condition_error_policy=settings.condition_error_policy,
-                notify_iterations=settings.notify_iterations,
-            )
-        previews.append(
-            {
-                "run": f"{(meta or {}).get('project')}/{(meta or {}).get('uid')}",
-                "name": name,
-                "kind": str(notification.get("kind") or "slack"),
-                "send": decision.send,
-                "reason": decision.reason,
-                "preview": render_preview(redacted, notification, notifier_settings),
-            }
-        )
-    return previews
-
-
-def print_preview(item: dict[str, Any]) -> None:
-    """One notification's dry run as text: the decision, then what its own channel would get."""
-    preview = item["preview"]
-    verdict = "would be sent" if item["send"] else "would NOT be sent"
-    name = item["name"] or '""'
-    click.echo(f"== {item['run']} {name} ({item['kind']}): {verdict}: {item['reason']}")
-    click.echo(f"message: {preview['message']}")
-    click.echo(f"severity: {preview['severity']}")
-    kind = item["kind"]
-    if kind == "slack":
-        click.echo("slack blocks:")
-        click.echo(json.dumps(preview["slack"]["blocks"], indent=2))
-    elif kind == "webhook":
-        click.echo(f"webhook body ({preview['webhook']['content_type']}):")
-        click.echo(preview["webhook"]["body"])
-    elif kind == "mail":
-        click.echo(f"mail subject: {preview['mail']['subject']}")
-        click.echo("mail text:")
-        click.echo(preview["mail"]["text"])
-    elif kind == "console":
-        click.echo("console:")
-        click.echo(preview["console"])
-    else:
-        click.echo(f"kind {kind!r} has no channel preview")
-    click.echo()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -66,8 +66,8 @@ class DeliveryOutcome:
 class Delivery:
     """One notification to send for one run state.
 
-    ``params`` is the merged ``{**secret_params, **params}`` with secret references already resolved;
-    it lives in memory only and is never serialised (see ``to_record``).
+    It carries the notification as configured, never its resolved params: the dispatcher resolves
+    them for each send and hands them to the notifier beside the delivery.
     """
 
     id: str
@@ -83,10 +83,9 @@ class Delivery:
     attempts: int = 0
     created_at: float = 0.0  # epoch seconds when the pipeline decided to send it
     replay: str = ""  # set by `runherald dead-letter replay`: send again although the ledger says error
-    params: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_record(self) -> dict[str, Any]:
-        """The delivery as carried on the deliveries topic: everything but the resolved params."""
+        """The delivery as carried on the deliveries topic."""
         return {
             "id": self.id,
             "project": self.project,

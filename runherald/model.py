@@ -7,7 +7,7 @@ import inspect
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from copy import deepcopy
 from datetime import datetime
 from decimal import Decimal
@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import yaml
 
+from runherald import channels
 from runherald.errors import InvalidArgumentError, RunheraldValueError
 
 # The placeholder a feature-store target path uses for the run id; MLRun stores paths with it verbatim.
@@ -25,8 +26,6 @@ RUN_ID_PLACE_HOLDER = "{run_id}"
 DEFAULT_RETRY_BASE_DELAY = "30s"
 
 _RUN_URI_PATTERN = re.compile(r"^(?P<project>.*)@(?P<uid>.*)\#(?P<iteration>.*?)(:(?P<tag>.*))?$")
-_MAIL_ADDRESS_PATTERN = re.compile(r"^[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$")
-_DEFAULT_SMTP_PORT = 587
 
 _M = TypeVar("_M", bound="ModelObj")
 
@@ -421,98 +420,14 @@ def _schema_errors(struct: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-def _validate_slack_params(params: dict[str, Any]) -> None:
-    if not (params.get("webhook") or os.environ.get("SLACK_WEBHOOK")):
-        raise ValueError("Parameter 'webhook' is required for SlackNotification")
-
-
-def _validate_webhook_params(params: dict[str, Any]) -> None:
-    if not params.get("url"):
-        raise ValueError("Parameter 'url' is required for WebhookNotification")
-
-
-def _validate_git_params(params: dict[str, Any]) -> None:
-    token = params.get("token") or params.get("GIT_TOKEN") or params.get("GITHUB_TOKEN")
-    if not params.get("repo"):
-        raise ValueError("Parameter 'repo' is required for GitNotification")
-    if not token:
-        raise ValueError("Parameter 'token' is required for GitNotification")
-    if not params.get("issue") and not params.get("merge_request"):
-        raise ValueError("At least one of 'issue' or 'merge_request' is required for GitNotification")
-
-
-_MAIL_BOOLEAN_PARAMS = ("use_tls", "start_tls", "validate_certs")
-_MAIL_REQUIRED_PARAMS = (
-    "server_host",
-    "server_port",
-    "sender_address",
-    "email_addresses",
-    *_MAIL_BOOLEAN_PARAMS,
-)
-
-
-def _validate_mail_address(address: Any) -> None:
-    if not isinstance(address, str):
-        raise ValueError(f"Email address '{address}' must be a string")
-    if not _MAIL_ADDRESS_PATTERN.match(address):
-        raise ValueError(f"Invalid email address '{address}'")
-
-
-def _validate_mail_params(params: dict[str, Any]) -> None:
-    for auth_param in ("username", "password"):
-        params[auth_param] = params.get(auth_param) or None
-    for name in _MAIL_REQUIRED_PARAMS:
-        if name not in params:
-            raise ValueError(f"Parameter '{name}' is required for MailNotification")
-    for name in _MAIL_BOOLEAN_PARAMS:
-        if not isinstance(params.get(name), bool):
-            raise ValueError(f"Parameter '{name}' must be a boolean for MailNotification")
-    if params["password"] and not params["username"]:
-        raise ValueError("Parameter 'username' is required when 'password' is provided for MailNotification")
-    _validate_mail_address(params["sender_address"])
-    addresses = params["email_addresses"]
-    if not isinstance(addresses, str | list):
-        raise ValueError("Parameter 'email_addresses' must be a string or a list of strings")
-    for address in addresses.split(",") if isinstance(addresses, str) else addresses:
-        _validate_mail_address(address)
-
-
-def _no_params_to_validate(params: dict[str, Any]) -> None:
-    return None
-
-
-_PARAM_VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
-    NotificationKind.console: _no_params_to_validate,
-    NotificationKind.ipython: _no_params_to_validate,
-    NotificationKind.slack: _validate_slack_params,
-    NotificationKind.webhook: _validate_webhook_params,
-    NotificationKind.git: _validate_git_params,
-    NotificationKind.mail: _validate_mail_params,
-}
-
-
-def _split_addresses(addresses: str | list[str]) -> list[str]:
-    if isinstance(addresses, str):
-        return addresses.split(",") if addresses else []
-    return list(addresses)
-
-
 def enrich_default_params(
     kind: str, params: Mapping[str, Any], default_params: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """A kind's params with server defaults underneath (and, for mail, MLRun's SMTP defaults)."""
     enriched = deepcopy(dict(default_params or {}))
     enriched.update(params)
-    if kind == NotificationKind.mail:
-        enriched.setdefault("use_tls", True)
-        enriched.setdefault("start_tls", False)
-        enriched.setdefault("validate_certs", True)
-        enriched.setdefault("server_port", _DEFAULT_SMTP_PORT)
-        defaults = _split_addresses(enriched.pop("default_email_addresses", ""))
-        enriched["email_addresses"] = ",".join(
-            _split_addresses(enriched.get("email_addresses", "")) + defaults
-        )
-    return enriched
+    channel = channels.KINDS.get(kind)
+    return channel.with_defaults(enriched) if channel is not None else enriched
 
 
 class Notification(ModelObj):
@@ -572,7 +487,7 @@ class Notification(ModelObj):
             raise InvalidArgumentError(
                 "Both 'secret_params' and 'params' are empty, at least one must be defined."
             )
-        _PARAM_VALIDATORS[kind](secret_params | params)
+        channels.kind(kind).check_params(secret_params | params)
 
     def enrich_unmasked_secret_params_from_project_secret(
         self, secrets: Mapping[str, str] | None = None

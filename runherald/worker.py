@@ -20,6 +20,7 @@ from runherald.api import create_api
 from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker, free_port
 from runherald.config import Settings
 from runherald.connect import quiet_kafka_log
+from runherald.notifiers import Notifiers, NotifierSettings
 from runherald.publish import Publisher
 from runherald.rules import redact_run
 from runherald.secrets import SecretLogFilter
@@ -31,11 +32,21 @@ log = logging.getLogger("runherald.worker")
 
 
 class ApiService(mode.Service):
-    """The HTTP API and the ledger view, started and stopped with the faust worker."""
+    """The HTTP API and the ledger view, started and stopped with the faust worker; on stop it also
+    closes the notifiers the pipeline sends through (their HTTP sessions)."""
 
-    def __init__(self, pipeline: Pipeline, *, announce: str = "", runtime: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        notifiers: Notifiers | None = None,
+        announce: str = "",
+        runtime: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.pipeline = pipeline
+        self.notifiers = notifiers
         self.runtime = runtime
         self.settings = pipeline.settings
         self.announce = announce
@@ -106,6 +117,8 @@ class ApiService(mode.Service):
     async def on_stop(self) -> None:
         await self.pipeline.redriver.stop()
         await self.pipeline.dispatcher.drain()
+        if self.notifiers is not None:
+            await self.notifiers.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.view.stop()
@@ -177,10 +190,13 @@ def run_worker(
     loop_kind = install_event_loop(settings.event_loop)
     with quiet_kafka_log():  # no broker: BrokerUnavailable says so in one line
         asyncio.run(ensure_topics(settings))
-    pipeline = create_pipeline(settings)
+    notifiers = Notifiers(NotifierSettings.from_settings(settings))
+    pipeline = create_pipeline(settings, notifier_for=notifiers)
     consumer = "in its own thread" if settings.consumer_thread else "on the event loop"
     runtime = f"event loop {loop_kind}, Kafka consumer {consumer}"
-    service = ApiService(pipeline, announce=announce, runtime=runtime if banner or not announce else "")
+    service = ApiService(
+        pipeline, notifiers=notifiers, announce=announce, runtime=runtime if banner or not announce else ""
+    )
     worker = _Worker(
         pipeline.app,
         service,

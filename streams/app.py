@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from runherald.notifiers import Notifiers, NotifierSettings
 
 from runherald import ledger, metrics
 from runherald.breaker import CircuitBreakers
@@ -45,20 +46,6 @@ def _scratch_dir() -> str:
     path = tempfile.mkdtemp(prefix="runherald-")
     atexit.register(shutil.rmtree, path, True)
     return path
-
-
-def _notifier_lookup(settings: Settings) -> Callable[[str], Any]:
-    from runherald.notifiers import NotifierSettings, get_notifier
-
-    notifier_settings = NotifierSettings.from_settings(settings)
-    cache: dict[str, Any] = {}
-
-    def lookup(kind: str) -> Any:
-        if kind not in cache:
-            cache[kind] = get_notifier(kind, notifier_settings)
-        return cache[kind]
-
-    return lookup
 
 
 # How often the worker's fetches include the deliveries topic. Evaluate starts each delivery's send
@@ -157,7 +144,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         await ledger_writer.put(partition, run_key(delivery.project, delivery.uid).encode(), record)
 
     dispatcher = Dispatcher(
-        notifier_for=notifier_for or _notifier_lookup(settings),
+        notifier_for=notifier_for or Notifiers(NotifierSettings.from_settings(settings)),
         read_record=lambda key: ledger_writer.load(key.encode()),
         write_record=write_record,
         dead_letter=dead_letters.delivery,

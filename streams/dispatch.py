@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from faust.types import TP
@@ -29,9 +29,12 @@ from runherald.faults import fault_point
 from runherald.retry import RetryPolicy
 from runherald.secrets import SecretResolutionError, SecretScrubber, resolve_params_and_secrets
 
+if TYPE_CHECKING:
+    from runherald.notifiers.base import Notifier
+
 log = logging.getLogger("runherald.dispatch")
 
-NotifierLookup = Callable[[str], Any]  # kind -> Notifier
+NotifierLookup = Callable[[str], "Notifier"]  # kind -> its notifier
 RecordWriter = Callable[[Delivery, int, ledger.Record], Awaitable[None]]  # (delivery, partition, record)
 DeadLetterWriter = Callable[[Delivery, str], Awaitable[None]]
 DeliveryFetcher = Callable[[int, int], Awaitable[Delivery]]  # (partition, offset) on the deliveries topic
@@ -201,30 +204,25 @@ class Dispatcher:
             params, secrets = resolve_params_and_secrets(delivery.notification, secrets_dir=self._secrets_dir)
         except SecretResolutionError as exc:
             return DeliveryOutcome.permanent(f"secret resolution failed: {exc}")
-        delivery.params = params
         self.scrubber.add(secrets)
         try:
             notifier = self._notifier_for(delivery.kind)
         except (KeyError, ValueError) as exc:
-            delivery.params = {}
             return DeliveryOutcome.permanent(str(exc))
-        endpoint_of = getattr(notifier, "endpoint", None)
-        endpoint = endpoint_of(delivery) if endpoint_of is not None else None
+        endpoint = notifier.endpoint(delivery, params)
         admission = self.breakers.admit(endpoint)
         if not admission.allowed:
-            delivery.params = {}
             return DeliveryOutcome.deferred(admission.reason, admission.wait)
         outcome = DeliveryOutcome.retryable("send interrupted", unreachable=True)
         fault_point("before-send")
         try:
-            outcome = await asyncio.wait_for(notifier.send(delivery), self._send_timeout)
+            outcome = await asyncio.wait_for(notifier.send(delivery, params), self._send_timeout)
         except TimeoutError:
             outcome = DeliveryOutcome.retryable(f"timed out after {self._send_timeout:g}s", unreachable=True)
         except Exception as exc:  # a notifier bug: retry within budget rather than lose the delivery
             log.exception("notifier %s raised for delivery %s", delivery.kind, delivery.id)
             outcome = DeliveryOutcome.retryable(f"Exception error: {type(exc).__name__}: {exc}")
         finally:
-            delivery.params = {}
             # Always, even when cancelled: a probe that never reports would keep its circuit shut.
             self.breakers.record(endpoint, admission, answered=not outcome.unreachable)
         if secrets and outcome.reason:
@@ -325,7 +323,7 @@ class Dispatcher:
         }
 
     def _keep_for_retry(self, delivery: Delivery, partition: int) -> None:
-        # Its resolved params were dropped after the send; what stays is what the topic holds.
+        # What stays is what the topic holds: the resolved params were never kept on the delivery.
         self._waiting[delivery.id] = (partition, delivery)
         self._waiting.move_to_end(delivery.id)
         while len(self._waiting) > RETRY_MEMORY:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +26,18 @@ REFERENCE = load_reference()
 
 def make_delivery(
     kind: str,
-    params: dict[str, Any] | None = None,
     *,
     message: str = "test-message",
     severity: str = "info",
     runs: list[dict[str, Any]] | None = None,
     name: str = "",
-    secret_params: dict[str, Any] | None = None,
+    secret_params: Iterable[str] = (),
     state: str = "completed",
 ) -> Delivery:
-    """A delivery as the pipeline would hand it to a notifier."""
+    """A delivery as the pipeline would hand it to a notifier (its params are passed beside it); the
+    notification names `secret_params` (the keys whose values came from secrets) as the pipeline's do."""
     notification = {"kind": kind, "name": name, "message": message, "severity": severity, "params": {}}
-    if secret_params is not None:
+    if secret_params:
         notification["secret_params"] = {key: "REDACTED" for key in secret_params}
     return Delivery(
         id=delivery_id("p1", "uid-1", name or kind, state),
@@ -49,7 +50,6 @@ def make_delivery(
         severity=severity,
         runs=list(runs or []),
         notification=notification,
-        params={**(secret_params or {}), **(params or {})},
     )
 
 

@@ -22,7 +22,7 @@ def test_text_equals_mlrun(console_case: dict) -> None:
 async def test_writes_one_record_to_stream(delivery_for: Any) -> None:
     stream = io.StringIO()
     notifier = ConsoleNotifier(NotifierSettings(), stream=stream)
-    outcome = await notifier.send(delivery_for("console", message="hello", severity="warning"))
+    outcome = await notifier.send(delivery_for("console", message="hello", severity="warning"), {})
     assert outcome.kind is OutcomeKind.SENT
     assert stream.getvalue() == "[warning] hello\n"
 
@@ -31,7 +31,7 @@ async def test_writes_to_logger(delivery_for: Any, caplog: pytest.LogCaptureFixt
     logger = logging.getLogger("runherald.test.console")
     notifier = ConsoleNotifier(NotifierSettings(console_logger=logger))
     with caplog.at_level(logging.INFO, logger="runherald.test.console"):
-        await notifier.send(delivery_for("console", message="logged"))
+        await notifier.send(delivery_for("console", message="logged"), {})
     assert [r.getMessage() for r in caplog.records] == ["[info] logged"]
 
 

@@ -73,10 +73,8 @@ def test_validation_messages(params: dict, message: str) -> None:
 
 async def test_plain_smtp_multipart_message(delivery_for: Any) -> None:
     async with SmtpServer("plain") as server:
-        delivery = delivery_for(
-            "mail", smtp_params(server), message="Run completed in project p1: <done>", runs=[RUN], name="n1"
-        )
-        outcome = await MailNotifier(NotifierSettings()).send(delivery)
+        delivery = delivery_for("mail", message="Run completed in project p1: <done>", runs=[RUN], name="n1")
+        outcome = await MailNotifier(NotifierSettings()).send(delivery, smtp_params(server))
     assert outcome.kind is OutcomeKind.SENT
     (mail,) = server.messages
     assert mail.rcpt_tos == ["a@example.com", "b@example.com"]
@@ -96,8 +94,8 @@ async def test_starttls_with_auth(delivery_for: Any) -> None:
     async with SmtpServer("starttls", auth={"bot": "pw-123"}) as server:
         notifier = MailNotifier(NotifierSettings(), tls_context=server.client_context())
         params = smtp_params(server, start_tls=True, username="bot", password="pw-123")
-        outcome = await notifier.send(delivery_for("mail", params))
-        wrong = await notifier.send(delivery_for("mail", {**params, "password": "wrong-pass"}))
+        outcome = await notifier.send(delivery_for("mail"), params)
+        wrong = await notifier.send(delivery_for("mail"), {**params, "password": "wrong-pass"})
     assert outcome.kind is OutcomeKind.SENT
     (mail,) = server.messages
     assert mail.tls is True
@@ -110,7 +108,7 @@ async def test_starttls_with_auth(delivery_for: Any) -> None:
 async def test_implicit_tls(delivery_for: Any) -> None:
     async with SmtpServer("tls") as server:
         notifier = MailNotifier(NotifierSettings(), tls_context=server.client_context())
-        outcome = await notifier.send(delivery_for("mail", smtp_params(server, use_tls=True)))
+        outcome = await notifier.send(delivery_for("mail"), smtp_params(server, use_tls=True))
     assert outcome.kind is OutcomeKind.SENT
     assert [m.tls for m in server.messages] == [True]
 
@@ -118,7 +116,7 @@ async def test_implicit_tls(delivery_for: Any) -> None:
 async def test_untrusted_certificate_is_permanent(delivery_for: Any) -> None:
     async with SmtpServer("tls") as server:
         outcome = await MailNotifier(NotifierSettings()).send(
-            delivery_for("mail", smtp_params(server, use_tls=True))
+            delivery_for("mail"), smtp_params(server, use_tls=True)
         )
     assert outcome.kind is OutcomeKind.PERMANENT
     assert server.messages == []
@@ -127,7 +125,7 @@ async def test_untrusted_certificate_is_permanent(delivery_for: Any) -> None:
 async def test_no_auth_server_and_missing_server_is_retryable(delivery_for: Any) -> None:
     async with SmtpServer("plain") as server:
         params = smtp_params(server, username="", password="")
-    outcome = await MailNotifier(NotifierSettings(timeout=2)).send(delivery_for("mail", params))
+    outcome = await MailNotifier(NotifierSettings(timeout=2)).send(delivery_for("mail"), params)
     assert outcome.kind is OutcomeKind.RETRYABLE
     assert "SMTP connection error" in outcome.reason
     assert outcome.unreachable  # counts towards the server's circuit breaker
@@ -137,14 +135,15 @@ async def test_an_answering_server_is_not_unreachable_and_the_endpoint_is_the_se
     delivery_for: Any,
 ) -> None:
     async with SmtpServer("plain") as server:
-        delivery = delivery_for("mail", smtp_params(server))
-        outcome = await MailNotifier(NotifierSettings()).send(delivery)
-        assert MailNotifier.endpoint(delivery) == f"smtp://{server.host}:{server.port}"
+        notifier = MailNotifier(NotifierSettings())
+        delivery = delivery_for("mail")
+        outcome = await notifier.send(delivery, smtp_params(server))
+        assert notifier.endpoint(delivery, smtp_params(server)) == f"smtp://{server.host}:{server.port}"
     assert outcome.kind is OutcomeKind.SENT and not outcome.unreachable
-    assert MailNotifier.endpoint(delivery_for("mail", {"server_host": "h"})) is None
+    assert notifier.endpoint(delivery, {"server_host": "h"}) is None
 
 
 async def test_invalid_params_are_permanent(delivery_for: Any) -> None:
-    outcome = await MailNotifier(NotifierSettings()).send(delivery_for("mail", {"server_host": "h"}))
+    outcome = await MailNotifier(NotifierSettings()).send(delivery_for("mail"), {"server_host": "h"})
     assert outcome.kind is OutcomeKind.PERMANENT
     assert outcome.reason == "Parameter 'email_addresses' is required for MailNotification"

@@ -1,4 +1,4 @@
-"""Secret resolution and scrubbing; the egress policy; Retry-After parsing; the notifier registry."""
+"""Secret resolution and scrubbing; the egress policy; Retry-After parsing."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from runherald.notifiers import UnknownNotifierKind, get_notifier
 from runherald.notifiers._http import parse_retry_after
 
-from runherald.delivery import OutcomeKind
 from runherald.egress import EgressPolicy
 from runherald.secrets import (
     REDACTED,
@@ -128,24 +126,3 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(formatdate(now - 60, usegmt=True), now=now) == 0.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
-
-
-async def test_registry_kinds() -> None:
-    assert {get_notifier(kind).kind for kind in ("slack", "mail", "webhook", "console")} == {
-        "slack",
-        "mail",
-        "webhook",
-        "console",
-    }
-    from runherald.delivery import Delivery
-
-    delivery = Delivery.from_record(
-        {"id": "d", "project": "p", "uid": "u", "name": "n", "state": "completed", "kind": "git"}
-        | {"message": "m", "severity": "info"}
-    )
-    for kind in ("git", "ipython"):
-        outcome = await get_notifier(kind).send(delivery)
-        assert outcome.kind is OutcomeKind.PERMANENT
-        assert outcome.reason == f"kind '{kind}' is not supported by runherald yet"
-    with pytest.raises(UnknownNotifierKind):
-        get_notifier("carrier-pigeon")

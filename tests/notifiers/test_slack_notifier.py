@@ -49,15 +49,10 @@ async def test_webhook_mode_posts_mlrun_payload(
         settings.ui_url = case.get("ui_url")
         notifier = SlackNotifier(settings)
         delivery = delivery_for(
-            "slack",
-            {"webhook": slack.webhook_url},
-            message=case["message"],
-            severity=case["severity"],
-            runs=case["runs"],
-            name=case["name"],
+            "slack", message=case["message"], severity=case["severity"], runs=case["runs"], name=case["name"]
         )
-        outcome = await notifier.send(delivery)
-        await notifier.aclose()
+        outcome = await notifier.send(delivery, {"webhook": slack.webhook_url})
+        await notifier.close()
     assert outcome.kind is OutcomeKind.SENT
     assert [m.payload for m in slack.messages] == [case["payload"]]
 
@@ -66,9 +61,9 @@ async def test_bot_mode_posts_with_delivery_metadata(settings: NotifierSettings,
     async with SlackServer(token="xoxb-1", channels={"#runs"}) as slack:
         settings.slack_base_url = slack.api_url
         notifier = SlackNotifier(settings)
-        delivery = delivery_for("slack", {"token": "xoxb-1", "channel": "#runs"}, name="n1")
-        outcome = await notifier.send(delivery)
-        await notifier.aclose()
+        delivery = delivery_for("slack", name="n1")
+        outcome = await notifier.send(delivery, {"token": "xoxb-1", "channel": "#runs"})
+        await notifier.close()
     assert outcome.kind is OutcomeKind.SENT
     (message,) = slack.messages
     assert message.channel == "#runs"
@@ -85,9 +80,9 @@ async def test_bot_mode_ratelimited_is_retryable_with_retry_after(
         slack.rate_limit(count=1, retry_after=7)
         settings.slack_base_url = slack.api_url
         notifier = SlackNotifier(settings)
-        first = await notifier.send(delivery_for("slack", {"token": "xoxb-1", "channel": "c"}))
-        second = await notifier.send(delivery_for("slack", {"token": "xoxb-1", "channel": "c"}))
-        await notifier.aclose()
+        first = await notifier.send(delivery_for("slack"), {"token": "xoxb-1", "channel": "c"})
+        second = await notifier.send(delivery_for("slack"), {"token": "xoxb-1", "channel": "c"})
+        await notifier.close()
     assert first.kind is OutcomeKind.RETRYABLE
     assert first.retry_after == 7
     assert "ratelimited" in first.reason
@@ -101,9 +96,9 @@ async def test_bot_mode_unknown_channel_and_bad_token_are_permanent(
     async with SlackServer(token="xoxb-1", channels={"#runs"}) as slack:
         settings.slack_base_url = slack.api_url
         notifier = SlackNotifier(settings)
-        missing = await notifier.send(delivery_for("slack", {"token": "xoxb-1", "channel": "#nope"}))
-        bad_auth = await notifier.send(delivery_for("slack", {"token": "xoxb-wrong", "channel": "#runs"}))
-        await notifier.aclose()
+        missing = await notifier.send(delivery_for("slack"), {"token": "xoxb-1", "channel": "#nope"})
+        bad_auth = await notifier.send(delivery_for("slack"), {"token": "xoxb-wrong", "channel": "#runs"})
+        await notifier.close()
     assert (missing.kind, missing.reason) == (OutcomeKind.PERMANENT, "Slack API error: channel_not_found")
     assert (bad_auth.kind, bad_auth.reason) == (OutcomeKind.PERMANENT, "Slack API error: invalid_auth")
     assert "xoxb-wrong" not in bad_auth.reason
@@ -114,9 +109,9 @@ async def test_webhook_429_and_500_are_retryable(settings: NotifierSettings, del
         slack.rate_limit(count=1, retry_after=3)
         slack.fail_next(500)
         notifier = SlackNotifier(settings)
-        limited = await notifier.send(delivery_for("slack", {"webhook": slack.webhook_url}))
-        failed = await notifier.send(delivery_for("slack", {"webhook": slack.webhook_url}))
-        await notifier.aclose()
+        limited = await notifier.send(delivery_for("slack"), {"webhook": slack.webhook_url})
+        failed = await notifier.send(delivery_for("slack"), {"webhook": slack.webhook_url})
+        await notifier.close()
     assert (limited.kind, limited.retry_after) == (OutcomeKind.RETRYABLE, 3)
     assert failed.kind is OutcomeKind.RETRYABLE
     assert failed.reason.startswith("Slack 500")
@@ -129,15 +124,15 @@ async def test_webhook_404_is_permanent_and_reason_hides_the_url(
     async with SlackServer() as slack:
         secret_url = slack.base_url + "/services/T1/B1/very-secret-token"
         notifier = SlackNotifier(settings)
-        outcome = await notifier.send(delivery_for("slack", {"webhook": secret_url}))
-        await notifier.aclose()
+        outcome = await notifier.send(delivery_for("slack"), {"webhook": secret_url})
+        await notifier.close()
     assert outcome.kind is OutcomeKind.PERMANENT
     assert "no_service" in outcome.reason
     assert "very-secret-token" not in outcome.reason
 
 
 async def test_missing_webhook_is_permanent_not_sent(settings: NotifierSettings, delivery_for: Any) -> None:
-    outcome = await SlackNotifier(settings).send(delivery_for("slack", {}))
+    outcome = await SlackNotifier(settings).send(delivery_for("slack"), {})
     assert outcome.kind is OutcomeKind.PERMANENT
     assert outcome.reason == "Parameter 'webhook' is required for SlackNotification"
 
@@ -146,8 +141,8 @@ async def test_webhook_from_settings_fallback(settings: NotifierSettings, delive
     async with SlackServer() as slack:
         settings.slack_webhook = slack.webhook_url
         notifier = SlackNotifier(settings)
-        outcome = await notifier.send(delivery_for("slack", {}))
-        await notifier.aclose()
+        outcome = await notifier.send(delivery_for("slack"), {})
+        await notifier.close()
     assert outcome.kind is OutcomeKind.SENT
     assert len(slack.messages) == 1
 
@@ -155,7 +150,7 @@ async def test_webhook_from_settings_fallback(settings: NotifierSettings, delive
 async def test_connection_refused_is_retryable(settings: NotifierSettings, delivery_for: Any) -> None:
     async with SlackServer() as slack:
         url = slack.webhook_url
-    outcome = await SlackNotifier(settings).send(delivery_for("slack", {"webhook": url}))
+    outcome = await SlackNotifier(settings).send(delivery_for("slack"), {"webhook": url})
     assert outcome.kind is OutcomeKind.RETRYABLE
     assert "cannot connect" in outcome.reason
 
@@ -163,8 +158,8 @@ async def test_connection_refused_is_retryable(settings: NotifierSettings, deliv
 async def test_loopback_refused_by_default_policy(delivery_for: Any) -> None:
     async with SlackServer() as slack:
         notifier = SlackNotifier(NotifierSettings())
-        outcome = await notifier.send(delivery_for("slack", {"webhook": slack.webhook_url}))
-        await notifier.aclose()
+        outcome = await notifier.send(delivery_for("slack"), {"webhook": slack.webhook_url})
+        await notifier.close()
     assert outcome.kind is OutcomeKind.PERMANENT
     assert "loopback" in outcome.reason
     assert slack.requests == []
@@ -174,8 +169,9 @@ def test_breaker_endpoint_is_the_webhook_or_the_web_api_method(
     settings: NotifierSettings, delivery_for: Any
 ) -> None:
     notifier = SlackNotifier(settings)
-    hook = delivery_for("slack", {"webhook": "https://hooks.slack.com/services/T0/B0/tok?x=1"})
-    assert notifier.endpoint(hook) == "https://hooks.slack.com:443/services/T0/B0/tok"
+    delivery = delivery_for("slack")
+    hook = {"webhook": "https://hooks.slack.com/services/T0/B0/tok?x=1"}
+    assert notifier.endpoint(delivery, hook) == "https://hooks.slack.com:443/services/T0/B0/tok"
     settings.slack_base_url = "https://slack.com/api/"
-    bot = delivery_for("slack", {"token": "xoxb-1", "channel": "#c"})
-    assert notifier.endpoint(bot) == "https://slack.com:443/api/chat.postMessage"
+    bot = {"token": "xoxb-1", "channel": "#c"}
+    assert notifier.endpoint(delivery, bot) == "https://slack.com:443/api/chat.postMessage"

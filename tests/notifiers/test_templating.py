@@ -21,7 +21,7 @@ async def test_user_directory_overrides_a_template(tmp_path: Path, delivery_for:
     (tmp_path / "console.txt.j2").write_text("custom {{ severity | upper }}: {{ message }}")
     stream = io.StringIO()
     notifier = ConsoleNotifier(NotifierSettings(templates_dir=tmp_path), stream=stream)
-    outcome = await notifier.send(delivery_for("console", message="hi"))
+    outcome = await notifier.send(delivery_for("console", message="hi"), {})
     assert outcome.kind is OutcomeKind.SENT
     assert stream.getvalue() == "custom INFO: hi\n"
 

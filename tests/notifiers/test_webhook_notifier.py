@@ -17,12 +17,12 @@ from runherald.signing import WebhookVerificationError, verify
 from runherald.testing import Reply, WebhookReceiver
 
 
-async def send(settings: NotifierSettings, delivery: Any) -> Any:
+async def send(settings: NotifierSettings, delivery: Any, params: dict[str, Any]) -> Any:
     notifier = WebhookNotifier(settings)
     try:
-        return await notifier.send(delivery)
+        return await notifier.send(delivery, params)
     finally:
-        await notifier.aclose()
+        await notifier.close()
 
 
 async def test_body_and_method_equal_mlrun(
@@ -32,12 +32,11 @@ async def test_body_and_method_equal_mlrun(
         params = {**webhook_case["params"], "url": receiver.url("/hook")}
         delivery = delivery_for(
             "webhook",
-            params,
             message=webhook_case["message"],
             severity=webhook_case["severity"],
             runs=webhook_case["runs"],
         )
-        outcome = await send(settings, delivery)
+        outcome = await send(settings, delivery, params)
     assert outcome.kind is OutcomeKind.SENT
     (request,) = receiver.requests
     assert request.text == webhook_case["body"]
@@ -50,16 +49,15 @@ async def test_body_and_method_equal_mlrun(
 async def test_override_body_is_not_changed_in_place(settings: NotifierSettings, delivery_for: Any) -> None:
     override = {"message": "runs: {{ runs }}"}
     async with WebhookReceiver() as receiver:
-        delivery = delivery_for("webhook", {"url": receiver.url(), "override_body": override})
-        await send(settings, delivery)
+        await send(settings, delivery_for("webhook"), {"url": receiver.url(), "override_body": override})
     assert override == {"message": "runs: {{ runs }}"}
     assert receiver.requests[0].json() == {"message": "runs: []"}
 
 
 async def test_idempotency_key_is_the_delivery_id(settings: NotifierSettings, delivery_for: Any) -> None:
     async with WebhookReceiver() as receiver:
-        delivery = delivery_for("webhook", {"url": receiver.url(), "headers": {"Idempotency-Key": "user"}})
-        await send(settings, delivery)
+        delivery = delivery_for("webhook")
+        await send(settings, delivery, {"url": receiver.url(), "headers": {"Idempotency-Key": "user"}})
     assert receiver.requests[0].headers.getall("Idempotency-Key") == [delivery.id]
 
 
@@ -68,8 +66,8 @@ async def test_signature_verifies_with_the_same_secret(
     secret: str, settings: NotifierSettings, delivery_for: Any
 ) -> None:
     async with WebhookReceiver() as receiver:
-        delivery = delivery_for("webhook", {"url": receiver.url(), "signing_secret": secret})
-        await send(settings, delivery)
+        delivery = delivery_for("webhook")
+        await send(settings, delivery, {"url": receiver.url(), "signing_secret": secret})
     request = receiver.requests[0]
     headers = dict(request.headers)
     assert headers["webhook-id"] == delivery.id
@@ -92,10 +90,8 @@ async def test_body_template_renders_message_and_runs_as_json(
         '"runs": {{ runs_json }}, "first": "{{ run.metadata.name }}"}'
     )
     async with WebhookReceiver() as receiver:
-        delivery = delivery_for(
-            "webhook", {"url": receiver.url(), "body_template": template}, message='say "hi"', runs=[run]
-        )
-        outcome = await send(settings, delivery)
+        delivery = delivery_for("webhook", message='say "hi"', runs=[run])
+        outcome = await send(settings, delivery, {"url": receiver.url(), "body_template": template})
     assert outcome.kind is OutcomeKind.SENT
     assert receiver.requests[0].json() == {"text": 'say "hi"', "sev": "info", "runs": [run], "first": "r1"}
 
@@ -104,10 +100,8 @@ async def test_body_template_sandbox_blocks_dunder_access(
     settings: NotifierSettings, delivery_for: Any
 ) -> None:
     async with WebhookReceiver() as receiver:
-        delivery = delivery_for(
-            "webhook", {"url": receiver.url(), "body_template": "{{ ''.__class__.__mro__ }}"}
-        )
-        outcome = await send(settings, delivery)
+        params = {"url": receiver.url(), "body_template": "{{ ''.__class__.__mro__ }}"}
+        outcome = await send(settings, delivery_for("webhook"), params)
     assert outcome.kind is OutcomeKind.PERMANENT
     assert "unsafe" in outcome.reason
     assert receiver.requests == []
@@ -130,7 +124,7 @@ async def test_status_classification(
 ) -> None:
     async with WebhookReceiver() as receiver:
         receiver.reply("/hook", reply)
-        outcome = await send(settings, delivery_for("webhook", {"url": receiver.url("/hook")}))
+        outcome = await send(settings, delivery_for("webhook"), {"url": receiver.url("/hook")})
     assert outcome.kind is kind
     assert outcome.retry_after == retry_after
     if kind is not OutcomeKind.SENT:
@@ -142,7 +136,7 @@ async def test_429_with_http_date_retry_after(settings: NotifierSettings, delive
         receiver.reply(
             "/hook", Reply(status=429, headers={"Retry-After": formatdate(time.time() + 30, usegmt=True)})
         )
-        outcome = await send(settings, delivery_for("webhook", {"url": receiver.url("/hook")}))
+        outcome = await send(settings, delivery_for("webhook"), {"url": receiver.url("/hook")})
     assert outcome.kind is OutcomeKind.RETRYABLE
     assert outcome.retry_after is not None and 25 <= outcome.retry_after <= 31
 
@@ -151,9 +145,9 @@ async def test_scripted_replies_then_success(settings: NotifierSettings, deliver
     async with WebhookReceiver() as receiver:
         receiver.script("/hook", Reply(status=500), Reply(status=429, headers={"Retry-After": "1"}))
         notifier = WebhookNotifier(settings)
-        delivery = delivery_for("webhook", {"url": receiver.url("/hook")})
-        kinds = [(await notifier.send(delivery)).kind for _ in range(3)]
-        await notifier.aclose()
+        delivery = delivery_for("webhook")
+        kinds = [(await notifier.send(delivery, {"url": receiver.url("/hook")})).kind for _ in range(3)]
+        await notifier.close()
     assert kinds == [OutcomeKind.RETRYABLE, OutcomeKind.RETRYABLE, OutcomeKind.SENT]
     assert len({r.headers["Idempotency-Key"] for r in receiver.requests}) == 1
 
@@ -163,7 +157,7 @@ async def test_timeout_is_retryable(settings: NotifierSettings, delivery_for: An
         receiver.hang("/slow")
         started = time.monotonic()
         outcome = await send(
-            settings, delivery_for("webhook", {"url": receiver.url("/slow"), "timeout": 0.3})
+            settings, delivery_for("webhook"), {"url": receiver.url("/slow"), "timeout": 0.3}
         )
         elapsed = time.monotonic() - started
     assert outcome.kind is OutcomeKind.RETRYABLE
@@ -174,7 +168,7 @@ async def test_timeout_is_retryable(settings: NotifierSettings, delivery_for: An
 async def test_connection_refused_is_retryable(settings: NotifierSettings, delivery_for: Any) -> None:
     async with WebhookReceiver() as receiver:
         url = receiver.url("/hook")
-    outcome = await send(settings, delivery_for("webhook", {"url": url}))
+    outcome = await send(settings, delivery_for("webhook"), {"url": url})
     assert outcome.kind is OutcomeKind.RETRYABLE
     assert "cannot connect to 127.0.0.1" in outcome.reason
 
@@ -191,7 +185,7 @@ async def test_connection_refused_is_retryable(settings: NotifierSettings, deliv
 async def test_invalid_params_are_permanent(
     params: dict, reason: str, settings: NotifierSettings, delivery_for: Any
 ) -> None:
-    outcome = await send(settings, delivery_for("webhook", params))
+    outcome = await send(settings, delivery_for("webhook"), params)
     assert outcome.kind is OutcomeKind.PERMANENT
     assert reason in outcome.reason
 
@@ -199,12 +193,9 @@ async def test_invalid_params_are_permanent(
 async def test_reason_never_contains_secret_values(settings: NotifierSettings, delivery_for: Any) -> None:
     async with WebhookReceiver() as receiver:
         receiver.reply("/hook", Reply(status=400, body="echo: token=sekrit-value-123"))
-        delivery = delivery_for(
-            "webhook",
-            {"url": receiver.url("/hook")},
-            secret_params={"headers": {"X-Token": "sekrit-value-123"}},
-        )
-        outcome = await send(settings, delivery)
+        secret_params = {"headers": {"X-Token": "sekrit-value-123"}}
+        delivery = delivery_for("webhook", secret_params=secret_params)
+        outcome = await send(settings, delivery, {**secret_params, "url": receiver.url("/hook")})
     assert receiver.requests[0].headers["X-Token"] == "sekrit-value-123"
     assert outcome.kind is OutcomeKind.PERMANENT
     assert "sekrit-value-123" not in outcome.reason
@@ -225,17 +216,18 @@ async def test_reason_never_contains_secret_values(settings: NotifierSettings, d
 )
 async def test_egress_refusals_are_permanent(url: str, delivery_for: Any) -> None:
     settings = NotifierSettings(timeout=1.0)
-    outcome = await send(settings, delivery_for("webhook", {"url": url}))
+    outcome = await send(settings, delivery_for("webhook"), {"url": url})
     assert outcome.kind is OutcomeKind.PERMANENT
     assert outcome.reason.startswith("egress refused")
 
 
 async def test_loopback_needs_allow_loopback(delivery_for: Any) -> None:
     async with WebhookReceiver() as receiver:
-        refused = await send(NotifierSettings(), delivery_for("webhook", {"url": receiver.url()}))
+        refused = await send(NotifierSettings(), delivery_for("webhook"), {"url": receiver.url()})
         allowed = await send(
             NotifierSettings(egress=EgressPolicy(allow_loopback=True)),
-            delivery_for("webhook", {"url": receiver.url()}),
+            delivery_for("webhook"),
+            {"url": receiver.url()},
         )
     assert refused.kind is OutcomeKind.PERMANENT
     assert "loopback" in refused.reason
@@ -246,7 +238,7 @@ async def test_loopback_needs_allow_loopback(delivery_for: Any) -> None:
 async def test_localhost_name_is_checked_after_resolution(delivery_for: Any) -> None:
     async with WebhookReceiver() as receiver:
         url = f"http://localhost:{receiver.port}/hook"
-        outcome = await send(NotifierSettings(), delivery_for("webhook", {"url": url}))
+        outcome = await send(NotifierSettings(), delivery_for("webhook"), {"url": url})
     assert outcome.kind is OutcomeKind.PERMANENT
     assert "resolves only to refused addresses" in outcome.reason
     assert receiver.requests == []
@@ -257,7 +249,7 @@ async def test_redirect_to_refused_address_is_not_followed(
 ) -> None:
     async with WebhookReceiver() as receiver:
         receiver.reply("/hook", Reply(status=307, headers={"Location": "http://169.254.169.254/latest/"}))
-        outcome = await send(settings, delivery_for("webhook", {"url": receiver.url("/hook")}))
+        outcome = await send(settings, delivery_for("webhook"), {"url": receiver.url("/hook")})
     assert outcome.kind is OutcomeKind.PERMANENT
     assert "metadata" in outcome.reason
     assert [r.path for r in receiver.requests] == ["/hook"]
@@ -266,7 +258,7 @@ async def test_redirect_to_refused_address_is_not_followed(
 async def test_redirect_to_allowed_address_is_followed(settings: NotifierSettings, delivery_for: Any) -> None:
     async with WebhookReceiver() as receiver:
         receiver.reply("/old", Reply(status=308, headers={"Location": receiver.url("/new")}))
-        outcome = await send(settings, delivery_for("webhook", {"url": receiver.url("/old")}))
+        outcome = await send(settings, delivery_for("webhook"), {"url": receiver.url("/old")})
     assert outcome.kind is OutcomeKind.SENT
     assert [r.path for r in receiver.requests] == ["/old", "/new"]
     assert json.loads(receiver.requests[1].body)["message"] == "test-message"
@@ -276,9 +268,18 @@ async def test_receiver_records_arrival_order(settings: NotifierSettings, delive
     async with WebhookReceiver() as receiver:
         notifier = WebhookNotifier(settings)
         await asyncio.gather(
-            *(notifier.send(delivery_for("webhook", {"url": receiver.url(f"/p{i}")})) for i in range(3))
+            *(notifier.send(delivery_for("webhook"), {"url": receiver.url(f"/p{i}")}) for i in range(3))
         )
-        await notifier.aclose()
+        await notifier.close()
         await receiver.wait_for_requests(3)
     assert sorted(r.path for r in receiver.requests) == ["/p0", "/p1", "/p2"]
     assert all(r.arrived_monotonic > 0 for r in receiver.requests)
+
+
+def test_breaker_endpoint_is_the_url_without_credentials_or_query(delivery_for: Any) -> None:
+    notifier = WebhookNotifier(NotifierSettings())
+    delivery = delivery_for("webhook")
+    assert notifier.endpoint(delivery, {"url": "https://u:pw@hooks.example.com/a/b?token=x"}) == (
+        "https://hooks.example.com:443/a/b"
+    )
+    assert notifier.endpoint(delivery, {}) is None

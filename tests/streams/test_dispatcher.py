@@ -7,13 +7,16 @@ retry sends: the one kept in memory by the worker that scheduled it, else the on
 from __future__ import annotations
 
 import asyncio
+import copy
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runherald.notifiers import NotifierSettings, WebhookNotifier
+import pytest
+from runherald.notifiers import ChannelPreview, Notifier, NotifierSettings, WebhookNotifier
 from runherald.streams import dispatch
 from runherald.streams.dispatch import Dispatcher
 
-from runherald import ledger
+from runherald import channels, ledger
 from runherald.breaker import CircuitBreakers
 from runherald.delivery import Delivery, DeliveryOutcome
 from runherald.egress import EgressPolicy
@@ -24,15 +27,39 @@ from runherald.testing import Reply, WebhookReceiver
 class FlakyNotifier:
     """Fails the first `failures` sends of each delivery (retryable), then succeeds."""
 
+    kind = "webhook"
+
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.sent: list[tuple[str, int]] = []  # (delivery id, attempts it carried)
+        self.params: list[dict[str, Any]] = []  # the params each send was handed
 
-    async def send(self, delivery: Delivery) -> DeliveryOutcome:
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        channels.WEBHOOK.check_params(params)
+
+    def endpoint(self, delivery: Delivery, params: Mapping[str, Any]) -> str | None:
+        return None
+
+    async def send(self, delivery: Delivery, params: Mapping[str, Any]) -> DeliveryOutcome:
         self.sent.append((delivery.id, delivery.attempts))
+        self.params.append(dict(params))
         if sum(1 for did, _ in self.sent if did == delivery.id) <= self.failures:
             return DeliveryOutcome.retryable("HTTP 503 Service Unavailable")
         return DeliveryOutcome.sent()
+
+    def preview(
+        self,
+        message: str,
+        severity: str,
+        runs: Sequence[Mapping[str, Any]],
+        *,
+        name: str = "",
+        params: Mapping[str, Any] | None = None,
+    ) -> ChannelPreview | None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
 
 def make_delivery(i: int) -> Delivery:
@@ -117,6 +144,21 @@ async def test_retries_send_the_copy_kept_in_memory_without_reading_the_topic() 
     assert sorted(a for did, a in notifier.sent if did == "d0") == [0, 1, 2]
 
 
+async def test_the_notifier_is_handed_the_resolved_params_and_the_delivery_keeps_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RUNHERALD_TEST_HOOK_TOKEN", "t0ken-4711")
+    delivery = make_delivery(0)
+    delivery.notification["secret_params"] = {"headers": {"X-Token": "${RUNHERALD_TEST_HOOK_TOKEN}"}}
+    configured = copy.deepcopy(delivery.notification)
+    notifier, _, _ = await run_dispatcher([delivery], failures=1)
+    assert isinstance(notifier, Notifier)
+    resolved = {"url": "http://example.invalid/", "headers": {"X-Token": "t0ken-4711"}}
+    assert notifier.params == [resolved, resolved]  # the first attempt and its retry
+    assert delivery.notification == configured  # secret references unresolved, as on the topic
+    assert not hasattr(delivery, "params")
+
+
 async def test_retries_beyond_the_memory_read_the_delivery_back(monkeypatch: Any) -> None:
     monkeypatch.setattr(dispatch, "RETRY_MEMORY", 2)
     _, fetched, entries = await run_dispatcher([make_delivery(i) for i in range(6)], failures=1)
@@ -192,7 +234,7 @@ async def test_a_hanging_endpoint_opens_its_circuit_and_its_deliveries_wait_with
             await settled(lambda: all(entry_of(records, d)["status"] == ledger.SENT for d in down), 15)
         finally:
             retries.cancel()
-            await notifier.aclose()
+            await notifier.close()
     entries = [entry_of(records, d) for d in down]
     assert dead == []
     # The timed-out two used one attempt more than the three that only waited (one delivery may have
