@@ -98,8 +98,11 @@ class LedgerWriter:
         """Queue every change made so far on the producer."""
         async with self._lock:
             while self._marked:
-                key = next(iter(self._marked))
-                await self._append(key, self._marked.pop(key))
+                # Taken whole (popping a dict from the front one key at a time is quadratic): keys
+                # changed again meanwhile are marked anew and go in the next round.
+                marked, self._marked = self._marked, {}
+                for key, partition in marked.items():
+                    await self._append(key, partition)
 
     @property
     def pending(self) -> int:
