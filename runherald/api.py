@@ -15,6 +15,7 @@ from aiohttp import web
 from runherald import ledger, metrics
 from runherald.delivery import run_key as delivery_key
 from runherald.publish import Publisher, PublishError, parse_runs, run_key
+from runherald.sealing import SealKeyError
 
 log = logging.getLogger("runherald.api")
 
@@ -76,7 +77,10 @@ def create_api(
                 run_key(run)
         except PublishError as exc:
             return _error(str(exc), 400)
-        keys = await publisher.publish_many(runs)
+        try:
+            keys = await publisher.publish_many(runs)
+        except SealKeyError as exc:  # this worker's keys, not the request, are at fault
+            return _error(f"cannot seal secret_params: {exc}", 500)
         return _json({"accepted": len(keys), "runs": keys}, 202)
 
     def key_of(request: web.Request) -> str:
