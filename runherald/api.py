@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from runherald import ledger, metrics
 from runherald.delivery import run_key as delivery_key
@@ -116,14 +117,11 @@ def create_api(
         info = health()
         return _json(info, 200 if info.get("status") == "ok" else 503)
 
-    async def get_metrics(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
-
     app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
     app.router.add_post("/api/v1/runs", post_runs)
     app.router.add_get("/api/v1/runs/{project}/{uid}", get_run)
     app.router.add_get("/api/v1/runs/{project}/{uid}/notifications", get_notifications)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/metrics", make_aiohttp_handler(metrics.REGISTRY))
     return app
