@@ -11,10 +11,12 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from runherald import ledger, metrics
 from runherald.delivery import run_key as delivery_key
 from runherald.publish import Publisher, PublishError, parse_runs, run_key
+from runherald.sealing import SealKeyError
 
 log = logging.getLogger("runherald.api")
 
@@ -76,7 +78,10 @@ def create_api(
                 run_key(run)
         except PublishError as exc:
             return _error(str(exc), 400)
-        keys = await publisher.publish_many(runs)
+        try:
+            keys = await publisher.publish_many(runs)
+        except SealKeyError as exc:  # this worker's keys, not the request, are at fault
+            return _error(f"cannot seal secret_params: {exc}", 500)
         return _json({"accepted": len(keys), "runs": keys}, 202)
 
     def key_of(request: web.Request) -> str:
@@ -112,14 +117,11 @@ def create_api(
         info = health()
         return _json(info, 200 if info.get("status") == "ok" else 503)
 
-    async def get_metrics(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
-
     app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
     app.router.add_post("/api/v1/runs", post_runs)
     app.router.add_get("/api/v1/runs/{project}/{uid}", get_run)
     app.router.add_get("/api/v1/runs/{project}/{uid}/notifications", get_notifications)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/metrics", make_aiohttp_handler(metrics.REGISTRY))
     return app

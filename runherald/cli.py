@@ -26,6 +26,7 @@ import click
 import yaml
 from click.core import ParameterSource
 
+from runherald.cli_keys import keys as keys_group
 from runherald.config import CONFIG_ENV, Settings, SettingsWarning, env_name, redact
 from runherald.errors import ApiError, ApiUnavailable, BrokerUnavailable, InvalidArgumentError, RunheraldError
 
@@ -279,6 +280,7 @@ def _read_runs(source: IO[bytes]) -> list[dict[str, Any]]:
 
 
 RUN_FILE = click.argument("file", type=click.File("rb"), default="-", metavar="[FILE|-]")
+cli.add_command(keys_group)
 
 
 @cli.command(short_help="embedded broker, a worker and the API, in the foreground")
@@ -294,14 +296,10 @@ def dev(ctx: click.Context, web_port: int | None, broker_port: int | None) -> No
 
     state = ctx.ensure_object(CliState)
     settings = state.settings(**_given(ctx, web_port=web_port))
-    ctx.exit(
-        run_dev(
-            settings,
-            broker_port=broker_port,
-            external_broker="broker" in state.given,
-            verbose=state.verbose,
-        )
+    code = run_dev(
+        settings, broker_port=broker_port, external_broker="broker" in state.given, verbose=state.verbose
     )
+    ctx.exit(code)
 
 
 @cli.command(short_help="one pipeline worker against --broker")

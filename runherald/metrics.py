@@ -1,28 +1,57 @@
-"""Prometheus metrics of one worker."""
+"""Prometheus metrics of one worker.
+
+Every label takes a few fixed values (channel kinds, outcome and status names, reason codes, the
+worker's partitions), never text from an event or a receiver: the number of series stays bounded.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+
+
+def _version() -> str:
+    try:
+        return version("runherald")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+BUILD_INFO = Gauge(
+    "runherald_build_info", "Always 1; the version of runherald running.", ["version"], registry=REGISTRY
+)
+BUILD_INFO.labels(_version()).set(1)
 
 EVENTS_CONSUMED = Counter(
     "runherald_events_consumed_total", "Run events read from the runs topic.", registry=REGISTRY
 )
 EVENTS_DEAD_LETTERED = Counter(
     "runherald_events_dead_lettered_total",
-    "Run events sent to the dead-letter topic, by reason class.",
+    "Records sent to the dead-letter topic, by reason code: run events (not_json, not_a_run, too_large, "
+    "missing_field, invalid_field), deliveries-topic records that are not deliveries (malformed_delivery), "
+    "deliveries that failed for good (gave_up: retries ran out; permanent).",
     ["reason"],
     registry=REGISTRY,
 )
 EVENTS_DROPPED = Counter(
     "runherald_events_dropped_total", "Run events ignored as older than one already seen.", registry=REGISTRY
 )
-DELIVERIES = Counter(
-    "runherald_deliveries_total",
+DELIVERY_ATTEMPTS = Counter(
+    "runherald_delivery_attempts_total",
     "Delivery attempts by channel kind and outcome (sent, retryable, permanent), and deliveries "
     "deferred without an attempt while their endpoint's circuit is open (deferred).",
     ["kind", "outcome"],
+    registry=REGISTRY,
+)
+DELIVERIES = Counter(
+    "runherald_deliveries_total",
+    "Deliveries that reached a final status, by channel kind and status (sent, error), once each.",
+    ["kind", "status"],
     registry=REGISTRY,
 )
 DELIVERIES_EMITTED = Counter(
@@ -58,6 +87,17 @@ REDRIVEN = Counter(
 )
 
 
-def render() -> bytes:
-    """The text exposition format of every metric above."""
-    return generate_latest(REGISTRY)
+CONSUMER_LAG = Gauge(
+    "runherald_consumer_lag",
+    "Records on each partition this worker reads (runs, deliveries) that it has not read yet: the "
+    "partition's high watermark minus the worker's position, sampled every second.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+
+
+def set_consumer_lag(lags: Mapping[tuple[str, int], int]) -> None:
+    """Replace the lag series with these (topic, partition) values: partitions gone drop out."""
+    CONSUMER_LAG.clear()
+    for (topic, partition), lag in lags.items():
+        CONSUMER_LAG.labels(topic, str(partition)).set(lag)

@@ -83,11 +83,12 @@ class Publisher:
         """
         if self._producer is None:
             raise RuntimeError("Publisher is not started")
-        prepared = []
-        for run in runs:
-            run_dict = to_run_dict(run)
-            key = run_key(run_dict)
-            prepared.append((key, orjson.dumps(seal_run(run_dict))))
+        return await self.send_prepared(prepare_runs(runs))
+
+    async def send_prepared(self, prepared: list[tuple[str, bytes]]) -> list[str]:
+        """Send what prepare_runs made and wait for all acks; returns the keys."""
+        if self._producer is None:
+            raise RuntimeError("Publisher is not started")
         topic = self.settings.topic("runs")
         futures = [await self._producer.send(topic, value=value, key=key.encode()) for key, value in prepared]
         if futures:
@@ -95,11 +96,22 @@ class Publisher:
         return [key for key, _ in prepared]
 
 
+def prepare_runs(runs: Iterable[Any]) -> list[tuple[str, bytes]]:
+    """(key, value) of each run, validated and with its literal secret_params sealed; PublishError or
+    SealKeyError (no public key to seal with) before anything is sent."""
+    prepared = []
+    for run in runs:
+        run_dict = to_run_dict(run)
+        key = run_key(run_dict)
+        prepared.append((key, orjson.dumps(seal_run(run_dict))))
+    return prepared
+
+
 async def publish(runs: Any, settings: Settings | None = None) -> list[str]:
-    """Publish one run or a list of runs with a short-lived producer."""
-    items = runs if isinstance(runs, list) else [runs]
+    """Publish one run or a list of runs with a short-lived producer (sealed before it connects)."""
+    prepared = prepare_runs(runs if isinstance(runs, list) else [runs])
     async with Publisher(settings) as publisher:
-        return await publisher.publish_many(items)
+        return await publisher.send_prepared(prepared)
 
 
 def publish_sync(runs: Any, settings: Settings | None = None) -> list[str]:

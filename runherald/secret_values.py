@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-SEALED = "sealed"  # {"sealed": "<fernet token>"}: a secret_params value sealed by runherald.sealing
+SEALED = "sealed"  # {"sealed": "<token>"}: a secret_params value sealed by runherald.sealing
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${VAR}: an environment variable's value
 
 

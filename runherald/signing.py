@@ -1,4 +1,14 @@
-"""Standard Webhooks signatures: sign outgoing webhook bodies and let receivers verify them."""
+"""Standard Webhooks signatures: sign outgoing webhook bodies and let receivers verify them.
+
+A signing secret is one of two forms, and every signature verifies with the reference library
+(PyPI ``standardwebhooks``) as well as with `verify` here:
+
+- ``whsec_<base64>``: the HMAC key is the base64-decoded text after the prefix (standard alphabet,
+  padding optional), exactly as the reference library reads it: the receiver configures the same string.
+- anything else: the HMAC key is the text's UTF-8 bytes. The reference library base64-decodes every
+  string it is given, so a receiver configures `receiver_secret(secret)` (``whsec_`` + base64 of those
+  bytes) or passes the bytes themselves (``Webhook(secret.encode())``).
+"""
 
 from __future__ import annotations
 
@@ -17,15 +27,27 @@ class WebhookVerificationError(ValueError):
 
 
 def secret_bytes(secret: str | bytes) -> bytes:
-    """The HMAC key: base64 after a ``whsec_`` prefix, otherwise the raw secret."""
+    """The HMAC key: base64 after a ``whsec_`` prefix (padding optional), otherwise the secret's bytes."""
     if isinstance(secret, bytes):
-        return secret
-    if secret.startswith(SECRET_PREFIX):
+        key = secret
+    elif secret.startswith(SECRET_PREFIX):
+        encoded = secret[len(SECRET_PREFIX) :].rstrip("=")
         try:
-            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
-        except ValueError as exc:
-            raise ValueError("signing secret after 'whsec_' is not valid base64") from exc
-    return secret.encode("utf-8")
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except ValueError:
+            raise ValueError("signing secret after 'whsec_' is not valid base64") from None
+    else:
+        key = secret.encode("utf-8")
+    if not key:
+        raise ValueError("signing secret is empty")
+    return key
+
+
+def receiver_secret(secret: str | bytes) -> str:
+    """The ``whsec_`` form of a signing secret: what a receiver gives the reference library to verify."""
+    if isinstance(secret, str) and secret.startswith(SECRET_PREFIX):
+        return secret
+    return SECRET_PREFIX + base64.b64encode(secret_bytes(secret)).decode("ascii")
 
 
 def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes | str) -> str:

@@ -23,6 +23,16 @@ from runherald.connect import quiet_kafka_log
 from runherald.notifiers import Notifiers, NotifierSettings
 from runherald.publish import Publisher
 from runherald.rules import redact_run
+from runherald.sealing import (
+    PRIVATE_KEYS_ENV,
+    PUBLIC_KEY_ENV,
+    SealKeyError,
+    SealKeys,
+    generate_key_pair,
+    parse_private_keys,
+    seal_keys,
+    use_keys,
+)
 from runherald.secrets import SecretLogFilter
 from runherald.streams.app import Pipeline, create_pipeline
 from runherald.topics import ensure_topics
@@ -187,6 +197,12 @@ def run_worker(
     `log_level` overrides settings.log_level; `banner` shows faust's start-up banner and the event
     loop line (`runherald dev` shows neither unless --verbose).
     """
+    if not seal_keys().private:
+        # Without them no sealed secret opens, and POST /api/v1/runs cannot seal: say so now, not per send.
+        raise SealKeyError(
+            f"a worker needs the private keys that open sealed secret_params: set {PRIVATE_KEYS_ENV} or "
+            f"{PRIVATE_KEYS_ENV}_FILE (`runherald keys create` makes a key pair)"
+        )
     loop_kind = install_event_loop(settings.event_loop)
     with quiet_kafka_log():  # no broker: BrokerUnavailable says so in one line
         asyncio.run(ensure_topics(settings))
@@ -222,8 +238,19 @@ def run_dev(
     """The embedded stack: a memory-only broker, one worker and the API, in one foreground process tree.
 
     It prints where the API and the broker are and how to stop; the worker's log only at warning
-    level, unless `verbose` or a log_level set on purpose.
+    level, unless `verbose` or a log_level set on purpose. With no seal private keys configured it
+    seals with a key pair made for this process only, and says so.
     """
+    keys = seal_keys()
+    seal_hint = ""
+    if not keys.private:
+        private, public = generate_key_pair()
+        use_keys(SealKeys(private=parse_private_keys(private, "runherald dev"), fernet=keys.fernet))
+        seal_hint = f"{PUBLIC_KEY_ENV}={public} "
+        print(
+            f"runherald dev: no {PRIVATE_KEYS_ENV}: sealing with a key pair made for this process only",
+            flush=True,
+        )
     broker = None
     if not external_broker:
         port = broker_port or 9092
@@ -245,7 +272,7 @@ def run_dev(
     announce = "\n".join(
         [
             f"runherald dev: broker {settings.broker} ({kind})",
-            f"runherald dev: try: RUNHERALD_BROKER={settings.broker} runherald publish run.json",
+            f"runherald dev: try: RUNHERALD_BROKER={settings.broker} {seal_hint}runherald publish run.json",
             "runherald dev: Ctrl-C stops it" + ("" if verbose else " (--verbose shows the worker's log)"),
         ]
     )

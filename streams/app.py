@@ -55,9 +55,18 @@ DELIVERIES_FETCH_EVERY = 0.25
 
 
 def _observe(delivery: Delivery, outcome: DeliveryOutcome, _took: float) -> None:
-    metrics.DELIVERIES.labels(delivery.kind, outcome.kind.value).inc()
-    if outcome.kind is OutcomeKind.SENT and delivery.created_at:
-        metrics.DELIVERY_LATENCY.labels(delivery.kind).observe(max(0.0, time.time() - delivery.created_at))
+    # Per attempt; a delivery's final status is counted once: sent here, error where it is dead-lettered.
+    metrics.DELIVERY_ATTEMPTS.labels(delivery.kind, outcome.kind.value).inc()
+    if outcome.kind is OutcomeKind.SENT:
+        metrics.DELIVERIES.labels(delivery.kind, "sent").inc()
+        if delivery.created_at:
+            metrics.DELIVERY_LATENCY.labels(delivery.kind).observe(
+                max(0.0, time.time() - delivery.created_at)
+            )
+
+
+# How often the consumer lag gauge is sampled (seconds): cheap, it reads what the consumer already knows.
+LAG_SAMPLE_EVERY = 1.0
 
 
 class Ownership:
@@ -197,6 +206,12 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
     @app.timer(LEDGER_WRITE_DELAY)
     async def write_ledger_changes() -> None:
         await evaluate.write_waiting()
+
+    lag_topics = frozenset({runs_topic.get_topic_name(), deliveries_topic_name})
+
+    @app.timer(LAG_SAMPLE_EVERY)
+    async def sample_consumer_lag() -> None:
+        metrics.set_consumer_lag(app.consumer_lag(lag_topics))
 
     async def record_error(key: bytes, delivery_id: str, partition: int, reason: str) -> None:
         record = ledger_writer.load(key)

@@ -36,7 +36,7 @@ log = logging.getLogger("runherald.dispatch")
 
 NotifierLookup = Callable[[str], "Notifier"]  # kind -> its notifier
 RecordWriter = Callable[[Delivery, int, ledger.Record], Awaitable[None]]  # (delivery, partition, record)
-DeadLetterWriter = Callable[[Delivery, str], Awaitable[None]]
+DeadLetterWriter = Callable[[Delivery, str, OutcomeKind], Awaitable[None]]  # (delivery, reason, last outcome)
 DeliveryFetcher = Callable[[int, int], Awaitable[Delivery]]  # (partition, offset) on the deliveries topic
 
 YIELD_EVERY = 200  # records handled before a batch gives the event loop a turn
@@ -255,7 +255,7 @@ class Dispatcher:
                 offset = int((await offset).offset)
             fields["retry"] = [partition, offset]
         if dead_letter is not None:
-            await self._dead_letter(delivery, dead_letter)
+            await self._dead_letter(delivery, dead_letter, outcome.kind)
         if not self._owns(partition):
             return False
         record = self._read(key)

@@ -95,7 +95,7 @@ class EvaluateStage:
         try:
             run = parse_event(message.value, self._settings.max_event_bytes)
         except InvalidEvent as exc:
-            await self._dead_letters.run_event(message, str(exc))
+            await self._dead_letters.run_event(message, str(exc), exc.code)
             return
         meta = run["metadata"]
         key = run_key(meta["project"], meta["uid"]).encode()

@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import aiokafka
+import aiokafka.errors
 import faust
 from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -206,6 +207,26 @@ class _Consumer(faust_aiokafka.Consumer):
         self.epoch += 1
         await super().on_partitions_revoked(revoked)
 
+    def lag(self, topics: Collection[str]) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> records not read yet, for the assigned partitions of these topics:
+        the high watermark the last fetch reported minus the next offset to read (the committed one
+        before the first read). Partitions not fetched yet are left out."""
+        lags: dict[tuple[str, int], int] = {}
+        for tp in self.assignment():
+            if tp.topic not in topics:
+                continue
+            try:
+                highwater = self.highwater(tp)
+            except (aiokafka.errors.KafkaError, AssertionError):  # revoked meanwhile, or not started
+                continue
+            position = self._read_offset.get(tp)
+            if position is None:
+                position = self._committed_offset.get(tp)
+            if highwater is not None:
+                # Nothing read or committed yet: everything from the log's start waits.
+                lags[(tp.topic, tp.partition)] = max(0, highwater - (position or 0))
+        return lags
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         if getattr(self.app, "consumer_thread", False):
             return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -294,6 +315,11 @@ class App(faust.App):
     def ack_offsets(self, tp: TP, offsets: Iterable[int], epoch: int) -> None:
         """Acknowledge records handed to a batch handler (see ``batch_topic``) in `epoch`."""
         self.consumer.ack_offsets(tp, offsets, epoch)  # type: ignore[attr-defined]
+
+    def consumer_lag(self, topics: Collection[str]) -> dict[tuple[str, int], int]:
+        """Records not read yet per assigned (topic, partition) of these topics (see ``_Consumer.lag``)."""
+        lags: dict[tuple[str, int], int] = self.consumer.lag(topics)  # type: ignore[attr-defined]
+        return lags
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)

@@ -10,9 +10,12 @@ from typing import Any
 
 from runherald import ledger, metrics
 from runherald.deadletter import dead_letter_value, redacted_delivery, redacted_event
-from runherald.delivery import Delivery, run_key
+from runherald.delivery import Delivery, OutcomeKind, run_key
 
 log = logging.getLogger("runherald.pipeline")
+
+# Dead-letter reason codes of the dispatch stage (the evaluate stage's are runherald.evaluation's).
+MALFORMED_DELIVERY, GAVE_UP, PERMANENT = "malformed_delivery", "gave_up", "permanent"
 
 
 class Writer:
@@ -124,9 +127,10 @@ class DeadLetterWriter:
         self.writer = writer
         self._topic = topic
 
-    async def run_event(self, message: Any, reason: str) -> None:
-        """A run event that cannot be evaluated (not JSON, not a run, too large…)."""
-        metrics.EVENTS_DEAD_LETTERED.labels(reason.split(":")[0][:40]).inc()
+    async def run_event(self, message: Any, reason: str, code: str) -> None:
+        """A run event that cannot be evaluated (not JSON, not a run, too large…); `code` is the
+        InvalidEvent's (runherald.evaluation), the metric's reason label."""
+        metrics.EVENTS_DEAD_LETTERED.labels(code).inc()
         log.warning(
             "dead-lettered run event %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason
         )
@@ -136,8 +140,11 @@ class DeadLetterWriter:
         )
         await self.writer.send(self._topic, message.key, value)
 
-    async def delivery(self, delivery: Delivery, reason: str) -> None:
-        """A delivery that failed for good (its budget ran out, or a permanent error)."""
+    async def delivery(self, delivery: Delivery, reason: str, outcome: OutcomeKind) -> None:
+        """A delivery that failed for good: its budget ran out (the last outcome retryable or deferred),
+        or a permanent error."""
+        metrics.EVENTS_DEAD_LETTERED.labels(PERMANENT if outcome is OutcomeKind.PERMANENT else GAVE_UP).inc()
+        metrics.DELIVERIES.labels(delivery.kind, "error").inc()
         source = {"delivery_id": delivery.id, "name": delivery.name, "state": delivery.state}
         value = dead_letter_value(
             reason=reason, stage="dispatch", source=source, payload=redacted_delivery(delivery)
@@ -146,6 +153,7 @@ class DeadLetterWriter:
 
     async def malformed_delivery(self, message: Any, reason: str) -> None:
         """A deliveries-topic record that is not a delivery."""
+        metrics.EVENTS_DEAD_LETTERED.labels(MALFORMED_DELIVERY).inc()
         source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
         await self.writer.send(
             self._topic, message.key, dead_letter_value(reason=reason, stage="dispatch", source=source)

@@ -17,6 +17,16 @@ from typing import Any
 
 from runherald.broker import free_port
 from runherald.config import Settings
+from runherald.sealing import PRIVATE_KEYS_ENV, PUBLIC_KEY_ENV, generate_key_pair
+
+# One seal key pair per test (or bench) process: workers started here open with the private key unless
+# their env names other keys, and this process's publishers seal with the public key (`seal_env`).
+TEST_SEAL_PRIVATE_KEY, TEST_SEAL_PUBLIC_KEY = generate_key_pair()
+
+
+def seal_env() -> dict[str, str]:
+    """The seal key variables of the test key pair: a worker's private key, a publisher's public key."""
+    return {PRIVATE_KEYS_ENV: TEST_SEAL_PRIVATE_KEY, PUBLIC_KEY_ENV: TEST_SEAL_PUBLIC_KEY}
 
 
 def unique(prefix: str = "") -> str:
@@ -48,8 +58,9 @@ def tail(path: Path, lines: int = 40) -> str:
 class WorkerProcess:
     """One `runherald worker` child process with its own topic prefix, group and web port.
 
-    Its environment is this process's without any RUNHERALD_* variable, then `env` (the settings
-    the caller chose), then the broker, prefix, group and port. Its output goes to a log file in
+    Its environment is this process's without any RUNHERALD_* variable, then the test seal private
+    key (unless `env` names private keys), then `env` (the settings the caller chose), then the broker,
+    prefix, group and port. Its output goes to a log file in
     `log_dir` (appended to when the same worker is started again).
     """
 
@@ -64,6 +75,8 @@ class WorkerProcess:
     @property
     def environment(self) -> dict[str, str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("RUNHERALD_")}
+        if not any(name.startswith(PRIVATE_KEYS_ENV) for name in self.env):
+            environment[PRIVATE_KEYS_ENV] = TEST_SEAL_PRIVATE_KEY
         environment.update(self.env)
         environment.update(
             {

@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from runherald.broker import free_port
 from runherald.cli import cli, main
 from runherald.model import Notification, RunObject, new_task
+from runherald.sealing import PRIVATE_KEYS_ENV, PUBLIC_KEY_ENV, generate_key_pair
 from runherald.testing._server import Reply
 from runherald.testing.webhook import WebhookReceiver
 
@@ -142,6 +143,22 @@ def test_publish_rejects_bad_input_before_asking_the_broker(tmp_path: Path) -> N
         assert len(result.stderr.splitlines()) == 1
 
 
+def test_publish_of_a_literal_secret_without_a_public_key_is_one_line_exit_2(tmp_path: Path) -> None:
+    notification = {"kind": "webhook", "name": "hook", "params": {"url": "http://127.0.0.1:9/"}}
+    run = {**RUN, "spec": {"notifications": [{**notification, "secret_params": {"token": "tok-5f1e"}}]}}
+    port = free_port()  # nothing listens there: the missing key must be found first
+    result = invoke("publish", "--broker", f"kafka://127.0.0.1:{port}", input=json.dumps(run))
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"runherald publish: no public key to seal secret_params with: set {PUBLIC_KEY_ENV} or "
+        f"{PUBLIC_KEY_ENV}_FILE (`runherald keys create` makes a key pair)\n"
+    )
+    # With the key, sealing passes and the broker is asked (and is not there).
+    env = {PUBLIC_KEY_ENV: generate_key_pair()[1]}
+    result = invoke("publish", "--broker", f"kafka://127.0.0.1:{port}", input=json.dumps(run), env=env)
+    assert result.exit_code == 1 and "cannot reach the broker" in result.stderr
+
+
 def test_publish_without_a_broker_is_one_line_within_seconds(tmp_path: Path) -> None:
     run_file = tmp_path / "run.json"
     run_file.write_text(json.dumps(RUN))
@@ -164,11 +181,26 @@ def test_no_broker_is_one_line_and_leaves_nothing_unclosed(command: list[str]) -
         capture_output=True,
         text=True,
         timeout=30,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", PRIVATE_KEYS_ENV: generate_key_pair()[0]},
     )
     assert result.returncode == 1
     reason = f"cannot reach the broker at kafka://127.0.0.1:{port}: no broker answered"
     assert result.stderr == f"runherald {' '.join(command)}: {reason}\n"
+
+
+def test_a_worker_without_private_keys_is_one_line_exit_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runherald.cli", "worker", "--broker", f"kafka://127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"runherald worker: a worker needs the private keys that open sealed secret_params: set "
+        f"{PRIVATE_KEYS_ENV} or {PRIVATE_KEYS_ENV}_FILE (`runherald keys create` makes a key pair)\n"
+    )
 
 
 def test_status_without_an_api_is_one_line_exit_1() -> None:

@@ -9,11 +9,12 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
+import standardwebhooks
 from runherald.notifiers import NotifierSettings, WebhookNotifier
 
 from runherald.delivery import OutcomeKind
 from runherald.egress import EgressPolicy
-from runherald.signing import WebhookVerificationError, verify
+from runherald.signing import WebhookVerificationError, receiver_secret, verify
 from runherald.testing import Reply, WebhookReceiver
 
 
@@ -79,6 +80,56 @@ async def test_signature_verifies_with_the_same_secret(
         verify(secret, headers, request.body + b" ")
     with pytest.raises(WebhookVerificationError):
         verify(secret, headers, request.body, now=time.time() + 3600)
+
+
+# Every form of signing secret runherald accepts, with each way a receiver may configure the reference
+# library (standardwebhooks) for it: (the secret as given, [what the receiver passes to Webhook()]).
+SECRET_FORMS = [
+    ("whsec_c2VjcmV0LWJ5dGVzLWZvci10ZXN0aW5n", ["whsec_c2VjcmV0LWJ5dGVzLWZvci10ZXN0aW5n"]),
+    (
+        "whsec_c2VjcmV0LWJ5dGVzLWZvci10ZXN0aW5nIQ",  # unpadded base64
+        ["whsec_c2VjcmV0LWJ5dGVzLWZvci10ZXN0aW5nIQ", "whsec_c2VjcmV0LWJ5dGVzLWZvci10ZXN0aW5nIQ=="],
+    ),
+    ("plain-secret", ["whsec_cGxhaW4tc2VjcmV0", b"plain-secret"]),
+    # Looks like base64, but without the prefix it is the text's bytes all the same.
+    ("c2VjcmV0", ["whsec_YzJWamNtVjA=", b"c2VjcmV0"]),
+    (
+        "pässwort mit leerzeichen",
+        [receiver_secret("pässwort mit leerzeichen"), "pässwort mit leerzeichen".encode()],
+    ),
+]
+
+
+@pytest.mark.parametrize(("secret", "receiver_forms"), SECRET_FORMS)
+async def test_signature_verifies_with_the_reference_library(
+    secret: str, receiver_forms: list[str | bytes], settings: NotifierSettings, delivery_for: Any
+) -> None:
+    async with WebhookReceiver() as receiver:
+        delivery = delivery_for("webhook", {"url": receiver.url(), "signing_secret": secret})
+        outcome = await send(settings, delivery)
+    assert outcome.kind is OutcomeKind.SENT
+    request = receiver.requests[0]
+    headers = dict(request.headers)
+    assert receiver_secret(secret) in [form for form in receiver_forms if isinstance(form, str)]
+    for form in receiver_forms:
+        assert standardwebhooks.Webhook(form).verify(request.body, headers) == json.loads(request.body)
+    with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
+        standardwebhooks.Webhook("whsec_b3RoZXI=").verify(request.body, headers)
+
+
+@pytest.mark.parametrize("secret", ["whsec_", "whsec_not*base64", ""])
+async def test_unusable_signing_secret_is_permanent(
+    secret: str, settings: NotifierSettings, delivery_for: Any
+) -> None:
+    async with WebhookReceiver() as receiver:
+        outcome = await send(
+            settings, delivery_for("webhook", {"url": receiver.url(), "signing_secret": secret})
+        )
+    if secret:
+        assert outcome.kind is OutcomeKind.PERMANENT and "signing secret" in outcome.reason
+        assert not receiver.requests
+    else:  # an empty secret means no signature, as before
+        assert "webhook-signature" not in receiver.requests[0].headers
 
 
 async def test_body_template_renders_message_and_runs_as_json(

@@ -66,7 +66,7 @@ async def test_health_and_metrics(worker: WorkerProcess, receiver: WebhookReceiv
             return response.read().decode()
 
     text = await wait_for(
-        lambda: 'runherald_deliveries_total{kind="webhook",outcome="sent"}' in metrics() and metrics()
+        lambda: 'runherald_deliveries_total{kind="webhook",status="sent"}' in metrics() and metrics()
     )
     assert "runherald_events_consumed_total" in text
     assert 'runherald_delivery_latency_seconds_bucket{kind="webhook"' in text

@@ -8,13 +8,10 @@ import sys
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
-from cryptography.fernet import Fernet
 
 from runherald.deadletter import DeadLetter, read_dead_letters
 from runherald.publish import Publisher
-from runherald.sealing import KEY_ENV
 from runherald.testing._server import Reply
 from runherald.testing.webhook import WebhookReceiver
 
@@ -49,11 +46,9 @@ async def letters_where(worker: WorkerProcess, **source: Any) -> list[DeadLetter
 
 
 async def test_failed_delivery_is_listed_and_replayed_with_its_sealed_secret(
-    start_worker: Any, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+    start_worker: Any, receiver: WebhookReceiver
 ) -> None:
-    key = Fernet.generate_key().decode()
-    monkeypatch.setenv(KEY_ENV, key)  # the publisher here and the worker share one seal key
-    worker: WorkerProcess = start_worker(RUNHERALD_SEAL_KEY=key)
+    worker: WorkerProcess = start_worker()  # opens what the publisher here seals (tests/conftest.py)
     project, uid = unique("p"), unique("u")
     receiver.fail("/dl", 400)
     hook = webhook(

@@ -8,13 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
-from cryptography.fernet import Fernet
 
 from runherald.deadletter import read_records
 from runherald.publish import Publisher
-from runherald.sealing import KEY_ENV
 from runherald.signing import verify
 from runherald.testing._server import Reply
 from runherald.testing.webhook import WebhookReceiver
@@ -50,15 +47,14 @@ def raw_get(worker: WorkerProcess, path: str) -> bytes:
 
 
 async def test_no_secret_anywhere_while_secrets_are_used(
-    start_worker: Any, receiver: WebhookReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    start_worker: Any, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    key = Fernet.generate_key().decode()
-    monkeypatch.setenv(KEY_ENV, key)  # the Publisher here seals with the worker's key
+    # The Publisher here seals with the suite's public key (tests/conftest.py); the worker opens with
+    # the matching private key (runherald.testing.worker).
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / "scan-creds").write_text(json.dumps({"headers": {"X-Dir": DIR_HEADER}}))
     worker: WorkerProcess = start_worker(
-        RUNHERALD_SEAL_KEY=key,
         RUNHERALD_LOG_LEVEL="debug",
         RUNHERALD_RETRY_MAX_ATTEMPTS="2",
         RUNHERALD_SECRETS_DIR=str(secrets_dir),

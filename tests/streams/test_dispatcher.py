@@ -18,7 +18,7 @@ from runherald.streams.dispatch import Dispatcher
 
 from runherald import channels, ledger
 from runherald.breaker import CircuitBreakers
-from runherald.delivery import Delivery, DeliveryOutcome
+from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind
 from runherald.egress import EgressPolicy
 from runherald.retry import RetryPolicy
 from runherald.testing import Reply, WebhookReceiver
@@ -90,7 +90,7 @@ async def run_dispatcher(deliveries: list[Delivery], failures: int) -> tuple[Fla
         fetched.append((partition, offset))
         return Delivery.from_record(topic[(partition, offset)])
 
-    async def dead_letter(delivery: Delivery, reason: str) -> None:
+    async def dead_letter(delivery: Delivery, reason: str, outcome: OutcomeKind) -> None:
         raise AssertionError(f"nothing should be dead-lettered: {reason}")
 
     dispatcher = Dispatcher(
@@ -181,7 +181,7 @@ async def test_a_hanging_endpoint_opens_its_circuit_and_its_deliveries_wait_with
     async def fetch_delivery(partition: int, offset: int) -> Delivery:
         raise AssertionError("retries here use the copies kept in memory")
 
-    async def dead_letter(delivery: Delivery, reason: str) -> None:
+    async def dead_letter(delivery: Delivery, reason: str, outcome: OutcomeKind) -> None:
         dead.append(reason)
 
     async with WebhookReceiver() as receiver:

@@ -14,7 +14,7 @@ import orjson
 from runherald.streams.writers import DeadLetterWriter, LedgerWriter
 
 from runherald import ledger
-from runherald.delivery import Delivery
+from runherald.delivery import Delivery, OutcomeKind
 
 
 class Store(dict[bytes, bytes]):
@@ -99,7 +99,7 @@ async def test_dead_letter_records_say_why_where_from_and_carry_no_literal_secre
         runs=[],
         notification={"kind": "webhook", "name": "hook", "secret_params": {"token": "s3cret-value"}},
     )
-    await dead_letters.delivery(delivery, "gave up after 8 attempts: 503")
+    await dead_letters.delivery(delivery, "gave up after 8 attempts: 503", OutcomeKind.RETRYABLE)
     [(topic, key, value, _)] = writer.appended
     assert (topic, key) == ("dead-letter", b"p/u")
     record = orjson.loads(value)
