@@ -1,6 +1,8 @@
 """The HTTP API every worker serves: publish runs, read runs and their notification statuses.
 
-Every error is JSON ``{"error": "..."}``, aiohttp's own (404, 405, 413) included.
+Every error is JSON ``{"error": "..."}``, aiohttp's own (404, 405, 413) included. With a tokens
+file, every request but the public ones (PUBLIC_PATHS) needs a bearer token with the route's scope
+(`required_scope`); the document of it all is `runherald.openapi`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,29 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from runherald import ledger, metrics
+from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
+from runherald.openapi import OPENAPI
 from runherald.publish import Publisher, PublishError, parse_runs, run_key
 
 log = logging.getLogger("runherald.api")
 
 RecordLookup = Callable[[str], bytes | None]
 RunLookup = Callable[[ledger.Record], Awaitable[dict[str, Any] | None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Answered without a token: probes, scrapers and clients reading the API's description.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"})
+# POSTs that are not configuration changes; every other change needs admin.
+_POST_SCOPES = {
+    "/api/v1/runs": "publish",
+    "/api/v1/integrations/{name}": "publish",
+    "/api/v1/rules/test": "read",
+}
+_HEADERS_KEPT = ("Allow", "WWW-Authenticate")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -40,9 +56,7 @@ def _error_message(exc: web.HTTPException, request: web.Request) -> str:
 
 
 @web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn aiohttp's plain-text errors (no route, wrong method, body too large) and crashes into JSON."""
     try:
         return await handler(request)
@@ -50,12 +64,63 @@ async def json_errors(
         if exc.status < 400:
             raise
         response = _error(_error_message(exc, request), exc.status)
-        if isinstance(exc, web.HTTPMethodNotAllowed):
-            response.headers["Allow"] = exc.headers["Allow"]
+        for header in _HEADERS_KEPT:
+            if header in exc.headers:
+                response.headers[header] = exc.headers[header]
         return response
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return _error("internal error", 500)
+
+
+def required_scope(request: web.Request) -> str | None:
+    """The scope the matched route needs (admin for any change not listed), "" for a request that
+    matched no route (a token, any scope, before 404 or 405), None for the public paths."""
+    if request.path in PUBLIC_PATHS:
+        return None
+    resource = request.match_info.route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return ""
+    if request.method in {"GET", "HEAD"}:
+        return "read"
+    return _POST_SCOPES.get(resource.canonical, "admin") if request.method == "POST" else "admin"
+
+
+def bearer_auth(tokens: TokenTable) -> Middleware:
+    """Middleware: 401 (WWW-Authenticate: Bearer) without a known token, 403 without the route's scope."""
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        scope = required_scope(request)
+        if scope is None:
+            return await handler(request)
+        kind, _, presented = request.headers.get("Authorization", "").partition(" ")
+        presented = presented.strip() if kind.lower() == "bearer" else ""
+        if not presented:
+            raise web.HTTPUnauthorized(
+                text="this request needs a bearer token (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": 'Bearer realm="runherald"'},
+            )
+        token = tokens.find(presented)
+        if token is None:
+            log.info("%s %s: refused an unknown bearer token", request.method, request.path)
+            raise web.HTTPUnauthorized(
+                text="the bearer token is not valid",
+                headers={"WWW-Authenticate": 'Bearer realm="runherald", error="invalid_token"'},
+            )
+        if scope and not token.allows(scope):
+            log.info("%s %s: token %r lacks scope %s", request.method, request.path, token.name, scope)
+            raise web.HTTPForbidden(
+                text=f"token {token.name!r} lacks the {scope!r} scope that {request.method} {request.path}"
+                " needs",
+                headers={
+                    "WWW-Authenticate": f'Bearer realm="runherald", error="insufficient_scope", '
+                    f'scope="{scope}"'
+                },
+            )
+        return await handler(request)
+
+    return authenticate
 
 
 def create_api(
@@ -65,8 +130,10 @@ def create_api(
     run_for: RunLookup,
     health: Callable[[], dict[str, Any]],
     max_body_bytes: int,
+    tokens: TokenTable | None = None,
 ) -> web.Application:
-    """An aiohttp application over a publisher, the ledger (by run key) and a reader of runs by record."""
+    """An aiohttp application over a publisher, the ledger (by run key) and a reader of runs by record;
+    with `tokens`, every request but the public ones needs one of them (without, it is all open)."""
 
     async def post_runs(request: web.Request) -> web.Response:
         body = await request.read()
@@ -115,7 +182,12 @@ def create_api(
     async def get_metrics(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
+    async def get_openapi(request: web.Request) -> web.Response:
+        return _json(OPENAPI)
+
+    middlewares: list[Middleware] = [json_errors] if tokens is None else [json_errors, bearer_auth(tokens)]
+    app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
+    app.router.add_get("/api/v1/openapi.json", get_openapi)
     app.router.add_post("/api/v1/runs", post_runs)
     app.router.add_get("/api/v1/runs/{project}/{uid}", get_run)
     app.router.add_get("/api/v1/runs/{project}/{uid}/notifications", get_notifications)

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from runherald.api import create_api
+from runherald.auth import TokenTable, api_tokens
 from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker, free_port
 from runherald.config import Settings
 from runherald.connect import quiet_kafka_log
@@ -33,9 +34,18 @@ log = logging.getLogger("runherald.worker")
 class ApiService(mode.Service):
     """The HTTP API and the ledger view, started and stopped with the faust worker."""
 
-    def __init__(self, pipeline: Pipeline, *, announce: str = "", runtime: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        tokens: TokenTable | None,
+        announce: str = "",
+        runtime: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.pipeline = pipeline
+        self.tokens = tokens
         self.runtime = runtime
         self.settings = pipeline.settings
         self.announce = announce
@@ -92,12 +102,14 @@ class ApiService(mode.Service):
             run_for=self._run_lookup,
             health=self._health,
             max_body_bytes=self.settings.max_event_bytes * 16,
+            tokens=self.tokens,
         )
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.web_host, self.settings.web_port)
         await site.start()
-        print(f"runherald API listening on {self.url}", flush=True)
+        access = f" (bearer tokens from {self.tokens.source})" if self.tokens else ""
+        print(f"runherald API listening on {self.url}{access}", flush=True)
         if self.runtime:
             print(f"runherald worker: {self.runtime}", flush=True)
         if self.announce:
@@ -174,13 +186,16 @@ def run_worker(
     `log_level` overrides settings.log_level; `banner` shows faust's start-up banner and the event
     loop line (`runherald dev` shows neither unless --verbose).
     """
+    tokens = api_tokens(settings)  # a bad tokens file, or no tokens off loopback: stop before anything
     loop_kind = install_event_loop(settings.event_loop)
     with quiet_kafka_log():  # no broker: BrokerUnavailable says so in one line
         asyncio.run(ensure_topics(settings))
     pipeline = create_pipeline(settings)
     consumer = "in its own thread" if settings.consumer_thread else "on the event loop"
     runtime = f"event loop {loop_kind}, Kafka consumer {consumer}"
-    service = ApiService(pipeline, announce=announce, runtime=runtime if banner or not announce else "")
+    service = ApiService(
+        pipeline, tokens=tokens, announce=announce, runtime=runtime if banner or not announce else ""
+    )
     worker = _Worker(
         pipeline.app,
         service,

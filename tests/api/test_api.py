@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from runherald import ledger
 from runherald.api import create_api
+from runherald.auth import TokenTable
 from runherald.broker import free_port
 from runherald.config import Settings
 from runherald.publish import Publisher
@@ -22,7 +24,8 @@ MAX_BODY = 1000
 class Api:
     """create_api over a ledger holding one run, whose run reader fails, and a health we can change."""
 
-    def __init__(self) -> None:
+    def __init__(self, tokens: TokenTable | None = None) -> None:
+        self.tokens = tokens
         self.info: dict[str, Any] = {
             "status": "starting",
             "ledger_view_caught_up": False,
@@ -43,12 +46,19 @@ class Api:
             run_for=self.run_for,
             health=lambda: dict(self.info),
             max_body_bytes=MAX_BODY,
+            tokens=self.tokens,
         )
 
 
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
-    served = Api()
+    async with serve(Api()) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serve(served: Api) -> AsyncIterator[Api]:
+    """The API on a free loopback port (served.url) for as long as the block runs."""
     runner = web.AppRunner(served.app(), access_log=None)
     await runner.setup()
     port = free_port()
