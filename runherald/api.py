@@ -8,18 +8,21 @@ file, every request but the public ones (PUBLIC_PATHS) needs a bearer token with
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
 from runherald import ledger, metrics
 from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
+from runherald.evaluation import InvalidEvent, validate_run
 from runherald.openapi import OPENAPI
-from runherald.publish import Publisher, PublishError, parse_runs, run_key
+from runherald.publish import Publisher, PublishError, parse_runs
 
 log = logging.getLogger("runherald.api")
 
@@ -36,6 +39,7 @@ _POST_SCOPES = {
     "/api/v1/rules/test": "read",
 }
 _HEADERS_KEPT = ("Allow", "WWW-Authenticate")
+_PROBLEM_PATH = re.compile(r"(?P<path>[a-z_]+(?:\.[a-z_]+|\[\d+\])*) (?P<message>.+)", re.DOTALL)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -46,6 +50,25 @@ def _error(message: str, status: int) -> web.Response:
     return _json({"error": message}, status)
 
 
+def run_problems(runs: list[dict[str, Any]], listed: bool) -> list[dict[str, str]]:
+    """What the pipeline would dead-letter in these runs, one problem per run (`[i].` before the path
+    of the i-th run of a list), so the API refuses it instead of accepting it."""
+    problems = []
+    for index, run in enumerate(runs):
+        try:
+            validate_run(run)
+            if not isinstance(run["status"].get("notifications", {}), dict):
+                raise InvalidEvent("status.notifications must be an object")
+        except InvalidEvent as exc:
+            found = _PROBLEM_PATH.fullmatch(str(exc))
+            path, message = (found["path"], found["message"]) if found else ("", str(exc))
+            prefix = f"[{index}]" if listed else ""
+            problems.append(
+                {"path": f"{prefix}.{path}" if prefix and path else prefix + path, "message": message}
+            )
+    return problems
+
+
 def _error_message(exc: web.HTTPException, request: web.Request) -> str:
     if isinstance(exc, web.HTTPNotFound) and exc.text == "404: Not Found":  # no route (not ours)
         return f"no such resource: {request.path}"
@@ -53,6 +76,20 @@ def _error_message(exc: web.HTTPException, request: web.Request) -> str:
         allowed = ", ".join(sorted(exc.allowed_methods))
         return f"method {request.method} is not allowed on {request.path} (allowed: {allowed})"
     return exc.reason if not exc.text or exc.text.startswith(f"{exc.status}:") else exc.text
+
+
+class MalformedRequestLog(logging.Filter):
+    """aiohttp logs a request it cannot parse with the offending raw line, which may be a header
+    carrying a bearer token: keep only the first line of why, without the traceback or the bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            why = (str(error.message).splitlines() or [""])[0]
+            record.msg, record.args = "malformed HTTP request refused (%d): %s", (error.code, why)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 @web.middleware
@@ -139,10 +176,13 @@ def create_api(
         body = await request.read()
         try:
             runs = parse_runs(body)
-            for run in runs:
-                run_key(run)
         except PublishError as exc:
             return _error(str(exc), 400)
+        problems = run_problems(runs, listed=len(runs) > 1 or body.lstrip().startswith(b"["))
+        if problems:
+            first = problems[0]
+            message = f"{first['path']} {first['message']}".strip()
+            return _json({"error": f"invalid run: {message}", "problems": problems}, 400)
         keys = await publisher.publish_many(runs)
         return _json({"accepted": len(keys), "runs": keys}, 202)
 
@@ -157,7 +197,8 @@ def create_api(
         if run is None:
             return _error(f"run {key} not found", 404)
         status = run.setdefault("status", {})
-        notifications = dict(status.get("notifications") or {})
+        given = status.get("notifications")
+        notifications = dict(given) if isinstance(given, dict) else {}
         notifications.update(ledger.mlrun_status_notifications(record))
         if notifications:
             status["notifications"] = notifications

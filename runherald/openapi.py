@@ -39,6 +39,7 @@ _RUN_PARAMETERS = [
     for name in ("project", "uid")
 ]
 
+_KEY_PART = {"type": "string", "minLength": 1, "pattern": "^[^/]+$", "description": "no '/'"}
 _STATUS = {"type": "string", "enum": ["pending", "sent", "error", "skipped"]}
 
 _SCHEMAS: dict[str, Any] = {
@@ -60,31 +61,45 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Run": {
         "type": "object",
-        "description": "a run dict in the shape of MLRun's RunObject.to_dict()",
-        "required": ["metadata"],
+        "description": "a run dict in the shape of MLRun's RunObject.to_dict() (what the pipeline accepts)",
+        "required": ["metadata", "status"],
         "properties": {
             "metadata": {
                 "type": "object",
                 "required": ["project", "uid"],
                 "properties": {
-                    "project": {"type": "string", "minLength": 1},
-                    "uid": {"type": "string", "minLength": 1},
+                    "project": _KEY_PART,
+                    "uid": _KEY_PART,
                     "name": {"type": "string"},
                     "iteration": {"type": "integer"},
-                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "labels": {"type": "object"},
                 },
             },
             "spec": {
                 "type": "object",
-                "properties": {"notifications": {"type": "array", "items": {"type": "object"}}},
+                "properties": {"notifications": {"type": "array", "items": _ref("Notification")}},
             },
             "status": {
                 "type": "object",
+                "required": ["state"],
                 "properties": {
-                    "state": {"type": "string"},
-                    "notifications": {"type": "object", "additionalProperties": {"type": "object"}},
+                    "state": {"type": "string", "minLength": 1},
+                    "notifications": {
+                        "type": "object",
+                        "description": "name: {status, sent_time, reason}, or the status alone",
+                    },
                 },
             },
+        },
+    },
+    "Notification": {
+        "type": "object",
+        "description": "MLRun's Notification: kind, name, message, severity, when, condition, params, ...",
+        "properties": {
+            **{name: _NULLABLE_TEXT for name in ("kind", "name", "message", "severity", "condition")},
+            "when": {"type": "array", "items": {"type": "string"}},
+            "params": {"type": ["object", "null"]},
+            "secret_params": {"type": ["object", "null"]},
         },
     },
     "Accepted": {
@@ -158,7 +173,6 @@ _PATHS: dict[str, Any] = {
                     "application/json": {
                         "schema": {"oneOf": [_ref("Run"), {"type": "array", "items": _ref("Run")}]}
                     },
-                    "application/x-ndjson": {"schema": {"type": "string"}},
                 },
             },
         )

@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from runherald.api import create_api
+from runherald.api import MalformedRequestLog, create_api
 from runherald.auth import TokenTable, api_tokens
 from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker, free_port
 from runherald.config import Settings
@@ -94,6 +94,7 @@ class ApiService(mode.Service):
         secret_filter = SecretLogFilter(self.pipeline.dispatcher.scrubber)
         for handler in logging.getLogger().handlers:
             handler.addFilter(secret_filter)
+        logging.getLogger("aiohttp.server").addFilter(MalformedRequestLog())
         await self.publisher.start()
         await self.view.start()
         api = create_api(

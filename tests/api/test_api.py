@@ -110,6 +110,27 @@ async def test_every_error_is_json(
         assert headers["Allow"] == "GET,HEAD"
 
 
+async def test_runs_the_pipeline_would_dead_letter_are_refused_with_problems(api: Api) -> None:
+    good = {"metadata": {"project": "p", "uid": "u"}, "status": {"state": "completed"}}
+    bad_state = {"metadata": {"project": "p", "uid": "u"}, "status": {"state": ""}}
+    bad_key = {"metadata": {"project": "p/q", "uid": "u"}, "status": {"state": "completed"}}
+    code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=bad_state)
+    assert code == 400 and body == {
+        "error": "invalid run: status.state is missing or not a non-empty string",
+        "problems": [{"path": "status.state", "message": "is missing or not a non-empty string"}],
+    }
+    listed = [good, bad_key, {**good, "status": {"state": "running", "notifications": [1]}}]
+    code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=listed)
+    assert code == 400 and body["problems"] == [
+        {"path": "[1].metadata.project", "message": "must not contain '/'"},
+        {"path": "[2].status.notifications", "message": "must be an object"},
+    ]
+    code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=[{"status": {"state": "x"}}])
+    assert code == 400 and body["problems"] == [
+        {"path": "[0].metadata", "message": "is missing or not an object"}
+    ]
+
+
 async def test_healthz_is_liveness_and_readyz_waits_for_the_ledger_view(api: Api) -> None:
     code, _, body, _ = await call(api, "GET", "/healthz")
     assert code == 200 and body["status"] == "starting"
