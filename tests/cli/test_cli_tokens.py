@@ -83,3 +83,19 @@ def test_a_worker_with_a_malformed_tokens_file_refuses_to_start(tmp_path: Path) 
     ]
     done = _worker(tmp_path, RUNHERALD_API_TOKENS_FILE=str(tmp_path / "missing.yaml"))
     assert done.returncode == 2 and "missing.yaml: cannot read it" in done.stderr
+
+
+def test_token_create_adds_the_line_to_a_tokens_file_only_when_the_result_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.yaml"
+    first = invoke("token", "create", "--name", "ci", "--scope", "publish", "--file", str(path), "-o", "json")
+    second = invoke("token", "create", "--name", "ops", "--scope", "admin", "--file", str(path), "-o", "json")
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    table = load_tokens_file(path)
+    for result, name in [(first, "ci"), (second, "ops")]:
+        found = table.find(yaml.safe_load(result.stdout)["token"])
+        assert found is not None and found.name == name
+    before = path.read_text()
+    again = invoke("token", "create", "--name", "ci", "--scope", "read", "--file", str(path))
+    assert again.exit_code == 2 and "not changed" in again.stderr and "'ci' is used twice" in again.stderr
+    assert again.stdout == "" and path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.yaml"]
