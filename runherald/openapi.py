@@ -70,9 +70,10 @@ _SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "project": _KEY_PART,
                     "uid": _KEY_PART,
-                    "name": {"type": "string"},
-                    "iteration": {"type": "integer"},
-                    "labels": {"type": "object"},
+                    # Described, not checked: the pipeline copes with any value of these two.
+                    "name": {"description": "the run's name (text)"},
+                    "iteration": {"description": "hyper-parameter iteration: 0 for the parent run"},
+                    "labels": {"type": ["object", "null"]},
                 },
             },
             "spec": {

@@ -125,6 +125,11 @@ async def test_runs_the_pipeline_would_dead_letter_are_refused_with_problems(api
         {"path": "[1].metadata.project", "message": "must not contain '/'"},
         {"path": "[2].status.notifications", "message": "must be an object"},
     ]
+    poison = {**good, "spec": {"notifications": [{"kind": "console", "name": {"a": 1}}]}}
+    code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=poison)
+    assert code == 400 and body["problems"] == [
+        {"path": "spec.notifications[0].name", "message": "must be a string"}
+    ]
     code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=[{"status": {"state": "x"}}])
     assert code == 400 and body["problems"] == [
         {"path": "[0].metadata", "message": "is missing or not an object"}

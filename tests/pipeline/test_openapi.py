@@ -4,6 +4,8 @@ and as the document says (status codes, bodies, content types, which requests ne
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,11 +41,14 @@ def fuzzed(
         process.stop()
 
 
-OPERATIONS = [
-    (path, method.upper())
+# (path, method, generation mode): invalid requests too where there is input to make invalid.
+CASES = [
+    (path, method.upper(), mode)
     for path, item in OPENAPI["paths"].items()
     for method in item
     if method != "parameters"
+    for mode in GenerationMode
+    if mode is GenerationMode.POSITIVE or "{" in path or "requestBody" in item[method]
 ]
 
 
@@ -53,14 +58,11 @@ def served_schema(fuzzed: WorkerProcess) -> BaseSchema:
     return schemathesis.openapi.from_url(fuzzed.api + "/api/v1/openapi.json")
 
 
-@pytest.mark.parametrize("mode", list(GenerationMode), ids=str)
-@pytest.mark.parametrize(("path", "method"), OPERATIONS)
+@pytest.mark.parametrize(("path", "method", "mode"), CASES, ids=lambda value: str(value))
 def test_the_api_keeps_to_its_openapi_document(
     fuzzed: WorkerProcess, served_schema: BaseSchema, path: str, method: str, mode: GenerationMode
 ) -> None:
     operation = served_schema[path][method]
-    if mode is GenerationMode.NEGATIVE and not (operation.body or operation.path_parameters):
-        pytest.skip("nothing to make invalid")
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -74,3 +76,32 @@ def test_the_api_keeps_to_its_openapi_document(
             case.validate_response(response)
 
     answers_as_documented()
+
+
+def test_schemathesis_run_with_every_check_finds_nothing(fuzzed: WorkerProcess, tmp_path: Path) -> None:
+    """`st run` as a user would: its coverage phase tries each constraint of the document one by one
+    (it found the runs that stopped the evaluate stage), then random cases; every check, including
+    that each operation needing a token refuses a request without one."""
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("st")),
+            "run",
+            fuzzed.api + "/api/v1/openapi.json",
+            *("--header", f"Authorization: Bearer {TOKEN}"),
+            *("--checks", "all", "--phases", "coverage,fuzzing", "--max-examples", str(EXAMPLES)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,  # its report directory, if any
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+
+
+def test_the_worker_took_every_accepted_run(fuzzed: WorkerProcess) -> None:
+    """Run after the fuzzing: what the API accepted, the pipeline processed (nothing dead-lettered,
+    no stage failed, the worker alive: a run the API lets through must not stop a worker)."""
+    fuzzed.check_alive()
+    assert fuzzed.get("/readyz")[0] == 200
+    log = fuzzed.log_path.read_text(errors="replace")
+    assert "dead-lettered" not in log and "Traceback" not in log, fuzzed.tail()
