@@ -1,27 +1,47 @@
 """The HTTP API every worker serves: publish runs, read runs and their notification statuses.
 
-Every error is JSON ``{"error": "..."}``, aiohttp's own (404, 405, 413) included.
+Every error is JSON ``{"error": "..."}``, aiohttp's own (404, 405, 413) included. With a tokens
+file, every request but the public ones (PUBLIC_PATHS) needs a bearer token with the route's scope
+(`required_scope`); the document of it all is `runherald.openapi`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from runherald import ledger, metrics
+from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
-from runherald.publish import Publisher, PublishError, parse_runs, run_key
+from runherald.evaluation import INVALID_FIELD, InvalidEvent, validate_run
+from runherald.openapi import OPENAPI
+from runherald.publish import Publisher, PublishError, parse_runs
 from runherald.sealing import SealKeyError
 
 log = logging.getLogger("runherald.api")
 
 RecordLookup = Callable[[str], bytes | None]
 RunLookup = Callable[[ledger.Record], Awaitable[dict[str, Any] | None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Answered without a token: probes, scrapers and clients reading the API's description.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"})
+# POSTs that are not configuration changes; every other change needs admin.
+_POST_SCOPES = {
+    "/api/v1/runs": "publish",
+    "/api/v1/integrations/{name}": "publish",
+    "/api/v1/rules/test": "read",
+}
+_HEADERS_KEPT = ("Allow", "WWW-Authenticate")
+_PROBLEM_PATH = re.compile(r"(?P<path>[a-z_]+(?:\.[a-z_]+|\[\d+\])*) (?P<message>.+)", re.DOTALL)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -30,6 +50,25 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _error(message: str, status: int) -> web.Response:
     return _json({"error": message}, status)
+
+
+def run_problems(runs: list[dict[str, Any]], listed: bool) -> list[dict[str, str]]:
+    """What the pipeline would dead-letter in these runs, one problem per run (`[i].` before the path
+    of the i-th run of a list), so the API refuses it instead of accepting it."""
+    problems = []
+    for index, run in enumerate(runs):
+        try:
+            validate_run(run)
+            if not isinstance(run["status"].get("notifications", {}), dict):
+                raise InvalidEvent("status.notifications must be an object", INVALID_FIELD)
+        except InvalidEvent as exc:
+            found = _PROBLEM_PATH.fullmatch(str(exc))
+            path, message = (found["path"], found["message"]) if found else ("", str(exc))
+            prefix = f"[{index}]" if listed else ""
+            problems.append(
+                {"path": f"{prefix}.{path}" if prefix and path else prefix + path, "message": message}
+            )
+    return problems
 
 
 def _error_message(exc: web.HTTPException, request: web.Request) -> str:
@@ -41,10 +80,22 @@ def _error_message(exc: web.HTTPException, request: web.Request) -> str:
     return exc.reason if not exc.text or exc.text.startswith(f"{exc.status}:") else exc.text
 
 
+class MalformedRequestLog(logging.Filter):
+    """aiohttp logs a request it cannot parse with the offending raw line, which may be a header
+    carrying a bearer token: keep only the first line of why, without the traceback or the bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            why = (str(error.message).splitlines() or [""])[0]
+            record.msg, record.args = "malformed HTTP request refused (%d): %s", (error.code, why)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 @web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn aiohttp's plain-text errors (no route, wrong method, body too large) and crashes into JSON."""
     try:
         return await handler(request)
@@ -52,12 +103,63 @@ async def json_errors(
         if exc.status < 400:
             raise
         response = _error(_error_message(exc, request), exc.status)
-        if isinstance(exc, web.HTTPMethodNotAllowed):
-            response.headers["Allow"] = exc.headers["Allow"]
+        for header in _HEADERS_KEPT:
+            if header in exc.headers:
+                response.headers[header] = exc.headers[header]
         return response
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return _error("internal error", 500)
+
+
+def required_scope(request: web.Request) -> str | None:
+    """The scope the matched route needs (admin for any change not listed), "" for a request that
+    matched no route (a token, any scope, before 404 or 405), None for the public paths."""
+    if request.path in PUBLIC_PATHS:
+        return None
+    resource = request.match_info.route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return ""
+    if request.method in {"GET", "HEAD"}:
+        return "read"
+    return _POST_SCOPES.get(resource.canonical, "admin") if request.method == "POST" else "admin"
+
+
+def bearer_auth(tokens: TokenTable) -> Middleware:
+    """Middleware: 401 (WWW-Authenticate: Bearer) without a known token, 403 without the route's scope."""
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        scope = required_scope(request)
+        if scope is None:
+            return await handler(request)
+        kind, _, presented = request.headers.get("Authorization", "").partition(" ")
+        presented = presented.strip() if kind.lower() == "bearer" else ""
+        if not presented:
+            raise web.HTTPUnauthorized(
+                text="this request needs a bearer token (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": 'Bearer realm="runherald"'},
+            )
+        token = tokens.find(presented)
+        if token is None:
+            log.info("%s %s: refused an unknown bearer token", request.method, request.path)
+            raise web.HTTPUnauthorized(
+                text="the bearer token is not valid",
+                headers={"WWW-Authenticate": 'Bearer realm="runherald", error="invalid_token"'},
+            )
+        if scope and not token.allows(scope):
+            log.info("%s %s: token %r lacks scope %s", request.method, request.path, token.name, scope)
+            raise web.HTTPForbidden(
+                text=f"token {token.name!r} lacks the {scope!r} scope that {request.method} {request.path}"
+                " needs",
+                headers={
+                    "WWW-Authenticate": f'Bearer realm="runherald", error="insufficient_scope", '
+                    f'scope="{scope}"'
+                },
+            )
+        return await handler(request)
+
+    return authenticate
 
 
 def create_api(
@@ -67,17 +169,22 @@ def create_api(
     run_for: RunLookup,
     health: Callable[[], dict[str, Any]],
     max_body_bytes: int,
+    tokens: TokenTable | None = None,
 ) -> web.Application:
-    """An aiohttp application over a publisher, the ledger (by run key) and a reader of runs by record."""
+    """An aiohttp application over a publisher, the ledger (by run key) and a reader of runs by record;
+    with `tokens`, every request but the public ones needs one of them (without, it is all open)."""
 
     async def post_runs(request: web.Request) -> web.Response:
         body = await request.read()
         try:
             runs = parse_runs(body)
-            for run in runs:
-                run_key(run)
         except PublishError as exc:
             return _error(str(exc), 400)
+        problems = run_problems(runs, listed=len(runs) > 1 or body.lstrip().startswith(b"["))
+        if problems:
+            first = problems[0]
+            message = f"{first['path']} {first['message']}".strip()
+            return _json({"error": f"invalid run: {message}", "problems": problems}, 400)
         try:
             keys = await publisher.publish_many(runs)
         except SealKeyError as exc:  # this worker's keys, not the request, are at fault
@@ -95,7 +202,8 @@ def create_api(
         if run is None:
             return _error(f"run {key} not found", 404)
         status = run.setdefault("status", {})
-        notifications = dict(status.get("notifications") or {})
+        given = status.get("notifications")
+        notifications = dict(given) if isinstance(given, dict) else {}
         notifications.update(ledger.mlrun_status_notifications(record))
         if notifications:
             status["notifications"] = notifications
@@ -117,7 +225,12 @@ def create_api(
         info = health()
         return _json(info, 200 if info.get("status") == "ok" else 503)
 
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
+    async def get_openapi(request: web.Request) -> web.Response:
+        return _json(OPENAPI)
+
+    middlewares: list[Middleware] = [json_errors] if tokens is None else [json_errors, bearer_auth(tokens)]
+    app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
+    app.router.add_get("/api/v1/openapi.json", get_openapi)
     app.router.add_post("/api/v1/runs", post_runs)
     app.router.add_get("/api/v1/runs/{project}/{uid}", get_run)
     app.router.add_get("/api/v1/runs/{project}/{uid}/notifications", get_notifications)

@@ -29,6 +29,7 @@ from runherald.cli_common import (
     read_runs,
 )
 from runherald.cli_keys import keys as keys_group
+from runherald.cli_tokens import token
 from runherald.config import SettingsWarning, env_name, redact
 from runherald.errors import InvalidArgumentError
 
@@ -64,6 +65,7 @@ def cli(ctx: click.Context) -> None:
 
 
 cli.add_command(keys_group)
+cli.add_command(token)
 
 
 @cli.command(short_help="embedded broker, a worker and the API, in the foreground")

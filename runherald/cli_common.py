@@ -7,10 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import traceback
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
@@ -19,12 +16,12 @@ import click
 import yaml
 from click.core import ParameterSource
 
+from runherald.api_client import call_api
 from runherald.config import CONFIG_ENV, Settings, env_name
-from runherald.errors import ApiError, ApiUnavailable, BrokerUnavailable, RunheraldError
+from runherald.errors import BrokerUnavailable, RunheraldError
 
 DEFAULT_API = "http://127.0.0.1:6066"
 OUTPUTS = ("table", "json", "yaml")
-API_TIMEOUT = 10.0
 
 T = TypeVar("T")
 
@@ -204,34 +201,7 @@ def kafka_client(state: CliState, settings: Settings, work: Coroutine[Any, Any, 
 
 def api_get(state: CliState, path: str) -> Any:
     """GET a JSON document from the API (with --token as a bearer token); ApiUnavailable or ApiError."""
-    headers = {"Accept": "application/json"}
-    if state.token:
-        headers["Authorization"] = f"Bearer {state.token}"
-    request = urllib.request.Request(state.api.rstrip("/") + path, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error")
-        except (ValueError, AttributeError):
-            message = None
-        raise ApiError(message or f"the API answered {exc.code} {exc.reason}", exc.code) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        raise ApiUnavailable(f"cannot reach the API at {state.api}: {network_reason(reason)}") from None
-    except ValueError as exc:
-        raise ApiError(f"the API at {state.api} answered something that is not JSON: {exc}", 200) from None
-
-
-def network_reason(reason: Any) -> str:
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, TimeoutError):
-        return f"no answer within {API_TIMEOUT:g}s"
-    if isinstance(reason, socket.gaierror):
-        return "unknown host"
-    return str(reason)
+    return call_api(state.api, state.token, "GET", path)
 
 
 def read_runs(source: IO[bytes]) -> list[dict[str, Any]]:

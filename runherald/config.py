@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     partitions: int = 8
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # The API's bearer tokens (YAML, runherald.auth); without it the API must listen on loopback only.
+    api_tokens_file: str = ""
     # The embedded broker holds each fetch until this runs out even when data waits (see README).
     fetch_max_wait_ms: int = 500
     # Consumer-group session: how soon a dead worker's partitions move to the others. The embedded

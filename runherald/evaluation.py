@@ -19,6 +19,7 @@ from runherald.delivery import Delivery, delivery_id, run_key
 from runherald.sealing import seal_notification
 
 NOTIFYING_STATES = frozenset({"completed", "error", "aborted", "running"})
+NOTIFICATION_TEXT_FIELDS = ("kind", "name", "message", "severity", "condition")
 
 
 class InvalidEvent(ValueError):
@@ -81,6 +82,10 @@ def validate_run(run: Any) -> None:
             raise InvalidEvent(f"metadata.{name} is missing or not a non-empty string", MISSING_FIELD)
         if "/" in value:
             raise InvalidEvent(f"metadata.{name} must not contain '/'", INVALID_FIELD)
+    if meta.get("labels") is not None and not isinstance(meta["labels"], dict):
+        raise InvalidEvent(
+            "metadata.labels must be an object", INVALID_FIELD
+        )  # notifiers and rules read it as one
     status = run.get("status")
     if not isinstance(status, dict):
         raise InvalidEvent("status is missing or not an object", MISSING_FIELD)
@@ -101,6 +106,9 @@ def validate_run(run: Any) -> None:
         for fld in ("params", "secret_params"):
             if item.get(fld) is not None and not isinstance(item[fld], dict):
                 raise InvalidEvent(f"spec.notifications[{i}].{fld} must be an object", INVALID_FIELD)
+        for fld in NOTIFICATION_TEXT_FIELDS:  # a name that is not text stopped the whole stage once
+            if item.get(fld) is not None and not isinstance(item[fld], str):
+                raise InvalidEvent(f"spec.notifications[{i}].{fld} must be a string", INVALID_FIELD)
 
 
 def _timestamp(value: Any) -> float | None:

@@ -16,7 +16,8 @@ import orjson
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from runherald.api import create_api
+from runherald.api import MalformedRequestLog, create_api
+from runherald.auth import TokenTable, api_tokens
 from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker, free_port
 from runherald.config import Settings
 from runherald.connect import quiet_kafka_log
@@ -50,6 +51,7 @@ class ApiService(mode.Service):
         pipeline: Pipeline,
         *,
         notifiers: Notifiers | None = None,
+        tokens: TokenTable | None = None,
         announce: str = "",
         runtime: str = "",
         **kwargs: Any,
@@ -57,6 +59,7 @@ class ApiService(mode.Service):
         super().__init__(**kwargs)
         self.pipeline = pipeline
         self.notifiers = notifiers
+        self.tokens = tokens
         self.runtime = runtime
         self.settings = pipeline.settings
         self.announce = announce
@@ -105,6 +108,7 @@ class ApiService(mode.Service):
         secret_filter = SecretLogFilter(self.pipeline.dispatcher.scrubber)
         for handler in logging.getLogger().handlers:
             handler.addFilter(secret_filter)
+        logging.getLogger("aiohttp.server").addFilter(MalformedRequestLog())
         await self.publisher.start()
         await self.view.start()
         api = create_api(
@@ -113,12 +117,14 @@ class ApiService(mode.Service):
             run_for=self._run_lookup,
             health=self._health,
             max_body_bytes=self.settings.max_event_bytes * 16,
+            tokens=self.tokens,
         )
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.web_host, self.settings.web_port)
         await site.start()
-        print(f"runherald API listening on {self.url}", flush=True)
+        access = f" (bearer tokens from {self.tokens.source})" if self.tokens else ""
+        print(f"runherald API listening on {self.url}{access}", flush=True)
         if self.runtime:
             print(f"runherald worker: {self.runtime}", flush=True)
         if self.announce:
@@ -203,6 +209,7 @@ def run_worker(
             f"a worker needs the private keys that open sealed secret_params: set {PRIVATE_KEYS_ENV} or "
             f"{PRIVATE_KEYS_ENV}_FILE (`runherald keys create` makes a key pair)"
         )
+    tokens = api_tokens(settings)  # a bad tokens file, or no tokens off loopback: stop before anything
     loop_kind = install_event_loop(settings.event_loop)
     with quiet_kafka_log():  # no broker: BrokerUnavailable says so in one line
         asyncio.run(ensure_topics(settings))
@@ -211,7 +218,11 @@ def run_worker(
     consumer = "in its own thread" if settings.consumer_thread else "on the event loop"
     runtime = f"event loop {loop_kind}, Kafka consumer {consumer}"
     service = ApiService(
-        pipeline, notifiers=notifiers, announce=announce, runtime=runtime if banner or not announce else ""
+        pipeline,
+        notifiers=notifiers,
+        tokens=tokens,
+        announce=announce,
+        runtime=runtime if banner or not announce else "",
     )
     worker = _Worker(
         pipeline.app,

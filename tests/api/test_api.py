@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from runherald import ledger
 from runherald.api import create_api
+from runherald.auth import TokenTable
 from runherald.broker import free_port
 from runherald.config import Settings
 from runherald.publish import Publisher
@@ -22,7 +24,8 @@ MAX_BODY = 1000
 class Api:
     """create_api over a ledger holding one run, whose run reader fails, and a health we can change."""
 
-    def __init__(self) -> None:
+    def __init__(self, tokens: TokenTable | None = None) -> None:
+        self.tokens = tokens
         self.info: dict[str, Any] = {
             "status": "starting",
             "ledger_view_caught_up": False,
@@ -43,12 +46,19 @@ class Api:
             run_for=self.run_for,
             health=lambda: dict(self.info),
             max_body_bytes=MAX_BODY,
+            tokens=self.tokens,
         )
 
 
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
-    served = Api()
+    async with serve(Api()) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serve(served: Api) -> AsyncIterator[Api]:
+    """The API on a free loopback port (served.url) for as long as the block runs."""
     runner = web.AppRunner(served.app(), access_log=None)
     await runner.setup()
     port = free_port()
@@ -98,6 +108,32 @@ async def test_every_error_is_json(
     assert set(body) == {"error"} and body["error"].startswith(error)
     if status == 405:
         assert headers["Allow"] == "GET,HEAD"
+
+
+async def test_runs_the_pipeline_would_dead_letter_are_refused_with_problems(api: Api) -> None:
+    good = {"metadata": {"project": "p", "uid": "u"}, "status": {"state": "completed"}}
+    bad_state = {"metadata": {"project": "p", "uid": "u"}, "status": {"state": ""}}
+    bad_key = {"metadata": {"project": "p/q", "uid": "u"}, "status": {"state": "completed"}}
+    code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=bad_state)
+    assert code == 400 and body == {
+        "error": "invalid run: status.state is missing or not a non-empty string",
+        "problems": [{"path": "status.state", "message": "is missing or not a non-empty string"}],
+    }
+    listed = [good, bad_key, {**good, "status": {"state": "running", "notifications": [1]}}]
+    code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=listed)
+    assert code == 400 and body["problems"] == [
+        {"path": "[1].metadata.project", "message": "must not contain '/'"},
+        {"path": "[2].status.notifications", "message": "must be an object"},
+    ]
+    poison = {**good, "spec": {"notifications": [{"kind": "console", "name": {"a": 1}}]}}
+    code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=poison)
+    assert code == 400 and body["problems"] == [
+        {"path": "spec.notifications[0].name", "message": "must be a string"}
+    ]
+    code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=[{"status": {"state": "x"}}])
+    assert code == 400 and body["problems"] == [
+        {"path": "[0].metadata", "message": "is missing or not an object"}
+    ]
 
 
 async def test_healthz_is_liveness_and_readyz_waits_for_the_ledger_view(api: Api) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from runherald import ledger
 from runherald.config import Settings
 from runherald.delivery import delivery_id, run_key
-from runherald.evaluation import evaluate_event, make_delivery
+from runherald.evaluation import InvalidEvent, evaluate_event, make_delivery, validate_run
 
 
 def run(state: str, last_update: str | None = None, names: tuple[str, ...] = ("hook",)) -> dict[str, Any]:
@@ -86,3 +88,21 @@ def test_duplicate_names_send_nothing_and_record_an_error() -> None:
     assert result.deliveries == []
     [entry] = (result.record or record)["deliveries"].values()
     assert entry["status"] == ledger.ERROR and entry["reason"] == "Notification names must be unique"
+
+
+@pytest.mark.parametrize("field", ["kind", "name", "message", "severity", "condition"])
+def test_a_notification_field_that_is_not_text_is_an_invalid_event(field: str) -> None:
+    # Found by fuzzing the API: a name {"a": 1} reached the evaluate stage and stopped the worker.
+    bad = run("completed")
+    bad["spec"]["notifications"][0][field] = {"a": 1}
+    with pytest.raises(InvalidEvent, match=rf"spec.notifications\[0\].{field} must be a string"):
+        validate_run(bad)
+    bad["spec"]["notifications"][0][field] = None
+    validate_run(bad)
+
+
+def test_labels_that_are_not_an_object_are_an_invalid_event() -> None:
+    bad = run("completed")
+    bad["metadata"]["labels"] = ["workflow"]
+    with pytest.raises(InvalidEvent, match=r"metadata.labels must be an object"):
+        validate_run(bad)

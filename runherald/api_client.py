@@ -1,0 +1,69 @@
+"""The command line's client of runherald's HTTP API: JSON over urllib, the bearer token on every call.
+
+Every failure is a RunheraldError of one line: ApiUnavailable (no answer), ApiError (an error
+status; 401 and 403 say what to do about the token).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+
+from runherald.errors import ApiError, ApiUnavailable
+
+API_TIMEOUT = 10.0
+
+
+def call_api(api: str, token: str | None, method: str, path: str, body: Any = None) -> Any:
+    """Send one request (body as JSON, if any) and return the decoded JSON answer."""
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(api.rstrip("/") + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error")
+        except (ValueError, AttributeError):
+            message = None
+        raise ApiError(
+            _refusal(api, token, exc.code, message or f"the API answered {exc.code} {exc.reason}"), exc.code
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise ApiUnavailable(f"cannot reach the API at {api}: {_network_reason(reason)}") from None
+    except ValueError as exc:
+        raise ApiError(f"the API at {api} answered something that is not JSON: {exc}", 200) from None
+
+
+def _refusal(api: str, token: str | None, status: int, message: str) -> str:
+    """The server's message, and for 401/403 what to do about the token (which is never shown)."""
+    if status == 401 and not token:
+        return f"the API at {api} needs a bearer token: give --token or set RUNHERALD_TOKEN"
+    if status == 401:
+        return f"the API at {api} rejected the token given by --token / RUNHERALD_TOKEN (401: {message})"
+    if status == 403:
+        return f"the API at {api} refused (403): {message}"
+    return message
+
+
+def _network_reason(reason: Any) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {API_TIMEOUT:g}s"
+    if isinstance(reason, socket.gaierror):
+        return "unknown host"
+    return str(reason)
+
+
+__all__ = ["API_TIMEOUT", "call_api"]
