@@ -203,13 +203,13 @@ def run_worker(
     `log_level` overrides settings.log_level; `banner` shows faust's start-up banner and the event
     loop line (`runherald dev` shows neither unless --verbose).
     """
+    tokens = api_tokens(settings)  # a bad tokens file, or no tokens off loopback: stop before anything
     if not seal_keys().private:
         # Without them no sealed secret opens, and POST /api/v1/runs cannot seal: say so now, not per send.
         raise SealKeyError(
             f"a worker needs the private keys that open sealed secret_params: set {PRIVATE_KEYS_ENV} or "
             f"{PRIVATE_KEYS_ENV}_FILE (`runherald keys create` makes a key pair)"
         )
-    tokens = api_tokens(settings)  # a bad tokens file, or no tokens off loopback: stop before anything
     loop_kind = install_event_loop(settings.event_loop)
     with quiet_kafka_log():  # no broker: BrokerUnavailable says so in one line
         asyncio.run(ensure_topics(settings))
