@@ -15,7 +15,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from runherald import ledger, metrics
 from runherald.delivery import run_key as delivery_key
-from runherald.publish import Publisher, PublishError, parse_runs, run_key
+from runherald.publish import InvalidRuns, Publisher, PublishError, is_list_input, parse_runs
 from runherald.sealing import SealKeyError
 
 log = logging.getLogger("runherald.api")
@@ -74,12 +74,13 @@ def create_api(
         body = await request.read()
         try:
             runs = parse_runs(body)
-            for run in runs:
-                run_key(run)
+            # Checked whole before anything is sent (runherald.admission): all the runs or none.
+            keys = await publisher.publish_many(runs, as_list=len(runs) > 1 or is_list_input(body))
+        except InvalidRuns as exc:
+            problems = [problem.as_dict() for problem in exc.problems]
+            return _json({"error": exc.summary, "problems": problems}, 400)
         except PublishError as exc:
             return _error(str(exc), 400)
-        try:
-            keys = await publisher.publish_many(runs)
         except SealKeyError as exc:  # this worker's keys, not the request, are at fault
             return _error(f"cannot seal secret_params: {exc}", 500)
         return _json({"accepted": len(keys), "runs": keys}, 202)
