@@ -23,7 +23,7 @@ from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
 from runherald.evaluation import INVALID_FIELD, InvalidEvent, validate_run
 from runherald.openapi import OPENAPI
-from runherald.publish import Publisher, PublishError, parse_runs
+from runherald.publish import InvalidRuns, Publisher, PublishError, is_list_input, parse_runs
 from runherald.sealing import SealKeyError
 
 log = logging.getLogger("runherald.api")
@@ -180,13 +180,18 @@ def create_api(
             runs = parse_runs(body)
         except PublishError as exc:
             return _error(str(exc), 400)
-        problems = run_problems(runs, listed=len(runs) > 1 or body.lstrip().startswith(b"["))
+        as_list = len(runs) > 1 or is_list_input(body)
+        problems = run_problems(runs, listed=as_list)  # what the pipeline would dead-letter
         if problems:
             first = problems[0]
             message = f"{first['path']} {first['message']}".strip()
             return _json({"error": f"invalid run: {message}", "problems": problems}, 400)
         try:
-            keys = await publisher.publish_many(runs)
+            # Checked whole before anything is sent (runherald.admission): all the runs or none.
+            keys = await publisher.publish_many(runs, as_list=as_list)
+        except InvalidRuns as exc:
+            problems = [problem.as_dict() for problem in exc.problems]
+            return _json({"error": exc.summary, "problems": problems}, 400)
         except SealKeyError as exc:  # this worker's keys, not the request, are at fault
             return _error(f"cannot seal secret_params: {exc}", 500)
         return _json({"accepted": len(keys), "runs": keys}, 202)

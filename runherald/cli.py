@@ -105,14 +105,12 @@ def worker(ctx: click.Context, web_port: int | None) -> None:
 @click.pass_context
 def publish(ctx: click.Context, file: IO[bytes]) -> None:
     """Publish run dicts: one JSON object, a JSON array, NDJSON, or YAML; prints each run's key."""
+    from runherald.publish import is_list_input, parse_run_file, validate_runs
     from runherald.publish import publish as publish_runs
-    from runherald.publish import run_key
 
-    state = ctx.ensure_object(CliState)
-    runs = read_runs(file)
-    for run in runs:
-        run_key(run)  # invalid input is found before the broker is asked
-    settings = state.settings()
+    state, data = ctx.ensure_object(CliState), file.read()
+    runs, settings = parse_run_file(data), state.settings()
+    validate_runs(runs, settings, as_list=len(runs) > 1 or is_list_input(data))  # before the broker is asked
     keys = kafka_client(state, settings, publish_runs(runs, settings))
     emit(state, {"accepted": len(keys), "runs": keys}, lambda: click.echo("\n".join(keys)))
 

@@ -60,7 +60,6 @@ NOT_SETTINGS = {
 }
 NOT_SETTINGS_PREFIXES = (
     "RUNHERALD_SECRET_",  # secrets that secret_params refer to as ${RUNHERALD_SECRET_...}
-    "RUNHERALD_FIXTURE_",  # tests/fixtures: secrets the MLRun-generated fixtures resolve
 )
 
 _SECRET_NAME_PARTS = frozenset({"key", "password", "passwd", "token", "secret", "webhook", "credentials"})
@@ -119,6 +118,9 @@ class Settings(BaseSettings):
     allow_loopback_egress: bool = False
     templates_dir: str = ""
     secrets_dir: str = ""
+    # Environment variables secret references may read besides RUNHERALD_SECRET_*: exact names, comma
+    # separated (RUNHERALD_SECRETS_ENV_ALLOW=SLACK_BOT_TOKEN,PAGER_KEY).
+    secrets_env_allow: str = ""
     ui_url: str = ""
     slack_base_url: str = SLACK_API_URL
     slack_webhook: str = ""  # a fallback incoming webhook for slack notifications without one
@@ -206,6 +208,20 @@ class Settings(BaseSettings):
         if value not in {"uvloop", "asyncio"}:
             raise ValueError("event_loop must be 'uvloop' or 'asyncio'")
         return value
+
+    @field_validator("secrets_env_allow")
+    @classmethod
+    def _secrets_env_allow(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        bad = [name for name in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
+        if bad:
+            raise ValueError(f"not environment variable names: {', '.join(bad)}")
+        return ",".join(names)
+
+    @property
+    def secret_env_names(self) -> frozenset[str]:
+        """The exact environment variable names secret references may read (secrets_env_allow)."""
+        return frozenset(name for name in self.secrets_env_allow.split(",") if name)
 
     @field_validator("log_level")
     @classmethod

@@ -18,6 +18,7 @@ import yaml
 
 from runherald import channels
 from runherald.errors import InvalidArgumentError, RunheraldValueError
+from runherald.secret_values import env_allowed, secret_env_name
 
 # The placeholder a feature-store target path uses for the run id; MLRun stores paths with it verbatim.
 RUN_ID_PLACE_HOLDER = "{run_id}"
@@ -492,11 +493,18 @@ class Notification(ModelObj):
     def enrich_unmasked_secret_params_from_project_secret(
         self, secrets: Mapping[str, str] | None = None
     ) -> None:
-        """Replace `{"secret": KEY}` by the JSON dict stored under KEY (in `secrets`, else in the env)."""
+        """Replace `{"secret": KEY}` by the JSON dict stored under KEY (in `secrets`, else in the env).
+
+        Unlike MLRun, the environment is read only where secrets belong: ``RUNHERALD_SECRET_<KEY>``
+        (see secret_values.secret_env_name), or KEY itself when it starts with ``RUNHERALD_SECRET_``.
+        """
         key = self.secret_params.get("secret")
         if not key:
             return
-        value = (secrets or {}).get(key) or os.environ.get(key)
+        env_value = os.environ.get(secret_env_name(key))
+        if env_value is None and env_allowed(key):
+            env_value = os.environ.get(key)
+        value = (secrets or {}).get(key) or env_value
         if value:
             try:
                 self.secret_params = json.loads(value)

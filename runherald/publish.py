@@ -10,6 +10,7 @@ import orjson
 import yaml
 from aiokafka import AIOKafkaProducer
 
+from runherald.admission import InvalidRuns, Problem, check_runs
 from runherald.config import Settings
 from runherald.connect import start_client
 from runherald.delivery import run_key as delivery_key
@@ -17,6 +18,22 @@ from runherald.errors import PublishError
 from runherald.rules import as_dict
 from runherald.sealing import seal_run
 from runherald.topics import ensure_topics
+
+__all__ = [
+    "InvalidRuns",
+    "Problem",
+    "PublishError",
+    "Publisher",
+    "is_list_input",
+    "parse_run_file",
+    "parse_runs",
+    "prepare_runs",
+    "publish",
+    "publish_sync",
+    "run_key",
+    "to_run_dict",
+    "validate_runs",
+]
 
 
 def to_run_dict(run: Any) -> dict[str, Any]:
@@ -74,16 +91,18 @@ class Publisher:
 
     async def publish(self, run: Any) -> str:
         """Publish one run and wait for the broker to accept it; returns its key."""
-        return (await self.publish_many([run]))[0]
+        return (await self.publish_many([run], as_list=False))[0]
 
-    async def publish_many(self, runs: Iterable[Any]) -> list[str]:
-        """Publish runs (validated first: nothing is sent if one is not a run) and wait for all acks.
+    async def publish_many(self, runs: Iterable[Any], *, as_list: bool = True) -> list[str]:
+        """Publish runs (validated first: nothing is sent if one has a problem, InvalidRuns lists them
+        all, paths prefixed ``[i].`` when `as_list`) and wait for all acks.
 
         Literal secret_params values are sealed first (runherald.sealing): no secret reaches the topic.
         """
         if self._producer is None:
             raise RuntimeError("Publisher is not started")
-        return await self.send_prepared(prepare_runs(runs))
+        prepared = prepare_runs(runs, as_list=as_list, slack_fallback=bool(self.settings.slack_webhook))
+        return await self.send_prepared(prepared)
 
     async def send_prepared(self, prepared: list[tuple[str, bytes]]) -> list[str]:
         """Send what prepare_runs made and wait for all acks; returns the keys."""
@@ -96,20 +115,35 @@ class Publisher:
         return [key for key, _ in prepared]
 
 
-def prepare_runs(runs: Iterable[Any]) -> list[tuple[str, bytes]]:
-    """(key, value) of each run, validated and with its literal secret_params sealed; PublishError or
-    SealKeyError (no public key to seal with) before anything is sent."""
-    prepared = []
-    for run in runs:
-        run_dict = to_run_dict(run)
-        key = run_key(run_dict)
-        prepared.append((key, orjson.dumps(seal_run(run_dict))))
-    return prepared
+def prepare_runs(
+    runs: Iterable[Any], *, as_list: bool | None = None, slack_fallback: bool = False
+) -> list[tuple[str, bytes]]:
+    """(key, value) of each run, validated and with its literal secret_params sealed; PublishError
+    (InvalidRuns: every problem of every run, see runherald.admission) or SealKeyError (no public key
+    to seal with) before anything is sent."""
+    run_dicts = [to_run_dict(run) for run in runs]
+    check_runs(run_dicts, as_list=as_list, slack_fallback=slack_fallback)
+    return [(run_key(run_dict), orjson.dumps(seal_run(run_dict))) for run_dict in run_dicts]
+
+
+def validate_runs(runs: Any, settings: Settings | None = None, *, as_list: bool | None = None) -> None:
+    """Raise InvalidRuns (a PublishError) listing every problem of one run or a list of runs; what
+    `publish` checks before it connects, without sealing or sending anything."""
+    settings = settings or Settings.from_env()
+    listed = isinstance(runs, list) if as_list is None else as_list
+    run_dicts = [to_run_dict(run) for run in (runs if isinstance(runs, list) else [runs])]
+    check_runs(run_dicts, as_list=listed, slack_fallback=bool(settings.slack_webhook))
 
 
 async def publish(runs: Any, settings: Settings | None = None) -> list[str]:
-    """Publish one run or a list of runs with a short-lived producer (sealed before it connects)."""
-    prepared = prepare_runs(runs if isinstance(runs, list) else [runs])
+    """Publish one run or a list of runs with a short-lived producer (validated and sealed before it
+    connects: InvalidRuns, with every problem, and nothing sent if one run has a problem)."""
+    settings = settings or Settings.from_env()
+    prepared = prepare_runs(
+        runs if isinstance(runs, list) else [runs],
+        as_list=isinstance(runs, list),
+        slack_fallback=bool(settings.slack_webhook),
+    )
     async with Publisher(settings) as publisher:
         return await publisher.send_prepared(prepared)
 
@@ -117,6 +151,13 @@ async def publish(runs: Any, settings: Settings | None = None) -> list[str]:
 def publish_sync(runs: Any, settings: Settings | None = None) -> list[str]:
     """publish() for code without an event loop."""
     return asyncio.run(publish(runs, settings))
+
+
+def is_list_input(text: str | bytes) -> bool:
+    """Whether run input is a list of runs (a JSON array, YAML list) rather than one run, for the
+    ``[i].`` prefix of problem paths; NDJSON and YAML documents count as a list when there are several."""
+    data = (text.encode() if isinstance(text, str) else text).lstrip()
+    return data[:1] == b"[" or data[:2] == b"- "
 
 
 def parse_runs(text: str | bytes) -> list[dict[str, Any]]:

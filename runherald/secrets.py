@@ -6,13 +6,21 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from runherald.sealing import open_sealed
-from runherald.secret_values import ENV_REFERENCE, SecretResolutionError, is_reference, is_sealed
+from runherald.secret_values import (
+    ENV_REFERENCE,
+    SECRET_ENV_PREFIX,
+    SecretResolutionError,
+    env_allowed,
+    is_reference,
+    is_sealed,
+    secret_env_name,
+)
 
 REDACTED = "REDACTED"
 # Keys whose values are secrets even when they were given in plain `params`.
@@ -26,9 +34,10 @@ def resolve_params(
     *,
     env: Mapping[str, str] = os.environ,
     secrets_dir: str | os.PathLike[str] | None = None,
+    env_allow: Collection[str] = (),
 ) -> dict[str, Any]:
-    """Return ``{**secret_params, **params}`` with ``${VAR}`` and ``{"secret": name}`` references resolved."""
-    return resolve_params_and_secrets(notification, env=env, secrets_dir=secrets_dir)[0]
+    """Return ``{**secret_params, **params}`` with the references in secret_params resolved."""
+    return resolve_params_and_secrets(notification, env=env, secrets_dir=secrets_dir, env_allow=env_allow)[0]
 
 
 def resolve_params_and_secrets(
@@ -36,9 +45,16 @@ def resolve_params_and_secrets(
     *,
     env: Mapping[str, str] = os.environ,
     secrets_dir: str | os.PathLike[str] | None = None,
+    env_allow: Collection[str] = (),
 ) -> tuple[dict[str, Any], set[str]]:
-    """Like resolve_params, also returning every secret value met, for scrubbing logs and reasons."""
-    resolver = _Resolver(env, Path(secrets_dir) if secrets_dir else None)
+    """Like resolve_params, also returning every secret value met, for scrubbing logs and reasons.
+
+    Only secret_params are resolved: ``${VAR}`` and ``{"secret": name}`` anywhere else (params, and so
+    URLs, headers, bodies, templates) stay literal text. A reference reads only what an operator put
+    there for secrets: a file in `secrets_dir`, a ``RUNHERALD_SECRET_*`` variable, or a variable named
+    in `env_allow`; any other raises SecretResolutionError naming the reference, never a value.
+    """
+    resolver = _Resolver(env, Path(secrets_dir) if secrets_dir else None, frozenset(env_allow))
     secret_params = dict(notification.get("secret_params") or {})
     if "secret" in secret_params:
         if len(secret_params) > 1:
@@ -46,20 +62,27 @@ def resolve_params_and_secrets(
                 "When the 'secret' key is present, 'secret_params' should not contain any other keys."
             )
         secret_params = resolver.load_json_object(str(secret_params["secret"]))
-    resolved_secret = {key: resolver.resolve(value) for key, value in secret_params.items()}
+    resolved_secret = {}
+    for key, value in secret_params.items():
+        try:
+            resolved_secret[key] = resolver.resolve(value)
+        except SecretResolutionError as exc:
+            raise SecretResolutionError(f"secret_params.{key}: {exc}") from None
     for value in resolved_secret.values():
         resolver.remember(value)
     params = notification.get("params") or {}
-    resolved_params = {key: resolver.resolve(value) for key, value in params.items()}
-    return {**resolved_secret, **resolved_params}, resolver.seen
+    return {**resolved_secret, **params}, resolver.seen
 
 
 class _Resolver:
-    """Walks param values, replacing references and remembering the secrets it read."""
+    """Walks secret_params values, replacing references and remembering the secrets it read."""
 
-    def __init__(self, env: Mapping[str, str], secrets_dir: Path | None) -> None:
+    def __init__(
+        self, env: Mapping[str, str], secrets_dir: Path | None, env_allow: frozenset[str] = frozenset()
+    ) -> None:
         self.env = env
         self.secrets_dir = secrets_dir
+        self.env_allow = env_allow
         self.seen: set[str] = set()
 
     def remember(self, value: Any) -> None:
@@ -89,8 +112,13 @@ class _Resolver:
         return value
 
     def env_value(self, name: str) -> str:
+        if not env_allowed(name, self.env_allow):
+            raise SecretResolutionError(
+                f"${{{name}}} is not an environment variable secrets may come from "
+                f"(only {SECRET_ENV_PREFIX}* and the names in RUNHERALD_SECRETS_ENV_ALLOW)"
+            )
         if name not in self.env:
-            raise SecretResolutionError(f"environment variable '{name}' is not set")
+            raise SecretResolutionError(f"${{{name}}}: environment variable '{name}' is not set")
         value = self.env[name]
         self.remember(value)
         return value
@@ -104,13 +132,18 @@ class _Resolver:
             if path.is_file():
                 value = path.read_text(encoding="utf-8").removesuffix("\n")
         if value is None:
-            for candidate in (name, re.sub(r"[^A-Za-z0-9_]", "_", name).upper()):
-                if candidate in self.env:
+            for candidate in (secret_env_name(name), name):
+                if env_allowed(candidate, self.env_allow) and candidate in self.env:
                     value = self.env[candidate]
                     break
         if value is None:
-            where = f" in {self.secrets_dir} or" if self.secrets_dir is not None else " in"
-            raise SecretResolutionError(f"secret '{name}' not found{where} the environment")
+            where = f"a file in {self.secrets_dir}, " if self.secrets_dir is not None else ""
+            exact = secret_env_name(name) != name and env_allowed(name, self.env_allow)
+            allowed = f" or {name}" if exact else ""
+            raise SecretResolutionError(
+                f"secret '{name}' not found: looked for {where}the environment variable "
+                f"{secret_env_name(name)}{allowed}"
+            )
         self.remember(value)
         return value
 

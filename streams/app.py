@@ -167,6 +167,7 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
         send_timeout=settings.send_timeout,
         max_in_flight=settings.max_in_flight,
         secrets_dir=settings.secrets_dir or None,
+        secret_env_allow=settings.secret_env_names,
         owns_partition=ownership.owns,
         on_outcome=_observe,
         breakers=CircuitBreakers(

@@ -72,6 +72,7 @@ class Dispatcher:
         send_timeout: float,
         max_in_flight: int,
         secrets_dir: str | None = None,
+        secret_env_allow: frozenset[str] = frozenset(),
         owns_partition: Callable[[int], bool] = lambda p: True,
         on_outcome: Callable[[Delivery, DeliveryOutcome, float], None] | None = None,
         breakers: CircuitBreakers | None = None,
@@ -85,6 +86,7 @@ class Dispatcher:
         self._send_timeout = send_timeout
         self._slots = asyncio.Semaphore(max_in_flight)
         self._secrets_dir = secrets_dir
+        self._secret_env_allow = secret_env_allow
         self._owns = owns_partition
         self._on_outcome = on_outcome
         self.breakers = breakers or CircuitBreakers(0, 0.0, 0.0)
@@ -201,7 +203,9 @@ class Dispatcher:
 
     async def _send(self, delivery: Delivery) -> DeliveryOutcome:
         try:
-            params, secrets = resolve_params_and_secrets(delivery.notification, secrets_dir=self._secrets_dir)
+            params, secrets = resolve_params_and_secrets(
+                delivery.notification, secrets_dir=self._secrets_dir, env_allow=self._secret_env_allow
+            )
         except SecretResolutionError as exc:
             return DeliveryOutcome.permanent(f"secret resolution failed: {exc}")
         self.scrubber.add(secrets)

@@ -134,13 +134,22 @@ def test_publish_rejects_bad_input_before_asking_the_broker(tmp_path: Path) -> N
     port = free_port()  # nothing listens there: bad input must be found first
     for text, message in [
         ("[1]", "item 0 is a int, not a run object"),
-        ('{"metadata": {"project": "p"}}', "run metadata lacks uid"),
         ("metadata: [unclosed\n", "not JSON, NDJSON or YAML"),
     ]:
         result = invoke("publish", "--broker", f"kafka://127.0.0.1:{port}", input=text)
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith(f"runherald publish: {message}")
         assert len(result.stderr.splitlines()) == 1
+    # A run with problems: every one on its own line (tests/cli/test_admission.py has them all).
+    result = invoke(
+        "publish", "--broker", f"kafka://127.0.0.1:{port}", input='{"metadata": {"project": "p"}}'
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "runherald publish: the input has 2 problems; nothing was published",
+        "metadata.uid: missing or not a non-empty string",
+        "status: missing or not an object",
+    ]
 
 
 def test_publish_of_a_literal_secret_without_a_public_key_is_one_line_exit_2(tmp_path: Path) -> None:

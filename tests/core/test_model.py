@@ -337,9 +337,9 @@ def test_mail_validation_does_not_change_the_notification() -> None:
 @pytest.mark.parametrize("case", load("secret_params.json"), ids=lambda case: repr(case["secret_params"]))
 def test_secret_params_from_project_secret_match_mlrun(case: dict[str, Any], monkeypatch: Any) -> None:
     """Reference §5 case 62, with the project secret read from the environment."""
-    monkeypatch.setenv("RUNHERALD_FIXTURE_SECRET_JSON", '{"webhook": "Hello"}')
-    monkeypatch.setenv("RUNHERALD_FIXTURE_SECRET_TEXT", "Hello")
-    monkeypatch.delenv("RUNHERALD_FIXTURE_UNSET", raising=False)
+    monkeypatch.setenv("RUNHERALD_SECRET_FIXTURE_JSON", '{"webhook": "Hello"}')
+    monkeypatch.setenv("RUNHERALD_SECRET_FIXTURE_TEXT", "Hello")
+    monkeypatch.delenv("RUNHERALD_SECRET_FIXTURE_UNSET", raising=False)
     notification = model.Notification(kind="webhook", name="n", secret_params=case["secret_params"])
     outcome = capture(notification.enrich_unmasked_secret_params_from_project_secret)
     assert outcome == outcome_of(case)
@@ -460,3 +460,17 @@ def test_data_source_serialises_datetimes_as_iso() -> None:
     source = model.DataSource("s", start_time=start)
     assert source.to_dict()["start_time"] == "2025-01-02T03:04:05+00:00"
     assert source.start_time is start
+
+
+def test_a_project_secret_reads_no_variable_outside_runherald_secret(monkeypatch: Any) -> None:
+    monkeypatch.setenv("RUNHERALD_SEAL_KEY", '{"url": "https://leak.example"}')
+    monkeypatch.setenv("RUNHERALD_SECRET_RUNHERALD_SEAL_KEY", '{"url": "https://meant.example"}')
+    notification = model.Notification(
+        kind="webhook", name="n", secret_params={"secret": "RUNHERALD_SEAL_KEY"}
+    )
+    notification.enrich_unmasked_secret_params_from_project_secret()
+    assert notification.secret_params == {"url": "https://meant.example"}
+    monkeypatch.delenv("RUNHERALD_SECRET_RUNHERALD_SEAL_KEY")
+    untouched = model.Notification(kind="webhook", name="n", secret_params={"secret": "RUNHERALD_SEAL_KEY"})
+    untouched.enrich_unmasked_secret_params_from_project_secret()
+    assert untouched.secret_params == {"secret": "RUNHERALD_SEAL_KEY"}

@@ -108,7 +108,7 @@ def test_no_public_key_fails_when_sealing_and_no_key_is_made(
     assert caught.value.exit_code == 2  # a ConfigError: one line, exit 2 on the command line
     assert list(tmp_path.iterdir()) == []  # no key file made on the side
     # Nothing literal to seal: no key needed.
-    refs = {"kind": "webhook", "secret_params": {"env": "${HOOK_TOKEN}"}}
+    refs = {"kind": "webhook", "secret_params": {"env": "${RUNHERALD_SECRET_HOOK_TOKEN}"}}
     assert seal_notification(refs) == refs
 
 
@@ -117,16 +117,20 @@ def test_references_and_sealed_values_are_kept(monkeypatch: pytest.MonkeyPatch, 
     refs = {
         "kind": "webhook",
         "name": "refs",
-        "secret_params": {"env": "${HOOK_TOKEN}", "named": {"secret": "hook-pass"}, "done": already},
+        "secret_params": {
+            "env": "${RUNHERALD_SECRET_HOOK_TOKEN}",
+            "named": {"secret": "hook-pass"},
+            "done": already,
+        },
     }
     assert seal_notification(refs) == refs
     whole = {"kind": "slack", "secret_params": {"secret": "slack-creds"}}
     assert seal_notification(whole) == whole
     # Text around a reference may be secret itself: it is sealed, and the reference still resolves.
-    mixed = seal_notification({"secret_params": {"auth": "Bearer ${HOOK_TOKEN}"}})
+    mixed = seal_notification({"secret_params": {"auth": "Bearer ${RUNHERALD_SECRET_HOOK_TOKEN}"}})
     assert set(mixed["secret_params"]["auth"]) == {"sealed"}
     (tmp_path / "hook-pass").write_text("from-the-secrets-dir\n")
-    monkeypatch.setenv("HOOK_TOKEN", "from-the-env")
+    monkeypatch.setenv("RUNHERALD_SECRET_HOOK_TOKEN", "from-the-env")
     params, _ = resolve_params_and_secrets(
         {"secret_params": {**refs["secret_params"], **mixed["secret_params"]}}, secrets_dir=tmp_path
     )
@@ -165,7 +169,8 @@ def test_a_value_sealed_for_another_key_is_refused_with_a_reason_and_no_secret(
         resolve_params_and_secrets(sealed)
     message = str(caught.value)
     kid = token.split(".")[1]
-    assert message.startswith(
+    assert message.startswith(  # the secret_params key first, then why
+        "secret_params.token: "
         f"sealed secret cannot be opened with this worker's keys: it was sealed for key {kid}"
     )
     assert PRIVATE_KEYS_ENV in message
@@ -273,11 +278,11 @@ def test_keys_create_and_rotate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_redaction_keeps_references_and_sealed_values() -> None:
     sealed = seal_notification(notification())
-    sealed["secret_params"]["env"] = "${HOOK_TOKEN}"
+    sealed["secret_params"]["env"] = "${RUNHERALD_SECRET_HOOK_TOKEN}"
     sealed["secret_params"]["plain"] = "literal-secret"
     redacted = redact_secret_params(sealed)["secret_params"]
     assert redacted["plain"] == REDACTED
-    assert redacted["env"] == "${HOOK_TOKEN}"
+    assert redacted["env"] == "${RUNHERALD_SECRET_HOOK_TOKEN}"
     assert redacted["token"] == sealed["secret_params"]["token"]
     assert redact_secret_params(notification())["secret_params"] == dict.fromkeys(
         ("token", "headers", "retries"), REDACTED

@@ -24,26 +24,82 @@ from runherald.secrets import (
 )
 
 
-def test_env_references_and_params_win_over_secret_params() -> None:
+def test_env_references_resolve_in_secret_params_only_and_params_win() -> None:
     notification = {
-        "params": {"url": "https://hooks.example.com/${HOOK_PATH}", "method": "put"},
-        "secret_params": {"method": "post", "headers": {"Authorization": "Bearer ${TOKEN}"}},
+        "params": {"url": "https://hooks.example.com/${RUNHERALD_SECRET_HOOK_PATH}", "method": "put"},
+        "secret_params": {"method": "post", "headers": {"Authorization": "Bearer ${RUNHERALD_SECRET_TOKEN}"}},
     }
-    env = {"HOOK_PATH": "abc", "TOKEN": "t0ken-value"}
+    env = {"RUNHERALD_SECRET_HOOK_PATH": "abc", "RUNHERALD_SECRET_TOKEN": "t0ken-value"}
     params, seen = resolve_params_and_secrets(notification, env=env)
     assert params == {
-        "url": "https://hooks.example.com/abc",
+        # A reference in params is literal text: the worker's environment never reaches a URL.
+        "url": "https://hooks.example.com/${RUNHERALD_SECRET_HOOK_PATH}",
         "method": "put",
         "headers": {"Authorization": "Bearer t0ken-value"},
     }
-    assert "t0ken-value" in seen
+    assert "t0ken-value" in seen and "abc" not in seen
 
 
-def test_secret_reference_from_secrets_dir_and_env(tmp_path: Path) -> None:
+def test_params_keep_secret_references_literal(tmp_path: Path) -> None:
+    (tmp_path / "slack-hook").write_text("https://hooks.slack.com/services/T/B/X")
+    notification = {"params": {"webhook": {"secret": "slack-hook"}, "body": "${RUNHERALD_SECRET_X}"}}
+    params = resolve_params(notification, env={"RUNHERALD_SECRET_X": "x-value"}, secrets_dir=tmp_path)
+    assert params == notification["params"]
+
+
+def test_secret_reference_from_secrets_dir_then_prefixed_env_then_allow_list(tmp_path: Path) -> None:
     (tmp_path / "slack-hook").write_text("https://hooks.slack.com/services/T/B/X\n")
-    notification = {"params": {"webhook": {"secret": "slack-hook"}, "token": {"secret": "bot-token"}}}
-    params = resolve_params(notification, env={"BOT_TOKEN": "xoxb-9"}, secrets_dir=tmp_path)
-    assert params == {"webhook": "https://hooks.slack.com/services/T/B/X", "token": "xoxb-9"}
+    notification = {
+        "secret_params": {
+            "webhook": {"secret": "slack-hook"},
+            "token": {"secret": "ml-oncall-webhook"},
+            "channel": {"secret": "PAGER_CHANNEL"},
+        }
+    }
+    env = {
+        "slack-hook": "env-loses-to-the-file",
+        "RUNHERALD_SECRET_ML_ONCALL_WEBHOOK": "xoxb-9",
+        "ml-oncall-webhook": "not-this-one",
+        "PAGER_CHANNEL": "#pager",
+    }
+    params = resolve_params(notification, env=env, secrets_dir=tmp_path, env_allow={"PAGER_CHANNEL"})
+    assert params == {
+        "webhook": "https://hooks.slack.com/services/T/B/X",
+        "token": "xoxb-9",
+        "channel": "#pager",
+    }
+    allowed = resolve_params(
+        {"secret_params": {"a": "${PAGER_CHANNEL}", "b": "${RUNHERALD_SECRET_ML_ONCALL_WEBHOOK}"}},
+        env=env,
+        env_allow={"PAGER_CHANNEL"},
+    )
+    assert allowed == {"a": "#pager", "b": "xoxb-9"}
+
+
+@pytest.mark.parametrize(
+    ("secret_params", "reference"),
+    [
+        ({"url": "https://r.example/?k=${RUNHERALD_SEAL_KEY}"}, "${RUNHERALD_SEAL_KEY}"),
+        ({"headers": {"X": "${RUNHERALD_SEAL_PRIVATE_KEYS}"}}, "${RUNHERALD_SEAL_PRIVATE_KEYS}"),
+        ({"token": "${HOME}"}, "${HOME}"),
+        ({"token": {"secret": "HOME"}}, "secret 'HOME'"),
+        ({"token": {"secret": "RUNHERALD_SEAL_KEY"}}, "secret 'RUNHERALD_SEAL_KEY'"),
+        ({"secret": "RUNHERALD_SEAL_KEY"}, "secret 'RUNHERALD_SEAL_KEY'"),
+    ],
+)
+def test_variables_outside_the_allow_list_are_never_read(
+    secret_params: dict[str, object], reference: str, tmp_path: Path
+) -> None:
+    env = {
+        "RUNHERALD_SEAL_KEY": "seal-key-value",
+        "RUNHERALD_SEAL_PRIVATE_KEYS": "private-keys-value",
+        "HOME": "/home/value",
+    }
+    with pytest.raises(SecretResolutionError) as info:
+        resolve_params({"secret_params": secret_params}, env=env, secrets_dir=tmp_path, env_allow={"OTHER"})
+    message = str(info.value)
+    assert reference in message
+    assert not any(value in message for value in env.values())
 
 
 def test_project_secret_json_object_expands_into_params(tmp_path: Path) -> None:
@@ -57,11 +113,16 @@ def test_project_secret_json_object_expands_into_params(tmp_path: Path) -> None:
 def test_missing_secret_names_it_without_values(tmp_path: Path) -> None:
     with pytest.raises(SecretResolutionError, match="secret 'nope' not found") as info:
         resolve_params(
-            {"params": {"a": {"secret": "nope"}, "b": "visible-value"}}, env={}, secrets_dir=tmp_path
+            {"secret_params": {"a": {"secret": "nope"}}, "params": {"b": "visible-value"}},
+            env={},
+            secrets_dir=tmp_path,
         )
     assert "visible-value" not in str(info.value)
-    with pytest.raises(SecretResolutionError, match="environment variable 'MISSING' is not set"):
-        resolve_params({"params": {"a": "${MISSING}"}}, env={})
+    assert "RUNHERALD_SECRET_NOPE" in str(info.value) and "secret_params.a" in str(info.value)
+    with pytest.raises(
+        SecretResolutionError, match="environment variable 'RUNHERALD_SECRET_MISSING' is not set"
+    ):
+        resolve_params({"secret_params": {"a": "${RUNHERALD_SECRET_MISSING}"}}, env={})
 
 
 def test_non_json_project_secret_and_mixed_keys_are_errors(tmp_path: Path) -> None:
@@ -71,7 +132,7 @@ def test_non_json_project_secret_and_mixed_keys_are_errors(tmp_path: Path) -> No
     with pytest.raises(SecretResolutionError, match="should not contain any other keys"):
         resolve_params({"secret_params": {"secret": "plain", "webhook": "x"}}, secrets_dir=tmp_path)
     with pytest.raises(SecretResolutionError, match="invalid secret name"):
-        resolve_params({"params": {"a": {"secret": "../etc/passwd"}}}, secrets_dir=tmp_path)
+        resolve_params({"secret_params": {"a": {"secret": "../etc/passwd"}}}, secrets_dir=tmp_path)
 
 
 def test_scrubber_and_log_filter(caplog: pytest.LogCaptureFixture) -> None:

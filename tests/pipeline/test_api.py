@@ -44,7 +44,10 @@ async def test_post_runs_publishes_and_rejects_bad_input(
 
     assert _post(worker.api + "/api/v1/runs", b"{oops")[0] == 400
     code, body = _post(worker.api + "/api/v1/runs", json.dumps({"metadata": {"project": project}}).encode())
-    assert code == 400 and "uid" in body["error"]
+    assert code == 400 and body["problems"][0] == {
+        "path": "metadata.uid",
+        "message": "missing or not a non-empty string",
+    }
     code, body = _post(worker.api + "/api/v1/runs", b"[1]")
     assert code == 400 and "not a run object" in body["error"]
 

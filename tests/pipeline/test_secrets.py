@@ -58,7 +58,7 @@ async def test_no_secret_anywhere_while_secrets_are_used(
         RUNHERALD_LOG_LEVEL="debug",
         RUNHERALD_RETRY_MAX_ATTEMPTS="2",
         RUNHERALD_SECRETS_DIR=str(secrets_dir),
-        SCAN_ENV_SIGNING=ENV_SIGNING,
+        RUNHERALD_SECRET_SCAN_ENV_SIGNING=ENV_SIGNING,
     )
     project, by_sdk, by_api, foreign = unique("p"), unique("u"), unique("u"), unique("u")
     receiver.reply("/bad", Reply(status=400, body=f"rejected header {BAD_HEADER}"))
@@ -90,7 +90,10 @@ async def test_no_secret_anywhere_while_secrets_are_used(
                 "env",
                 receiver.url("/env"),
                 when=done,
-                secret_params={"headers": {"X-Auth": API_HEADER}, "signing_secret": "${SCAN_ENV_SIGNING}"},
+                secret_params={
+                    "headers": {"X-Auth": API_HEADER},
+                    "signing_secret": "${RUNHERALD_SECRET_SCAN_ENV_SIGNING}",
+                },
             ),
             webhook(
                 "retry",

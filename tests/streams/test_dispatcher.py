@@ -147,9 +147,9 @@ async def test_retries_send_the_copy_kept_in_memory_without_reading_the_topic() 
 async def test_the_notifier_is_handed_the_resolved_params_and_the_delivery_keeps_none(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("RUNHERALD_TEST_HOOK_TOKEN", "t0ken-4711")
+    monkeypatch.setenv("RUNHERALD_SECRET_TEST_HOOK_TOKEN", "t0ken-4711")
     delivery = make_delivery(0)
-    delivery.notification["secret_params"] = {"headers": {"X-Token": "${RUNHERALD_TEST_HOOK_TOKEN}"}}
+    delivery.notification["secret_params"] = {"headers": {"X-Token": "${RUNHERALD_SECRET_TEST_HOOK_TOKEN}"}}
     configured = copy.deepcopy(delivery.notification)
     notifier, _, _ = await run_dispatcher([delivery], failures=1)
     assert isinstance(notifier, Notifier)
