@@ -26,6 +26,7 @@ import click
 import yaml
 from click.core import ParameterSource
 
+from runherald.cli_doctor import doctor_command
 from runherald.cli_keys import keys as keys_group
 from runherald.config import CONFIG_ENV, Settings, SettingsWarning, env_name, redact
 from runherald.errors import ApiError, ApiUnavailable, BrokerUnavailable, InvalidArgumentError, RunheraldError
@@ -281,6 +282,7 @@ def _read_runs(source: IO[bytes]) -> list[dict[str, Any]]:
 
 RUN_FILE = click.argument("file", type=click.File("rb"), default="-", metavar="[FILE|-]")
 cli.add_command(keys_group)
+cli.add_command(doctor_command(RunheraldCommand))
 
 
 @cli.command(short_help="embedded broker, a worker and the API, in the foreground")
