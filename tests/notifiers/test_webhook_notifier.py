@@ -105,8 +105,9 @@ async def test_signature_verifies_with_the_reference_library(
     secret: str, receiver_forms: list[str | bytes], settings: NotifierSettings, delivery_for: Any
 ) -> None:
     async with WebhookReceiver() as receiver:
-        delivery = delivery_for("webhook", {"url": receiver.url(), "signing_secret": secret})
-        outcome = await send(settings, delivery)
+        outcome = await send(
+            settings, delivery_for("webhook"), {"url": receiver.url(), "signing_secret": secret}
+        )
     assert outcome.kind is OutcomeKind.SENT
     request = receiver.requests[0]
     headers = dict(request.headers)
@@ -123,7 +124,7 @@ async def test_unusable_signing_secret_is_permanent(
 ) -> None:
     async with WebhookReceiver() as receiver:
         outcome = await send(
-            settings, delivery_for("webhook", {"url": receiver.url(), "signing_secret": secret})
+            settings, delivery_for("webhook"), {"url": receiver.url(), "signing_secret": secret}
         )
     if secret:
         assert outcome.kind is OutcomeKind.PERMANENT and "signing secret" in outcome.reason
