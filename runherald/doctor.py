@@ -10,8 +10,17 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from runherald.config import Settings
 from runherald.connect import start_client
-from runherald.errors import BrokerUnavailable
-from runherald.kafka_clients import ACKS, Cluster, Plan, client_kwargs, plan_for, probe_cluster, replication
+from runherald.errors import BrokerUnavailable, ConfigError
+from runherald.kafka_clients import (
+    ACKS,
+    Cluster,
+    Plan,
+    client_kwargs,
+    plan_for,
+    probe_cluster,
+    replication,
+    security_summary,
+)
 from runherald.topics import COMPACTED, TOPIC_NAMES
 
 # The Kafka APIs worth showing (key: name): producing, fetching, groups, topics admin, idempotence, SASL.
@@ -37,19 +46,31 @@ async def diagnose(settings: Settings) -> dict[str, Any]:
     problems: list[str] = []
     try:
         plan = plan_for(settings, cluster)
-    except BrokerUnavailable as exc:  # idempotence required (kafka_idempotence=on) and missing
-        problems.append(str(exc))
-        factor, min_insync = replication(settings, cluster.size)
-        plan = Plan(ACKS, False, settings.kafka_idempotence, str(exc), factor, min_insync, "")
+    except (BrokerUnavailable, ConfigError) as exc:  # idempotence required and missing, or replication
+        problems.append(str(exc))  # this cluster cannot honour: reported, with what was asked for
+        factor, min_insync = replication(settings, cluster.size, check=False)
+        idempotent = cluster.idempotence and settings.kafka_idempotence != "off"
+        if isinstance(exc, BrokerUnavailable):
+            reason = str(exc)
+        elif settings.kafka_idempotence == "off":
+            reason = "RUNHERALD_KAFKA_IDEMPOTENCE=off"
+        else:
+            reason = (
+                "the broker supports it" if idempotent else f"not supported: {cluster.idempotence_detail}"
+            )
+        plan = Plan(
+            ACKS,
+            idempotent,
+            settings.kafka_idempotence,
+            reason,
+            factor,
+            min_insync,
+            security_summary(settings),
+        )
     topics = await describe_topics(settings, cluster)
     for topic in topics:
         topic["notes"] = topic_notes(settings, plan, topic)
         problems.extend(f"{topic['name']}: {note}" for note in topic["notes"])
-    if plan.min_insync_replicas > cluster.size:
-        problems.append(
-            f"min.insync.replicas {plan.min_insync_replicas} is more than the {cluster.size} broker(s): "
-            "writes to new topics would fail"
-        )
     return {
         "cluster": cluster_report(settings, cluster),
         "runherald": plan_report(settings, plan),

@@ -103,11 +103,23 @@ def faust_kwargs(settings: Settings) -> dict[str, Any]:
     return {"broker_credentials": credentials, "producer_acks": -1}
 
 
-def replication(settings: Settings, cluster_size: int) -> tuple[int, int]:
+def replication(settings: Settings, cluster_size: int, *, check: bool = True) -> tuple[int, int]:
     """(replication factor, min.insync.replicas) of new topics: the settings', else 3 (or the cluster's
-    size when smaller) and min(2, replication factor): one broker down does not stop writes."""
+    size when smaller) and min(2, replication factor): one broker down does not stop writes.
+    ConfigError (one line) for settings this cluster cannot honour, unless `check` is false."""
     factor = settings.replication_factor or max(1, min(DEFAULT_REPLICATION, cluster_size))
     min_insync = settings.min_insync_replicas or min(DEFAULT_MIN_INSYNC, factor)
+    if not check:
+        return factor, min_insync
+    if cluster_size and settings.replication_factor > cluster_size:
+        raise ConfigError(
+            f"RUNHERALD_REPLICATION_FACTOR={factor} but the cluster has {cluster_size} broker(s)"
+        )
+    if min_insync > factor:
+        raise ConfigError(
+            f"RUNHERALD_MIN_INSYNC_REPLICAS={min_insync} is more than the replication factor {factor} "
+            f"({cluster_size} broker(s)): no write could ever succeed"
+        )
     return factor, min_insync
 
 
@@ -255,7 +267,12 @@ async def start_producer(
         except BrokerUnavailable as exc:
             cause = exc.__cause__
             refused = isinstance(cause, KafkaError) and not isinstance(cause, KafkaConnectionError)
-            if not refused or idempotent is not None or mode == "on":
+            if refused and mode == "on":
+                raise BrokerUnavailable(
+                    f"RUNHERALD_KAFKA_IDEMPOTENCE=on but the broker at {settings.broker} refused the "
+                    f"idempotent producer: {cause}"
+                ) from exc
+            if not refused or idempotent is not None:
                 raise
             log.debug("idempotent producer refused (%s): a plain one instead", cause)
         finally:

@@ -226,7 +226,19 @@ def test_replication_settings_override_the_defaults() -> None:
     assert replication(Settings(replication_factor=2), 5) == (2, 2)
     assert replication(Settings(replication_factor=5), 5) == (5, 2)
     assert replication(Settings(min_insync_replicas=1), 5) == (3, 1)
-    assert replication(Settings(replication_factor=4, min_insync_replicas=3), 1) == (4, 3)
+    assert replication(Settings(replication_factor=4, min_insync_replicas=3), 0) == (4, 3)  # size unknown
+
+
+def test_replication_the_cluster_cannot_honour_is_one_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        replication(Settings(replication_factor=3), 1)
+    assert str(caught.value) == "RUNHERALD_REPLICATION_FACTOR=3 but the cluster has 1 broker(s)"
+    with pytest.raises(ConfigError) as caught:
+        replication(Settings(min_insync_replicas=2), 1)
+    assert str(caught.value) == (
+        "RUNHERALD_MIN_INSYNC_REPLICAS=2 is more than the replication factor 1 (1 broker(s)): "
+        "no write could ever succeed"
+    )
 
 
 def cluster(idempotence: bool, size: int = 3) -> Cluster:

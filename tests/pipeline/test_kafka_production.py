@@ -56,8 +56,12 @@ async def test_producers_try_idempotence_then_fall_back_with_acks_all(broker: Em
         await producer.send_and_wait(settings.topic("runs"), b"v", key=b"k")
     finally:
         await producer.stop()
-    with pytest.raises(BrokerUnavailable):
+    with pytest.raises(BrokerUnavailable) as caught:
         await start_producer(settings.replace(kafka_idempotence="on"))
+    assert str(caught.value) == (
+        f"RUNHERALD_KAFKA_IDEMPOTENCE=on but the broker at {broker.url} refused the idempotent producer: "
+        "[Error -1] UnknownError"
+    )
     producer, idempotent = await start_producer(settings.replace(kafka_idempotence="off"))
     await producer.stop()
     assert not idempotent
@@ -124,6 +128,7 @@ async def test_doctor_reports_existing_topics_that_differ(broker: EmbeddedBroker
         ]
         or status["notes"][0] == "replication factor 1, 2 wanted"
     )
+    assert report["problems"][0] == "RUNHERALD_REPLICATION_FACTOR=2 but the cluster has 1 broker(s)"
     assert f"{settings.topic('status')}: replication factor 1, 2 wanted" in report["problems"]
     assert f"{settings.topic('runs')}: replication factor 1, 2 wanted" in report["problems"]
 
