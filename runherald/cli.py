@@ -19,6 +19,7 @@ import click
 from runherald.cli_common import (
     RUN_FILE,
     CliState,
+    RunheraldCommand,
     RunheraldGroup,
     api_get,
     emit,
@@ -28,6 +29,7 @@ from runherald.cli_common import (
     print_table,
     read_runs,
 )
+from runherald.cli_doctor import doctor_command
 from runherald.cli_keys import keys as keys_group
 from runherald.cli_tokens import token
 from runherald.config import SettingsWarning, env_name, redact
@@ -66,6 +68,7 @@ def cli(ctx: click.Context) -> None:
 
 cli.add_command(keys_group)
 cli.add_command(token)
+cli.add_command(doctor_command(RunheraldCommand))
 
 
 @cli.command(short_help="embedded broker, a worker and the API, in the foreground")

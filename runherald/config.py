@@ -24,10 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import PrivateAttr, ValidationError, field_validator
+from pydantic import PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from runherald.errors import ConfigError
+from runherald.kafka_checks import (
+    KAFKA_IDEMPOTENCE,
+    SASL_MECHANISMS,
+    SECURITY_PROTOCOLS,
+    kafka_security_problem,
+)
 
 ENV_PREFIX = "RUNHERALD_"
 CONFIG_ENV = "RUNHERALD_CONFIG"
@@ -129,6 +135,20 @@ class Settings(BaseSettings):
     event_loop: str = "uvloop"
     # Run the Kafka consumer in faust's own thread instead of on the worker's event loop.
     consumer_thread: bool = False
+    # Kafka for production (runherald.kafka_security). Every producer uses acks=all; idempotence is
+    # "auto" (on where the broker supports it), "on" (refuse to start without it) or "off".
+    kafka_idempotence: str = "auto"
+    # New topics: 0 means 3, or the cluster size when smaller; min.insync.replicas 0 means
+    # min(2, replication factor). Existing topics are left as they are (`runherald doctor` shows them).
+    replication_factor: int = 0
+    min_insync_replicas: int = 0
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
 
     # Where each value came from ("env RUNHERALD_BROKER", "file x.yaml", "flag --broker"); see source_of.
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -181,13 +201,6 @@ class Settings(BaseSettings):
             raise ValueError("circuit_threshold must be 0 (off) or more")
         return value
 
-    @field_validator("commit_interval")
-    @classmethod
-    def _commit_interval(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("commit_interval must be a positive number of seconds")
-        return value
-
     @field_validator("redrive_after")
     @classmethod
     def _redrive_after(cls, value: float) -> float:
@@ -195,11 +208,11 @@ class Settings(BaseSettings):
             raise ValueError("redrive_after must be 0 or more seconds")
         return value
 
-    @field_validator("circuit_cooldown")
+    @field_validator("commit_interval", "circuit_cooldown")
     @classmethod
-    def _cooldown(cls, value: float) -> float:
+    def _positive_seconds(cls, value: float, info: ValidationInfo) -> float:
         if value <= 0:
-            raise ValueError("circuit_cooldown must be a positive number of seconds")
+            raise ValueError(f"{info.field_name} must be a positive number of seconds")
         return value
 
     @field_validator("event_loop")
@@ -229,6 +242,41 @@ class Settings(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error", "critical"}:
             raise ValueError("log_level must be one of debug, info, warning, error, critical")
         return value.lower()
+
+    @field_validator("kafka_idempotence")
+    @classmethod
+    def _idempotence(cls, value: str) -> str:
+        if value.lower() not in KAFKA_IDEMPOTENCE:
+            raise ValueError(f"kafka_idempotence must be one of {', '.join(KAFKA_IDEMPOTENCE)}")
+        return value.lower()
+
+    @field_validator("replication_factor", "min_insync_replicas")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 (automatic) or more")
+        return value
+
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _security_protocol(cls, value: str) -> str:
+        if value.upper() not in SECURITY_PROTOCOLS:
+            raise ValueError(f"kafka_security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
+        return value.upper()
+
+    @field_validator("kafka_sasl_mechanism")
+    @classmethod
+    def _sasl_mechanism(cls, value: str) -> str:
+        if value and value.upper() not in SASL_MECHANISMS:
+            raise ValueError(f"kafka_sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _kafka_coherent(self) -> Settings:
+        problem = kafka_security_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @property
     def bootstrap_servers(self) -> str:
@@ -408,6 +456,8 @@ def _build(cls: type[Settings], values: dict[str, Any], sources: Mapping[str, st
     except ValidationError as exc:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else ""
+        if not name:  # a check across settings (a model validator): its message names them
+            raise ConfigError(str(error.get("ctx", {}).get("error", error["msg"]))) from None
         source = sources.get(name, "default")
         kind, _, origin = source.partition(" ")
         where = {"env": origin, "flag": origin, "file": f"settings file {origin}: {name}"}.get(kind, name)

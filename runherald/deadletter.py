@@ -18,12 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runherald.config import Settings
 from runherald.connect import start_client
 from runherald.delivery import Delivery
 from runherald.delivery import run_key as delivery_key
+from runherald.kafka_clients import client_kwargs, start_producer
 from runherald.publish import PublishError, run_key
 from runherald.sealing import seal_run
 from runherald.secrets import REDACTED, redact_secret_params
@@ -137,7 +138,7 @@ class TopicRecord:
 async def read_records(settings: Settings, name: str) -> list[TopicRecord]:
     """Every record now on one of the pipeline's topics (e.g. ``dead-letter``), from the beginning."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **client_kwargs(settings),
         enable_auto_commit=False,
         fetch_max_wait_ms=min(settings.fetch_max_wait_ms, 100),
     )
@@ -261,13 +262,7 @@ async def replay(settings: Settings, letters: Iterable[DeadLetter]) -> list[Repl
         messages.append((letter, topic, key, value))
     if not messages:
         return [results[letter.id] for letter in letters]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_idempotence=False,  # the embedded broker refuses InitProducerId
-        linger_ms=1,
-        acks=1,
-    )
-    await start_client(producer, settings)
+    producer, _idempotent = await start_producer(settings, linger_ms=1)  # acks=all
     try:
         for letter, topic, key, value in messages:
             await producer.send_and_wait(settings.topic(topic), value=value, key=key.encode())

@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaProducer
 
 from runherald.admission import InvalidRuns, Problem, check_runs
 from runherald.config import Settings
-from runherald.connect import start_client
 from runherald.delivery import run_key as delivery_key
 from runherald.errors import PublishError
+from runherald.kafka_clients import start_producer
 from runherald.rules import as_dict
 from runherald.sealing import seal_run
 from runherald.topics import ensure_topics
@@ -60,22 +60,24 @@ def run_key(run: dict[str, Any]) -> str:
 class Publisher:
     """An async producer for the runs topic; use as ``async with Publisher(settings) as p``."""
 
-    def __init__(self, settings: Settings | None = None, *, create_topics: bool = True) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, create_topics: bool = True, idempotent: bool | None = None
+    ) -> None:
+        """`idempotent`: as a worker decided for its cluster; None tries the idempotent producer first
+        (unless RUNHERALD_KAFKA_IDEMPOTENCE=off) and falls back to a plain one where the broker refuses it."""
         self.settings = settings or Settings.from_env()
         self._create_topics = create_topics
+        self._idempotent = idempotent
         self._producer: AIOKafkaProducer | None = None
+        self.idempotent = False  # whether the started producer is
 
     async def start(self) -> None:
         if self._create_topics:
             await ensure_topics(self.settings)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            enable_idempotence=False,  # the embedded broker refuses InitProducerId
-            linger_ms=1,
-            acks=1,
+        # acks=all; BrokerUnavailable within seconds, not a hang
+        self._producer, self.idempotent = await start_producer(
+            self.settings, idempotent=self._idempotent, linger_ms=1
         )
-        await start_client(producer, self.settings)  # BrokerUnavailable within seconds, not a hang
-        self._producer = producer
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -9,6 +9,7 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runherald.config import Settings
+from runherald.kafka_clients import client_kwargs
 from runherald.streams.kafka import true_end_offsets
 
 log = logging.getLogger("runherald.view")
@@ -27,7 +28,7 @@ class LedgerView:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **client_kwargs(self.settings),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # The view serves reads for runs this worker does not own: 100 ms of staleness is fine, and
@@ -63,7 +64,7 @@ class LedgerView:
         self._consumer.assign(partitions)
         await self._consumer.seek_to_beginning(*partitions)
         ends = await true_end_offsets(
-            self.settings.bootstrap_servers, await self._consumer.end_offsets(partitions)
+            client_kwargs(self.settings), await self._consumer.end_offsets(partitions)
         )
         pending = {tp for tp, end in ends.items() if end > 0}
         if not pending:

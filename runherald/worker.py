@@ -21,6 +21,7 @@ from runherald.auth import TokenTable, api_tokens
 from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker, free_port
 from runherald.config import Settings
 from runherald.connect import quiet_kafka_log
+from runherald.kafka_clients import Cluster, Plan, plan_for, probe_cluster
 from runherald.notifiers import Notifiers, NotifierSettings
 from runherald.publish import Publisher
 from runherald.rules import redact_run
@@ -54,6 +55,8 @@ class ApiService(mode.Service):
         tokens: TokenTable | None = None,
         announce: str = "",
         runtime: str = "",
+        kafka_line: str = "",
+        idempotent: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -61,10 +64,11 @@ class ApiService(mode.Service):
         self.notifiers = notifiers
         self.tokens = tokens
         self.runtime = runtime
+        self.kafka_line = kafka_line
         self.settings = pipeline.settings
         self.announce = announce
         self.view = LedgerView(self.settings)
-        self.publisher = Publisher(self.settings, create_topics=False)
+        self.publisher = Publisher(self.settings, create_topics=False, idempotent=idempotent)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -109,6 +113,8 @@ class ApiService(mode.Service):
         for handler in logging.getLogger().handlers:
             handler.addFilter(secret_filter)
         logging.getLogger("aiohttp.server").addFilter(MalformedRequestLog())
+        if self.kafka_line:
+            log.info("%s", self.kafka_line)
         await self.publisher.start()
         await self.view.start()
         api = create_api(
@@ -212,9 +218,9 @@ def run_worker(
         )
     loop_kind = install_event_loop(settings.event_loop)
     with quiet_kafka_log():  # no broker: BrokerUnavailable says so in one line
-        asyncio.run(ensure_topics(settings))
+        cluster, plan = asyncio.run(_prepare_kafka(settings))
     notifiers = Notifiers(NotifierSettings.from_settings(settings))
-    pipeline = create_pipeline(settings, notifier_for=notifiers)
+    pipeline = create_pipeline(settings, notifier_for=notifiers, kafka=plan)
     consumer = "in its own thread" if settings.consumer_thread else "on the event loop"
     runtime = f"event loop {loop_kind}, Kafka consumer {consumer}"
     service = ApiService(
@@ -223,6 +229,8 @@ def run_worker(
         tokens=tokens,
         announce=announce,
         runtime=runtime if banner or not announce else "",
+        kafka_line=plan.line(cluster),
+        idempotent=plan.idempotent,
     )
     worker = _Worker(
         pipeline.app,
@@ -237,6 +245,14 @@ def run_worker(
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+async def _prepare_kafka(settings: Settings) -> tuple[Cluster, Plan]:
+    """Ask the cluster what it offers, decide acks, idempotence and replication, create missing topics."""
+    cluster = await probe_cluster(settings)
+    plan = plan_for(settings, cluster)  # BrokerUnavailable if idempotence is required and missing
+    await ensure_topics(settings)
+    return cluster, plan
 
 
 def run_dev(

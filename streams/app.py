@@ -28,6 +28,7 @@ from runherald.breaker import CircuitBreakers
 from runherald.config import Settings
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind, run_key
 from runherald.faults import fault_point
+from runherald.kafka_clients import Plan, client_kwargs, faust_kwargs
 from runherald.retry import RetryPolicy
 from runherald.topics import COMPACTED
 
@@ -100,14 +101,22 @@ class Pipeline:
         return None
 
 
-def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | None = None) -> Pipeline:
-    """Build the faust app for these settings (nothing connects until the app starts)."""
+def create_pipeline(
+    settings: Settings, notifier_for: Callable[[str], Any] | None = None, kafka: Plan | None = None
+) -> Pipeline:
+    """Build the faust app for these settings (nothing connects until the app starts).
+
+    `kafka`: what the worker decided for its cluster (idempotent producer, replication of the topics
+    faust would create); without it, a plain producer and topics replicated once. Every producer
+    waits for acks=all; security (TLS, SASL) comes from the settings (runherald.kafka_clients).
+    """
     app = App(
         settings.group_id,
         broker=settings.broker,
         store="memory://",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=kafka.replication_factor if kafka else 1,
+        **faust_kwargs(settings),
         web_enabled=False,
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
@@ -128,6 +137,8 @@ def create_pipeline(settings: Settings, notifier_for: Callable[[str], Any] | Non
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     app.consumer_thread = settings.consumer_thread
+    app.idempotent_producer = kafka.idempotent if kafka else False
+    app.client_kwargs = client_kwargs(settings)
 
     def topic(name: str) -> Any:
         return app.topic(

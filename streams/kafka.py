@@ -46,20 +46,19 @@ def _servers(app: Any) -> list[tuple[str, int]]:
 
 
 async def true_end_offsets(
-    bootstrap_servers: str, reported: Mapping[TopicPartition, int], timeout: float = 10.0
+    client_kwargs: Mapping[str, Any], reported: Mapping[TopicPartition, int], timeout: float = 10.0
 ) -> dict[TopicPartition, int]:
     """End offsets corrected by a fetch: some brokers (the embedded Tansu among them) report, after a
     multi-record batch, the batch's base offset + 1 instead of the true end. A fetch from there
     returns the whole batch and the true high watermark. faust stops table recovery at the end
     offset it is told, so an under-reported one silently drops the newest changelog records.
+    `client_kwargs`: servers and security (runherald.kafka_clients.client_kwargs).
     """
     corrected = dict(reported)
     probe = [tp for tp, end in reported.items() if end > 0]
     if not probe:
         return corrected
-    consumer = aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=5
-    )
+    consumer = aiokafka.AIOKafkaConsumer(**client_kwargs, enable_auto_commit=False, fetch_max_wait_ms=5)
     await consumer.start()
     try:
         consumer.assign(probe)
@@ -142,9 +141,11 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         reported = await super()._highwaters(partitions)
         if self.consumer.in_transaction:
             return reported
-        bootstrap = ",".join(f"{host}:{port}" for host, port in _servers(self.app))
+        kwargs = getattr(self.app, "client_kwargs", None) or {
+            "bootstrap_servers": ",".join(f"{host}:{port}" for host, port in _servers(self.app))
+        }
         corrected = await true_end_offsets(
-            bootstrap, {TopicPartition(tp.topic, tp.partition): v for tp, v in reported.items()}
+            kwargs, {TopicPartition(tp.topic, tp.partition): v for tp, v in reported.items()}
         )
         return {tp: corrected[TopicPartition(tp.topic, tp.partition)] for tp in reported}
 
@@ -279,8 +280,19 @@ class _Consumer(faust_aiokafka.Consumer):
                     self._n_acked += 1
 
 
+class _Producer(faust_aiokafka.Producer):
+    """faust's producer, idempotent when the app says so (``App.idempotent_producer``: the worker
+    decides it from the cluster at start). faust turns idempotence on only inside transactions."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra = dict(super()._settings_extra())
+        extra.setdefault("enable_idempotence", bool(getattr(self.app, "idempotent_producer", False)))
+        return extra
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
+    Producer = _Producer
 
 
 class App(faust.App):
@@ -289,6 +301,8 @@ class App(faust.App):
 
     fetch_max_wait_ms: int | None = None
     consumer_thread: bool = False  # run the consumer in faust's own thread instead of on the loop
+    idempotent_producer: bool = False  # the producer's enable_idempotence (acks: conf.producer_acks)
+    client_kwargs: Mapping[str, Any] | None = None  # servers and security for the clients made here
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runherald.config import Settings
 from runherald.delivery import Delivery
+from runherald.kafka_clients import client_kwargs
 
 
 class OffsetFetcher:
@@ -26,7 +27,7 @@ class OffsetFetcher:
             if self._consumer is None:
                 self._assigned = set()
                 self._consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self.settings.bootstrap_servers,
+                    **client_kwargs(self.settings),
                     enable_auto_commit=False,
                     # An offset the log no longer has is answered with the first one it has: seen
                     # at once as gone, instead of waiting for records that never come.
