@@ -85,11 +85,16 @@ def run_problems(run: Any, *, slack_fallback: bool = False) -> list[Problem]:
                 problems.append(Problem(f"metadata.{name}", "missing or not a non-empty string"))
             elif "/" in value:
                 problems.append(Problem(f"metadata.{name}", "must not contain '/'"))
+        if meta.get("labels") is not None and not isinstance(meta["labels"], Mapping):
+            problems.append(Problem("metadata.labels", "must be an object"))
     status = run.get("status")
     if not isinstance(status, Mapping):
         problems.append(Problem("status", "missing or not an object"))
-    elif not isinstance(status.get("state"), str) or not status["state"]:
-        problems.append(Problem("status.state", "missing or not a non-empty string"))
+    else:
+        if not isinstance(status.get("state"), str) or not status["state"]:
+            problems.append(Problem("status.state", "missing or not a non-empty string"))
+        if "notifications" in status and not isinstance(status["notifications"], Mapping):
+            problems.append(Problem("status.notifications", "must be an object"))
     spec = run.get("spec", {})
     notifications: Any = []
     if not isinstance(spec, Mapping):
@@ -120,8 +125,9 @@ def run_problems(run: Any, *, slack_fallback: bool = False) -> list[Problem]:
     if not problems:
         try:  # what evaluate checks, should it check more than this module knows of
             validate_run(dict(run))
-        except InvalidEvent as exc:
-            problems.append(Problem("", str(exc)))
+        except InvalidEvent as exc:  # "spec.x must be …": the path, then what is wrong
+            path, _, message = str(exc).partition(" ")
+            problems.append(Problem(path, message) if message else Problem("", str(exc)))
     return problems
 
 

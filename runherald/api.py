@@ -8,7 +8,6 @@ file, every request but the public ones (PUBLIC_PATHS) needs a bearer token with
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,9 +20,8 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from runherald import ledger, metrics
 from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
-from runherald.evaluation import INVALID_FIELD, InvalidEvent, validate_run
 from runherald.openapi import OPENAPI
-from runherald.publish import InvalidRuns, Publisher, PublishError, is_list_input, parse_runs
+from runherald.publish import InvalidRuns, Publisher, PublishError, is_list_input, parse_runs, prepare_runs
 from runherald.sealing import SealKeyError
 
 log = logging.getLogger("runherald.api")
@@ -41,7 +39,6 @@ _POST_SCOPES = {
     "/api/v1/rules/test": "read",
 }
 _HEADERS_KEPT = ("Allow", "WWW-Authenticate")
-_PROBLEM_PATH = re.compile(r"(?P<path>[a-z_]+(?:\.[a-z_]+|\[\d+\])*) (?P<message>.+)", re.DOTALL)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -50,25 +47,6 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _error(message: str, status: int) -> web.Response:
     return _json({"error": message}, status)
-
-
-def run_problems(runs: list[dict[str, Any]], listed: bool) -> list[dict[str, str]]:
-    """What the pipeline would dead-letter in these runs, one problem per run (`[i].` before the path
-    of the i-th run of a list), so the API refuses it instead of accepting it."""
-    problems = []
-    for index, run in enumerate(runs):
-        try:
-            validate_run(run)
-            if not isinstance(run["status"].get("notifications", {}), dict):
-                raise InvalidEvent("status.notifications must be an object", INVALID_FIELD)
-        except InvalidEvent as exc:
-            found = _PROBLEM_PATH.fullmatch(str(exc))
-            path, message = (found["path"], found["message"]) if found else ("", str(exc))
-            prefix = f"[{index}]" if listed else ""
-            problems.append(
-                {"path": f"{prefix}.{path}" if prefix and path else prefix + path, "message": message}
-            )
-    return problems
 
 
 def _error_message(exc: web.HTTPException, request: web.Request) -> str:
@@ -180,20 +158,21 @@ def create_api(
             runs = parse_runs(body)
         except PublishError as exc:
             return _error(str(exc), 400)
-        as_list = len(runs) > 1 or is_list_input(body)
-        problems = run_problems(runs, listed=as_list)  # what the pipeline would dead-letter
-        if problems:
-            first = problems[0]
-            message = f"{first['path']} {first['message']}".strip()
-            return _json({"error": f"invalid run: {message}", "problems": problems}, 400)
         try:
             # Checked whole before anything is sent (runherald.admission): all the runs or none.
-            keys = await publisher.publish_many(runs, as_list=as_list)
+            prepared = prepare_runs(
+                runs,
+                as_list=len(runs) > 1 or is_list_input(body),
+                slack_fallback=bool(publisher.settings.slack_webhook),
+            )
         except InvalidRuns as exc:
             problems = [problem.as_dict() for problem in exc.problems]
             return _json({"error": exc.summary, "problems": problems}, 400)
         except SealKeyError as exc:  # this worker's keys, not the request, are at fault
             return _error(f"cannot seal secret_params: {exc}", 500)
+        except PublishError as exc:
+            return _error(str(exc), 400)
+        keys = await publisher.send_prepared(prepared)
         return _json({"accepted": len(keys), "runs": keys}, 202)
 
     def key_of(request: web.Request) -> str:

@@ -116,8 +116,8 @@ async def test_runs_the_pipeline_would_dead_letter_are_refused_with_problems(api
     bad_key = {"metadata": {"project": "p/q", "uid": "u"}, "status": {"state": "completed"}}
     code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=bad_state)
     assert code == 400 and body == {
-        "error": "invalid run: status.state is missing or not a non-empty string",
-        "problems": [{"path": "status.state", "message": "is missing or not a non-empty string"}],
+        "error": "the input has 1 problem; nothing was published",
+        "problems": [{"path": "status.state", "message": "missing or not a non-empty string"}],
     }
     listed = [good, bad_key, {**good, "status": {"state": "running", "notifications": [1]}}]
     code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=listed)
@@ -132,7 +132,7 @@ async def test_runs_the_pipeline_would_dead_letter_are_refused_with_problems(api
     ]
     code, _, body, _ = await call(api, "POST", "/api/v1/runs", json=[{"status": {"state": "x"}}])
     assert code == 400 and body["problems"] == [
-        {"path": "[0].metadata", "message": "is missing or not an object"}
+        {"path": "[0].metadata", "message": "missing or not an object"}
     ]
 
 
