@@ -205,6 +205,7 @@ def create_pipeline(
     evaluate = EvaluateStage(
         app=app,
         settings=settings,
+        writer=writer,
         ledger=ledger_writer,
         dead_letters=dead_letters,
         emit=emit,

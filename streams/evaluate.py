@@ -26,7 +26,7 @@ from runherald.evaluation import InvalidEvent, evaluate_event, parse_event
 from runherald.faults import fault_point
 from runherald.sealing import seal_run
 
-from .writers import DeadLetterWriter, LedgerWriter
+from .writers import DeadLetterWriter, LedgerWriter, Writer
 
 log = logging.getLogger("runherald.pipeline")
 
@@ -45,6 +45,7 @@ class EvaluateStage:
         *,
         app: Any,  # streams.kafka.App: read epochs and acknowledgements
         settings: Settings,
+        writer: Writer,
         ledger: LedgerWriter,
         dead_letters: DeadLetterWriter,
         emit: Emit,
@@ -53,6 +54,7 @@ class EvaluateStage:
     ) -> None:
         self._app = app
         self._settings = settings
+        self._writer = writer
         self._ledger = ledger
         self._dead_letters = dead_letters
         self._emit = emit
@@ -101,7 +103,7 @@ class EvaluateStage:
         key = run_key(meta["project"], meta["uid"]).encode()
         if message.key != key:
             # Published under another key: move it to its run's partition so per-run order holds.
-            await self._dead_letters.writer.send(self._runs_topic, key, orjson.dumps(seal_run(run)))
+            await self._writer.send(self._runs_topic, key, orjson.dumps(seal_run(run)))
             return
         result = evaluate_event(
             run,

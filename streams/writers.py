@@ -124,7 +124,7 @@ class DeadLetterWriter:
     """Writes the dead-letter topic's records (their format: ``runherald.deadletter``, with its reader)."""
 
     def __init__(self, writer: Writer, topic: str) -> None:
-        self.writer = writer
+        self._writer = writer
         self._topic = topic
 
     async def run_event(self, message: Any, reason: str, code: str) -> None:
@@ -138,7 +138,7 @@ class DeadLetterWriter:
         value = dead_letter_value(
             reason=reason, stage="evaluate", source=source, payload=redacted_event(message.value)
         )
-        await self.writer.send(self._topic, message.key, value)
+        await self._writer.send(self._topic, message.key, value)
 
     async def delivery(self, delivery: Delivery, reason: str, outcome: OutcomeKind) -> None:
         """A delivery that failed for good: its budget ran out (the last outcome retryable or deferred),
@@ -149,12 +149,12 @@ class DeadLetterWriter:
         value = dead_letter_value(
             reason=reason, stage="dispatch", source=source, payload=redacted_delivery(delivery)
         )
-        await self.writer.send(self._topic, run_key(delivery.project, delivery.uid).encode(), value)
+        await self._writer.send(self._topic, run_key(delivery.project, delivery.uid).encode(), value)
 
     async def malformed_delivery(self, message: Any, reason: str) -> None:
         """A deliveries-topic record that is not a delivery."""
         metrics.EVENTS_DEAD_LETTERED.labels(MALFORMED_DELIVERY).inc()
         source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-        await self.writer.send(
+        await self._writer.send(
             self._topic, message.key, dead_letter_value(reason=reason, stage="dispatch", source=source)
         )

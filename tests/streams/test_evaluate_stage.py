@@ -59,6 +59,7 @@ def stage() -> tuple[EvaluateStage, App, RecordingWriter, LedgerWriter, list[tup
     evaluate = EvaluateStage(
         app=app,
         settings=Settings(),
+        writer=writer,  # type: ignore[arg-type]
         ledger=ledger_writer,
         dead_letters=DeadLetterWriter(writer, "dead-letter"),  # type: ignore[arg-type]
         emit=emit,
