@@ -17,8 +17,9 @@ from typing import Any
 
 from runherald import channels
 from runherald.errors import PublishError
-from runherald.evaluation import NOTIFYING_STATES, InvalidEvent, validate_run
+from runherald.events import InvalidEvent, validate_run
 from runherald.model import NotificationSeverity, RunStates
+from runherald.rules import NOTIFYING_STATES
 from runherald.sandbox import validate_condition
 from runherald.secret_values import is_reference
 
@@ -131,7 +132,7 @@ def run_problems(run: Any, *, slack_fallback: bool = False) -> list[Problem]:
     return problems
 
 
-def _did_you_mean(value: str, known: Sequence[str]) -> str:
+def did_you_mean(value: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(value, list(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else f" (one of: {', '.join(sorted(known))})"
 
@@ -143,6 +144,9 @@ def notification_problems(
     problems: list[Problem] = []
     kind_name = notification.get("kind") or "slack"  # MLRun's default kind
     kind: channels.ChannelKind | None = None
+    params = notification.get("params")
+    if isinstance(params, Mapping) and params.get("receiver") is not None:
+        kind_name = "console"  # the receiver's kind applies, checked where the receiver is
     if not isinstance(kind_name, str):
         problems.append(Problem(f"{path}.kind", "must be a string"))
     else:
@@ -156,6 +160,31 @@ def notification_problems(
                 kind = None
     if "name" in notification and not isinstance(notification["name"], str | None):
         problems.append(Problem(f"{path}.name", "must be a string"))
+    problems += text_problems(notification, path)
+    shapes_ok = True
+    for field in ("params", "secret_params"):
+        value = notification.get(field)
+        if value is not None and not isinstance(value, Mapping):
+            problems.append(Problem(f"{path}.{field}", "must be an object"))
+            shapes_ok = False
+    if shapes_ok and (notification.get("params") or {}).get("receiver") is not None:
+        return problems + _receiver_reference_problems(notification, path)
+    if kind is not None and shapes_ok:
+        problems += _params_problems(kind, notification, path, slack_fallback=slack_fallback)
+    return problems
+
+
+def _receiver_reference_problems(notification: Mapping[str, Any], path: str) -> list[Problem]:
+    """A notification naming a receiver takes its kind and params from it at evaluate time."""
+    name = notification["params"]["receiver"]
+    if not isinstance(name, str) or not name:
+        return [Problem(f"{path}.params.receiver", "must be the name of a receiver")]
+    return []
+
+
+def text_problems(notification: Mapping[str, Any], path: str) -> list[Problem]:
+    """Problems of the fields a notification and an alert rule share: when, severity, condition, message."""
+    problems: list[Problem] = []
     if "when" in notification:  # absent: MLRun's default, completed
         problems += _when_problems(notification["when"], f"{path}.when")
     severity = notification.get("severity")
@@ -165,7 +194,7 @@ def notification_problems(
         elif severity not in SEVERITIES:
             problems.append(
                 Problem(
-                    f"{path}.severity", f"unknown severity {severity!r}{_did_you_mean(severity, SEVERITIES)}"
+                    f"{path}.severity", f"unknown severity {severity!r}{did_you_mean(severity, SEVERITIES)}"
                 )
             )
     condition = notification.get("condition")
@@ -179,14 +208,6 @@ def notification_problems(
     message = notification.get("message")
     if message is not None and not isinstance(message, str):
         problems.append(Problem(f"{path}.message", "must be a string"))
-    shapes_ok = True
-    for field in ("params", "secret_params"):
-        value = notification.get(field)
-        if value is not None and not isinstance(value, Mapping):
-            problems.append(Problem(f"{path}.{field}", "must be an object"))
-            shapes_ok = False
-    if kind is not None and shapes_ok:
-        problems += _params_problems(kind, notification, path, slack_fallback=slack_fallback)
     return problems
 
 
@@ -205,7 +226,7 @@ def _when_problems(when: Any, path: str) -> list[Problem]:
                 )
             )
         elif state not in NOTIFYING_STATES:
-            problems.append(Problem(f"{path}[{i}]", f"unknown state {state!r}{_did_you_mean(state, known)}"))
+            problems.append(Problem(f"{path}[{i}]", f"unknown state {state!r}{did_you_mean(state, known)}"))
     return problems
 
 
@@ -265,4 +286,13 @@ def _slack_problems(params: Mapping[str, Any], path: str, *, slack_fallback: boo
     ]
 
 
-__all__ = ["SEVERITIES", "InvalidRuns", "Problem", "check_runs", "notification_problems", "run_problems"]
+__all__ = [
+    "SEVERITIES",
+    "InvalidRuns",
+    "Problem",
+    "check_runs",
+    "did_you_mean",
+    "notification_problems",
+    "run_problems",
+    "text_problems",
+]

@@ -18,11 +18,15 @@ from aiohttp.typedefs import Middleware
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from runherald import ledger, metrics
+from runherald.api_rule_test import add_rule_test_routes
+from runherald.api_rules import add_rule_routes
+from runherald.api_silences import add_silence_routes
 from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
 from runherald.openapi import OPENAPI
 from runherald.publish import InvalidRuns, Publisher, PublishError, is_list_input, parse_runs, prepare_runs
 from runherald.sealing import SealKeyError
+from runherald.streams.alert_store import AlertStore
 
 log = logging.getLogger("runherald.api")
 
@@ -148,9 +152,11 @@ def create_api(
     health: Callable[[], dict[str, Any]],
     max_body_bytes: int,
     tokens: TokenTable | None = None,
+    alerts: AlertStore | None = None,
 ) -> web.Application:
     """An aiohttp application over a publisher, the ledger (by run key) and a reader of runs by record;
-    with `tokens`, every request but the public ones needs one of them (without, it is all open)."""
+    with `tokens`, every request but the public ones needs one of them (without, it is all open);
+    with `alerts` (the worker's copy of the rules topic), the alert configuration routes too."""
 
     async def post_runs(request: web.Request) -> web.Response:
         body = await request.read()
@@ -221,4 +227,8 @@ def create_api(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.REGISTRY))
+    if alerts is not None:
+        add_rule_routes(app, alerts)
+        add_silence_routes(app, alerts)
+        add_rule_test_routes(app, alerts, publisher.settings)
     return app

@@ -11,34 +11,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from runherald import ledger, rules
+from runherald.alerting import notification_name, with_receiver
 from runherald.config import Settings
 from runherald.delivery import Delivery, delivery_id, run_key
+from runherald.events import (  # noqa: F401 (re-exported: the stage and the API read them here)
+    INVALID_FIELD,
+    MISSING_FIELD,
+    NOT_A_RUN,
+    NOT_JSON,
+    TOO_LARGE,
+    InvalidEvent,
+    parse_event,
+    validate_run,
+)
+from runherald.matchers import run_fields
+from runherald.rule_index import AlertConfig
 from runherald.sealing import seal_notification
 
 NOTIFYING_STATES = frozenset({"completed", "error", "aborted", "running"})
-NOTIFICATION_TEXT_FIELDS = ("kind", "name", "message", "severity", "condition")
-
-
-class InvalidEvent(ValueError):
-    """A run event that cannot be processed; its message is the dead-letter reason, its `code` one of
-    DEAD_LETTER_CODES (a metric label: a few fixed values, whatever the message says)."""
-
-    def __init__(self, reason: str, code: str) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
-# Why a run event was dead-lettered, as the metric's reason label says it.
-NOT_JSON, NOT_A_RUN, TOO_LARGE, MISSING_FIELD, INVALID_FIELD = (
-    "not_json",
-    "not_a_run",
-    "too_large",
-    "missing_field",
-    "invalid_field",
-)
 
 
 @dataclass
@@ -51,64 +42,6 @@ class Evaluation:
     record: ledger.Record | None = None  # the run's ledger record, when it changed
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (notification name, why)
     dropped: str = ""  # why the whole event was ignored (e.g. out of order)
-
-
-def parse_event(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
-    """The run dict in a runs-topic value, or InvalidEvent saying what is wrong with it."""
-    if raw is None:
-        raise InvalidEvent("empty event (no value)", NOT_JSON)
-    if len(raw) > max_bytes:
-        raise InvalidEvent(f"event is {len(raw)} bytes, over the limit of {max_bytes}", TOO_LARGE)
-    try:
-        run = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidEvent(f"not JSON: {exc}", NOT_JSON) from None
-    validate_run(run)
-    return run
-
-
-def validate_run(run: Any) -> None:
-    """Check the shape the pipeline relies on; raise InvalidEvent naming the first problem."""
-    if not isinstance(run, dict):
-        raise InvalidEvent(
-            f"a run event must be a JSON object (a run dict), not {type(run).__name__}", NOT_A_RUN
-        )
-    meta = run.get("metadata")
-    if not isinstance(meta, dict):
-        raise InvalidEvent("metadata is missing or not an object", MISSING_FIELD)
-    for name in ("project", "uid"):
-        value = meta.get(name)
-        if not isinstance(value, str) or not value:
-            raise InvalidEvent(f"metadata.{name} is missing or not a non-empty string", MISSING_FIELD)
-        if "/" in value:
-            raise InvalidEvent(f"metadata.{name} must not contain '/'", INVALID_FIELD)
-    if meta.get("labels") is not None and not isinstance(meta["labels"], dict):
-        raise InvalidEvent(
-            "metadata.labels must be an object", INVALID_FIELD
-        )  # notifiers and rules read it as one
-    status = run.get("status")
-    if not isinstance(status, dict):
-        raise InvalidEvent("status is missing or not an object", MISSING_FIELD)
-    if not isinstance(status.get("state"), str) or not status["state"]:
-        raise InvalidEvent("status.state is missing or not a non-empty string", MISSING_FIELD)
-    spec = run.get("spec", {})
-    if not isinstance(spec, dict):
-        raise InvalidEvent("spec is not an object", INVALID_FIELD)
-    notifications = spec.get("notifications", [])
-    if not isinstance(notifications, list):
-        raise InvalidEvent("spec.notifications is not a list", INVALID_FIELD)
-    for i, item in enumerate(notifications):
-        if not isinstance(item, dict):
-            raise InvalidEvent(f"spec.notifications[{i}] is not an object", INVALID_FIELD)
-        when = item.get("when", ["completed"])
-        if not isinstance(when, list) or not all(isinstance(w, str) for w in when):
-            raise InvalidEvent(f"spec.notifications[{i}].when must be a list of state names", INVALID_FIELD)
-        for fld in ("params", "secret_params"):
-            if item.get(fld) is not None and not isinstance(item[fld], dict):
-                raise InvalidEvent(f"spec.notifications[{i}].{fld} must be an object", INVALID_FIELD)
-        for fld in NOTIFICATION_TEXT_FIELDS:  # a name that is not text stopped the whole stage once
-            if item.get(fld) is not None and not isinstance(item[fld], str):
-                raise InvalidEvent(f"spec.notifications[{i}].{fld} must be a string", INVALID_FIELD)
 
 
 def _timestamp(value: Any) -> float | None:
@@ -125,24 +58,81 @@ def _timestamp(value: Any) -> float | None:
     return parsed.timestamp()
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One notification a run event may send: the run's own (its receiver resolved) or a rule's.
+
+    `error` says why it cannot be sent at all (a receiver that does not exist, a name clash)."""
+
+    notification: dict[str, Any]
+    name: str
+    receiver: str = ""
+    rule: str = ""
+    error: str = ""
+
+
+def candidates(
+    run: dict[str, Any], alerts: AlertConfig | None, fields: dict[str, str] | None = None
+) -> list[Candidate]:
+    """The run's own notifications, then one per (matching rule, receiver), each with what it needs to
+    be sent; rules are matched against the alert configuration in force now."""
+    own: list[dict[str, Any]] = (run.get("spec") or {}).get("notifications") or []
+    found: list[Candidate] = []
+    for notification in own:
+        name = str(notification.get("name") or "")
+        receiver_name = (notification.get("params") or {}).get("receiver")
+        if receiver_name is None:
+            found.append(Candidate(notification, name))
+            continue
+        receiver = alerts.receivers.get(str(receiver_name)) if alerts is not None else None
+        if receiver is None:
+            error = f"receiver {receiver_name!r} does not exist"
+            found.append(Candidate(notification, name, str(receiver_name), error=error))
+        else:
+            found.append(Candidate(with_receiver(notification, receiver), name, receiver.name))
+    if alerts is None or not alerts.rules:
+        return found
+    own_names = {candidate.name for candidate in found}
+    for rule in alerts.matching_rules(fields if fields is not None else run_fields(run)):
+        for receiver_name in rule.receivers:
+            name = notification_name(rule.name, receiver_name)
+            receiver = alerts.receivers.get(receiver_name)
+            placeholder = {"name": name, "when": list(rule.when), "kind": receiver.kind if receiver else ""}
+            if name in own_names:
+                error = (
+                    f"rule {rule.name!r} cannot notify {receiver_name!r}: "
+                    f"the run has its own notification named {name!r}"
+                )
+                found.append(Candidate(placeholder, name, receiver_name, rule.name, error))
+            elif receiver is None:
+                error = f"rule {rule.name!r} names receiver {receiver_name!r}, which does not exist"
+                found.append(Candidate(placeholder, name, receiver_name, rule.name, error))
+            else:
+                found.append(Candidate(rule.notification(receiver), name, receiver_name, rule.name))
+    return found
+
+
 def evaluate_event(
     run: dict[str, Any],
     *,
     record: ledger.Record,
     source: tuple[int, int],
     settings: Settings,
+    alerts: AlertConfig | None = None,
 ) -> Evaluation:
     """Decide, for a validated run dict, which deliveries to emit and what to record.
 
-    A run without notifications needs nothing. Otherwise the record always changes: it remembers the
-    latest accepted event (its state, last_update and offset on the runs topic) for ordering and for
-    the API, which reads the run itself back from the runs topic.
+    A run without notifications (its own, or an alert rule's) needs nothing. Otherwise the record always
+    changes: it remembers the latest accepted event (its state, last_update and offset on the runs topic)
+    for ordering and for the API, which reads the run itself back from the runs topic. `alerts` is the
+    alert configuration in force: its rules add notifications, its silences mute deliveries.
     """
     meta, status = run["metadata"], run["status"]
     project, uid, state = meta["project"], meta["uid"], status["state"]
     result = Evaluation(key=run_key(project, uid), run=run)
-    notifications: list[dict[str, Any]] = (run.get("spec") or {}).get("notifications") or []
-    if not notifications:
+    fields = run_fields(run) if alerts is not None and (alerts.rules or alerts.silences) else None
+    found = candidates(run, alerts, fields)
+    if not found:
         return result
 
     latest = record.get("run") or {}
@@ -158,20 +148,21 @@ def evaluate_event(
     result.record = record
     redacted: dict[str, Any] | None = None
 
-    duplicate_names = rules.check_unique_names(notifications)
+    duplicate_names = rules.check_unique_names((run.get("spec") or {}).get("notifications") or [])
     now = time.time()
-    for notification in notifications:
-        name = str(notification.get("name") or "")
+    for candidate in found:
+        notification, name = candidate.notification, candidate.name
         when = rules.when_states(notification)
-        if state not in when and not duplicate_names:
+        error = candidate.error or (duplicate_names if not candidate.rule else None)
+        if state not in when and not error:
             # Never sent in this state whatever else holds (rules.evaluate says the same, later and
             # dearer): most events of a run take this path.
             result.skipped.append((name, f"state {state!r} not in when {when}"))
             continue
         did = delivery_id(project, uid, name, state)
-        found = ledger.entry(record, did)
-        if duplicate_names:
-            if state in when and not ledger.is_terminal(found):
+        entry = ledger.entry(record, did)
+        if error:
+            if state in when and not ledger.is_terminal(entry):
                 ledger.put_entry(
                     record,
                     did,
@@ -179,17 +170,17 @@ def evaluate_event(
                     state=state,
                     kind=notification.get("kind", "slack"),
                     status=ledger.ERROR,
-                    reason=duplicate_names,
+                    reason=ledger.short_reason(error),
                 )
-            result.skipped.append((name, duplicate_names))
+            result.skipped.append((name, error))
             continue
-        if ledger.is_terminal(found):
-            result.skipped.append((name, f"already {found['status']} for state {state!r}"))  # type: ignore[index]
+        if ledger.is_terminal(entry):
+            result.skipped.append((name, f"already {entry['status']} for state {state!r}"))  # type: ignore[index]
             continue
-        if found is not None and found.get("retry"):
+        if entry is not None and entry.get("retry"):
             result.skipped.append((name, "waiting for its retry"))
             continue
-        if found is not None and found.get("source") != list(source):
+        if entry is not None and entry.get("source") != list(source):
             # An earlier event already emitted this delivery; the dispatcher owns it now.
             result.skipped.append((name, "already queued"))
             continue
@@ -202,6 +193,24 @@ def evaluate_event(
         if not decision.send:
             result.skipped.append((name, decision.reason))
             continue
+        if fields is not None and alerts is not None and alerts.silences:
+            silence = alerts.silence_for(
+                {**fields, "notification": name, "receiver": candidate.receiver}, now
+            )
+            if silence is not None:
+                why = f"muted by {silence.describe()}"
+                ledger.put_entry(
+                    record,
+                    did,
+                    name=name,
+                    state=state,
+                    kind=notification.get("kind", "slack"),
+                    status=ledger.SKIPPED,
+                    reason=ledger.short_reason(why),
+                    silence=silence.id,
+                )
+                result.skipped.append((name, why))
+                continue
         if redacted is None:
             redacted = rules.redact_run(run, parsed_json=True)
         delivery = make_delivery(run, notification, redacted=redacted, created_at=now)

@@ -14,7 +14,8 @@ import orjson
 PENDING = "pending"
 SENT = "sent"
 ERROR = "error"
-TERMINAL = frozenset({SENT, ERROR})
+SKIPPED = "skipped"  # decided not to send (muted by a silence); the reason says what decided it
+TERMINAL = frozenset({SENT, ERROR, SKIPPED})
 REASON_LIMIT = 255  # MLRun's column width for reason; the full text stays in `detail`
 
 Record = dict[str, Any]

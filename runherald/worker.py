@@ -124,6 +124,7 @@ class ApiService(mode.Service):
             health=self._health,
             max_body_bytes=self.settings.max_event_bytes * 16,
             tokens=self.tokens,
+            alerts=self.pipeline.alerts,
         )
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()
@@ -145,6 +146,7 @@ class ApiService(mode.Service):
             await self._runner.cleanup()
         await self.view.stop()
         await self.pipeline.run_fetcher.stop()
+        await self.pipeline.alerts.stop()
         await self.publisher.stop()
 
 

@@ -32,6 +32,7 @@ from runherald.kafka_clients import Plan, client_kwargs, faust_kwargs
 from runherald.retry import RetryPolicy
 from runherald.topics import COMPACTED
 
+from .alert_store import AlertStore
 from .dispatch import Dispatcher, DispatchStage
 from .evaluate import LEDGER_WRITE_DELAY, EvaluateStage
 from .kafka import App
@@ -93,6 +94,7 @@ class Pipeline:
     ownership: Ownership
     run_fetcher: OffsetFetcher
     redriver: Redriver
+    alerts: AlertStore
 
     def local_record(self, key: bytes) -> bytes | None:
         """A run's ledger record if this worker owns its partition (fresh), else None: ask the view."""
@@ -157,6 +159,7 @@ def create_pipeline(
     ledger_writer = LedgerWriter(ledger_table, writer, settings.topic("status"))
     dead_letters = DeadLetterWriter(writer, dead_letter_topic.get_topic_name())
     ownership = Ownership()
+    alert_store = AlertStore(settings, settings.topic("rules"), send=writer.send)
     delivery_fetcher = OffsetFetcher(settings, deliveries_topic_name)
     run_fetcher = OffsetFetcher(settings, runs_topic.get_topic_name())
 
@@ -211,6 +214,8 @@ def create_pipeline(
         emit=emit,
         runs_topic=runs_topic.get_topic_name(),
         lock=batch_lock,
+        alerts=lambda: alert_store.config,
+        alerts_ready=alert_store.ready,
     )
     dispatch = DispatchStage(app=app, dispatcher=dispatcher, dead_letters=dead_letters, lock=batch_lock)
     app.batch_topic(runs_topic, evaluate.handle)
@@ -248,7 +253,12 @@ def create_pipeline(
         record_error=record_error,
         grace=settings.redrive_after,
         max_event_bytes=settings.max_event_bytes,
+        alerts=lambda: alert_store.config,
     )
+
+    @app.task
+    async def follow_alert_configuration() -> None:
+        alert_store.start()
 
     @ledger_table.on_recover
     async def after_takeover() -> None:
@@ -294,4 +304,5 @@ def create_pipeline(
         ownership=ownership,
         run_fetcher=run_fetcher,
         redriver=redriver,
+        alerts=alert_store,
     )

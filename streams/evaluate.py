@@ -24,6 +24,7 @@ from runherald.config import Settings
 from runherald.delivery import Delivery, run_key
 from runherald.evaluation import InvalidEvent, evaluate_event, parse_event
 from runherald.faults import fault_point
+from runherald.rule_index import AlertConfig
 from runherald.sealing import seal_run
 
 from .writers import DeadLetterWriter, LedgerWriter, Writer
@@ -51,6 +52,8 @@ class EvaluateStage:
         emit: Emit,
         runs_topic: str,
         lock: asyncio.Lock,
+        alerts: Callable[[], AlertConfig | None] = lambda: None,
+        alerts_ready: asyncio.Event | None = None,
     ) -> None:
         self._app = app
         self._settings = settings
@@ -63,10 +66,16 @@ class EvaluateStage:
         self._unacknowledged: list[tuple[TP, list[int], int]] = []  # (partition, offsets, read epoch)
         self._oldest = 0.0  # monotonic time the oldest unacknowledged event was handled
         self._lag = metrics.STAGE_LAG.labels("evaluate")
+        self._alerts = alerts  # the alert configuration in force, read once per fetch
+        self._alerts_ready = alerts_ready  # set once every stored rule is loaded
 
     async def handle(self, tp: TP, records: list[Any]) -> None:
         """One partition's records of one fetch, in offset order."""
+        if self._alerts_ready is not None and not self._alerts_ready.is_set():
+            log.info("waiting for the alert configuration to load before evaluating runs")
+            await self._alerts_ready.wait()
         async with self._lock:
+            alerts = self._alerts()
             epoch = self._app.read_epoch
             metrics.EVENTS_CONSUMED.inc(len(records))
             # The wait of the oldest record of each fetch (a histogram update per record costs more
@@ -77,7 +86,7 @@ class EvaluateStage:
             for index, message in enumerate(records):
                 if index and not index % YIELD_EVERY:
                     await asyncio.sleep(0)  # let sends, their records and the API get a turn
-                await self._evaluate(message)
+                await self._evaluate(message, alerts)
             if not self._unacknowledged:
                 self._oldest = time.monotonic()
             self._unacknowledged.append((tp, [message.offset for message in records], epoch))
@@ -93,7 +102,7 @@ class EvaluateStage:
         for tp, offsets, epoch in events:
             self._app.ack_offsets(tp, offsets, epoch)
 
-    async def _evaluate(self, message: Any) -> None:
+    async def _evaluate(self, message: Any, alerts: AlertConfig | None) -> None:
         try:
             run = parse_event(message.value, self._settings.max_event_bytes)
         except InvalidEvent as exc:
@@ -110,6 +119,7 @@ class EvaluateStage:
             record=self._ledger.load(key, meta["project"], meta["uid"]),
             source=(message.partition, message.offset),
             settings=self._settings,
+            alerts=alerts,
         )
         if result.dropped:
             metrics.EVENTS_DROPPED.inc()

@@ -21,7 +21,8 @@ from typing import Any
 
 from runherald import ledger, metrics
 from runherald.delivery import Delivery
-from runherald.evaluation import InvalidEvent, make_delivery, parse_event
+from runherald.evaluation import InvalidEvent, candidates, make_delivery, parse_event
+from runherald.rule_index import AlertConfig
 
 log = logging.getLogger("runherald.redrive")
 
@@ -64,6 +65,7 @@ class Redriver:
         ],  # (key, delivery id, partition, reason)
         grace: float,
         max_event_bytes: int,
+        alerts: Callable[[], AlertConfig | None] = lambda: None,  # the alert configuration in force
     ) -> None:
         self._records = records
         self._read = read_record
@@ -75,6 +77,7 @@ class Redriver:
         self._record_error = record_error
         self.grace = grace
         self._max_event_bytes = max_event_bytes
+        self._alerts = alerts
         self._task: asyncio.Task[None] | None = None
 
     def takeover(self) -> None:
@@ -169,12 +172,11 @@ class Redriver:
                 await asyncio.sleep(min(5.0, 0.5 * 2**attempt))
         raise LookupError(f"not read after {READ_TRIES} tries ({last!r})")
 
-    @staticmethod
-    def _rebuild(run: dict[str, Any], found: ledger.Entry, delivery_id: str) -> Delivery | None:
-        notifications = (run.get("spec") or {}).get("notifications") or []
-        for notification in notifications:
-            if isinstance(notification, dict) and str(notification.get("name") or "") == found.get("name"):
-                delivery = make_delivery(run, notification)
+    def _rebuild(self, run: dict[str, Any], found: ledger.Entry, delivery_id: str) -> Delivery | None:
+        """The delivery again, from the run event and (for an alert rule's) the rules in force now."""
+        for candidate in candidates(run, self._alerts()):
+            if candidate.name == found.get("name") and not candidate.error:
+                delivery = make_delivery(run, candidate.notification)
                 return delivery if delivery.id == delivery_id else None
         return None
 

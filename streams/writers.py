@@ -31,7 +31,7 @@ class Writer:
         self._crashing: asyncio.Future[Any] | None = None
 
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> asyncio.Future[Any]:
         """Queue one record; the future resolves to its RecordMetadata once the broker has it."""
         producer = self.app.producer._ensure_producer()

@@ -1,0 +1,483 @@
+"""Alert rules, receivers and silences: the configuration document, checked, and the objects it holds.
+
+Pure: `check_document` finds every problem of a document (each with its path, ``rules.<name>.<field>``),
+`parse_silence` checks a silence, and the objects turn into the notifications the pipeline sends. What a
+worker holds of them, with the rules indexed, is `runherald.rule_index.AlertConfig`.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets as token_source
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from runherald.admission import Problem, did_you_mean, notification_problems, text_problems
+from runherald.errors import RunheraldError
+from runherald.matchers import (
+    RUN_FIELDS,
+    SILENCE_FIELDS,
+    Matcher,
+    MatcherError,
+    format_duration,
+    parse_duration,
+    parse_matcher,
+)
+from runherald.secrets import redact_secret_params
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/')"
+TYPES = ("receiver", "rule", "silence")
+DOCUMENT_KEYS = ("receivers", "rules")
+LATER_DOCUMENT_KEYS = ("integrations", "subscriptions")
+RECEIVER_KEYS = ("name", "kind", "params", "secret_params")
+RULE_KEYS = ("name", "matchers", "when", "condition", "severity", "message", "receivers")
+LATER_RULE_KEYS = (
+    "group_by",
+    "group_wait",
+    "group_interval",
+    "repeat_interval",
+    "inhibits",
+    "inhibit_equal",
+    "inhibit_for",
+)
+SILENCE_KEYS = ("id", "matchers", "starts_at", "ends_at", "duration", "author", "comment", "created_at")
+MAX_SILENCE = 366 * 86400.0
+
+
+class InvalidConfig(RunheraldError):
+    """A configuration document (or one object of it) refused; `problems` says each thing and where."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem], warnings: list[Problem] | None = None) -> None:
+        self.problems = problems
+        self.warnings = warnings or []
+        count = len(problems)
+        self.summary = (
+            f"the configuration has {count} problem{'s' if count != 1 else ''}; nothing was applied"
+        )
+        super().__init__("\n".join([self.summary, *(str(problem) for problem in problems)]))
+
+
+def record_key(kind: str, name: str) -> str:
+    """The key of an object on the rules topic: ``"{type}/{name}"``."""
+    return f"{kind}/{name}"
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _timestamp(value: Any, path: str, problems: list[Problem]) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            problems.append(Problem(path, f"{value!r} is not a time (ISO 8601, e.g. 2026-12-05T10:00:00Z)"))
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    """A destination defined once: a channel kind and what that channel takes."""
+
+    name: str
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    secret_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As stored on the rules topic (secret_params as given: sealed before they are written)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "params": dict(self.params),
+            "secret_params": dict(self.secret_params),
+        }
+
+    def public_dict(self) -> dict[str, Any]:
+        """As the API and CLI show it: secret values REDACTED, references kept."""
+        return redact_secret_params(self.to_dict())
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """For every run whose fields satisfy all matchers, one notification per receiver."""
+
+    name: str
+    matchers: tuple[Matcher, ...]
+    receivers: tuple[str, ...]
+    when: tuple[str, ...] = ("completed",)
+    condition: str = ""
+    severity: str = ""
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "matchers": [str(matcher) for matcher in self.matchers],
+            "when": list(self.when),
+            "receivers": list(self.receivers),
+        }
+        for key in ("condition", "severity", "message"):
+            if getattr(self, key):
+                data[key] = getattr(self, key)
+        return data
+
+    def notification(self, receiver: Receiver) -> dict[str, Any]:
+        """The notification this rule sends to `receiver`, named ``"{rule}/{receiver}"``."""
+        notification: dict[str, Any] = {
+            "kind": receiver.kind,
+            "name": notification_name(self.name, receiver.name),
+            "when": list(self.when),
+            "params": dict(receiver.params),
+            "secret_params": dict(receiver.secret_params),
+        }
+        for key in ("condition", "severity", "message"):
+            if getattr(self, key):
+                notification[key] = getattr(self, key)
+        return notification
+
+
+def notification_name(rule: str, receiver: str) -> str:
+    return f"{rule}/{receiver}"
+
+
+def with_receiver(notification: Mapping[str, Any], receiver: Receiver) -> dict[str, Any]:
+    """A run's own notification that says ``params: {receiver: NAME}``: the receiver's kind, params
+    and secret_params, with the notification's own params and secret_params over them."""
+    params = {key: value for key, value in (notification.get("params") or {}).items() if key != "receiver"}
+    merged = dict(notification)
+    merged["kind"] = receiver.kind
+    merged["params"] = {**receiver.params, **params}
+    merged["secret_params"] = {**receiver.secret_params, **(notification.get("secret_params") or {})}
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Mutes every delivery whose fields it matches, from starts_at until ends_at."""
+
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: float
+    ends_at: float
+    author: str
+    comment: str
+    created_at: float = 0.0
+
+    def state(self, now: float) -> str:
+        if now >= self.ends_at:
+            return "expired"
+        return "active" if now >= self.starts_at else "pending"
+
+    def to_dict(self, now: float | None = None) -> dict[str, Any]:
+        data = {
+            "id": self.id,
+            "matchers": [str(matcher) for matcher in self.matchers],
+            "starts_at": _iso(self.starts_at),
+            "ends_at": _iso(self.ends_at),
+            "author": self.author,
+            "comment": self.comment,
+            "created_at": _iso(self.created_at or self.starts_at),
+        }
+        if now is not None:
+            data["state"] = self.state(now)
+        return data
+
+    def describe(self) -> str:
+        return f"silence {self.id} ({self.comment})" if self.comment else f"silence {self.id}"
+
+
+@dataclass
+class Document:
+    """What a checked configuration document holds, and what is wrong with it."""
+
+    receivers: list[Receiver] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            raise InvalidConfig(self.problems, self.warnings)
+
+
+def load_text(text: str | bytes, source: str = "the document") -> Any:
+    """A YAML or JSON document, or InvalidConfig saying where it does not parse."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InvalidConfig([Problem("", f"{source} is not YAML or JSON{at}: {problem}")]) from None
+
+
+def _name_problem(kind: str, name: Any, path: str) -> Problem | None:
+    if not isinstance(name, str) or not name:
+        return Problem(f"{path}.name", f"a {kind} needs a name")
+    if not NAME.match(name):
+        return Problem(f"{path}.name", f"{name!r} is not a valid name: {NAME_RULE}")
+    return None
+
+
+def _unknown_keys(
+    data: Mapping[str, Any], known: Collection[str], path: str, later: Collection[str] = ()
+) -> list[Problem]:
+    problems = []
+    for key in data:
+        if key in known:
+            continue
+        if key in later:
+            problems.append(Problem(f"{path}.{key}", "is not supported by this version of runherald yet"))
+        else:
+            close = did_you_mean(str(key), list(known))
+            problems.append(Problem(f"{path}.{key}", f"unknown field {key!r}{close}"))
+    return problems
+
+
+def _item_path(section: str, index: int, data: Any) -> str:
+    name = data.get("name") if isinstance(data, Mapping) else None
+    if isinstance(name, str) and NAME.match(name):
+        return f"{section}.{name}"
+    return f"{section}[{index}]"
+
+
+def parse_receiver(data: Any, path: str) -> tuple[Receiver | None, list[Problem]]:
+    """A receiver from its dict, or the problems that keep it from being one."""
+    if not isinstance(data, Mapping):
+        return None, [Problem(path, "a receiver must be an object with name, kind, params, secret_params")]
+    problems = _unknown_keys(data, RECEIVER_KEYS, path)
+    named = _name_problem("receiver", data.get("name"), path)
+    problems += [named] if named else []
+    if not data.get("kind"):
+        problems.append(Problem(f"{path}.kind", "a receiver needs a kind (slack, mail, webhook, console)"))
+    params = data.get("params")
+    if isinstance(params, Mapping) and "receiver" in params:
+        problems.append(Problem(f"{path}.params.receiver", "a receiver cannot name another receiver"))
+    else:
+        problems += notification_problems({key: data.get(key) for key in RECEIVER_KEYS if key in data}, path)
+    if problems:
+        return None, problems
+    return Receiver(
+        name=data["name"],
+        kind=data["kind"],
+        params=dict(data.get("params") or {}),
+        secret_params=dict(data.get("secret_params") or {}),
+    ), []
+
+
+def _matchers(
+    value: Any, path: str, allowed: Collection[str], problems: list[Problem]
+) -> tuple[Matcher, ...]:
+    if not isinstance(value, list) or not value:
+        problems.append(Problem(path, "needs a list of at least one matcher, such as 'project=\"alpha\"'"))
+        return ()
+    parsed = []
+    for i, text in enumerate(value):
+        try:
+            parsed.append(parse_matcher(text, allowed))
+        except MatcherError as exc:
+            problems.append(Problem(f"{path}[{i}]", str(exc)))
+    return tuple(parsed)
+
+
+def parse_rule(
+    data: Any, path: str, receivers: Collection[str] | None = None
+) -> tuple[Rule | None, list[Problem], list[Problem]]:
+    """A rule from its dict, or its problems; `receivers` are the names a rule may send to (None: not
+    known, offline: an undefined one is then a warning). Returns (rule, problems, warnings)."""
+    if not isinstance(data, Mapping):
+        return None, [Problem(path, "a rule must be an object with name, matchers, when, receivers")], []
+    problems = _unknown_keys(data, RULE_KEYS, path, LATER_RULE_KEYS)
+    warnings: list[Problem] = []
+    named = _name_problem("rule", data.get("name"), path)
+    problems += [named] if named else []
+    matchers = _matchers(data.get("matchers"), f"{path}.matchers", RUN_FIELDS, problems)
+    problems += text_problems(data, path)
+    names = data.get("receivers")
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) and name for name in names):
+        problems.append(Problem(f"{path}.receivers", "needs a list of at least one receiver name"))
+        names = []
+    for i, name in enumerate(names):
+        where = f"{path}.receivers[{i}]"
+        if names.index(name) != i:
+            problems.append(Problem(where, f"receiver {name!r} is named twice"))
+        elif receivers is None:
+            continue
+        elif name not in receivers:
+            problems.append(
+                Problem(where, f"no receiver {name!r} is defined{did_you_mean(name, sorted(receivers))}")
+            )
+    if problems:
+        return None, problems, warnings
+    when = data.get("when") or ["completed"]
+    return (
+        Rule(
+            name=data["name"],
+            matchers=matchers,
+            receivers=tuple(names),
+            when=tuple(when),
+            condition=data.get("condition") or "",
+            severity=data.get("severity") or "",
+            message=data.get("message") or "",
+        ),
+        [],
+        warnings,
+    )
+
+
+def check_document(doc: Any, *, stored_receivers: Collection[str] | None = None) -> Document:
+    """Every problem of a configuration document, each with its path.
+
+    A rule may name a receiver the document defines or, when `stored_receivers` is given (apply), one
+    already stored; offline (None) a receiver the document does not define is only a warning.
+    """
+    result = Document()
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        result.problems.append(Problem("", "the document must be an object with receivers and rules"))
+        return result
+    result.problems += _unknown_keys(doc, DOCUMENT_KEYS, "", LATER_DOCUMENT_KEYS)
+    result.problems = [Problem(problem.path.lstrip("."), problem.message) for problem in result.problems]
+    sections = {key: doc.get(key) or [] for key in DOCUMENT_KEYS}
+    for key, items in sections.items():
+        if not isinstance(items, list):
+            result.problems.append(Problem(key, f"{key} must be a list"))
+            sections[key] = []
+    seen: set[str] = set()
+    for i, data in enumerate(sections["receivers"]):
+        path = _item_path("receivers", i, data)
+        receiver, problems = parse_receiver(data, path)
+        result.problems += problems
+        name = data.get("name") if isinstance(data, Mapping) else None
+        if isinstance(name, str) and name in seen:
+            result.problems.append(Problem(f"{path}.name", f"receiver {name!r} is defined twice"))
+        elif receiver is not None:
+            result.receivers.append(receiver)
+        if isinstance(name, str):
+            seen.add(name)
+    defined = seen | set(stored_receivers or ())
+    rule_names: set[str] = set()
+    for i, data in enumerate(sections["rules"]):
+        path = _item_path("rules", i, data)
+        rule, problems, _ = parse_rule(data, path, defined)
+        name = data.get("name") if isinstance(data, Mapping) else None
+        if stored_receivers is None:
+            # Offline: a receiver defined elsewhere (already stored) may be meant; say so, do not refuse.
+            kept = []
+            for problem in problems:
+                if ".receivers[" in problem.path and problem.message.startswith("no receiver"):
+                    result.warnings.append(
+                        Problem(problem.path, problem.message + "; it must exist when applied")
+                    )
+                else:
+                    kept.append(problem)
+            problems = kept
+            if rule is None and not problems:
+                rule, _, _ = parse_rule(data, path, None)
+        result.problems += problems
+        if isinstance(name, str) and name in rule_names:
+            result.problems.append(Problem(f"{path}.name", f"rule {name!r} is defined twice"))
+        elif rule is not None:
+            result.rules.append(rule)
+        if isinstance(name, str):
+            rule_names.add(name)
+    return result
+
+
+def new_silence_id() -> str:
+    return token_source.token_hex(8)
+
+
+def parse_silence(data: Any, now: float | None = None) -> Silence:
+    """A silence from what `silence add` or ``POST /api/v1/silences`` gives: matchers, comment, author,
+    and either ends_at or a duration (starts_at defaults to now). Raises InvalidConfig."""
+    now = time.time() if now is None else now
+    problems: list[Problem] = []
+    if not isinstance(data, Mapping):
+        raise InvalidConfig(
+            [Problem("", "a silence must be an object with matchers, duration or ends_at, comment")]
+        )
+    problems += _unknown_keys(data, SILENCE_KEYS, "silence")
+    matchers = _matchers(data.get("matchers"), "silence.matchers", (*RUN_FIELDS, *SILENCE_FIELDS), problems)
+    starts = _timestamp(data["starts_at"], "silence.starts_at", problems) if data.get("starts_at") else now
+    ends: float | None = None
+    if data.get("ends_at") and data.get("duration"):
+        problems.append(Problem("silence.duration", "give either ends_at or duration, not both"))
+    elif data.get("ends_at"):
+        ends = _timestamp(data["ends_at"], "silence.ends_at", problems)
+    elif data.get("duration"):
+        try:
+            length = parse_duration(data["duration"])
+        except ValueError as exc:
+            problems.append(Problem("silence.duration", str(exc)))
+        else:
+            if length <= 0:
+                problems.append(Problem("silence.duration", "must be longer than 0s"))
+            elif length > MAX_SILENCE:
+                problems.append(
+                    Problem("silence.duration", f"must be at most {format_duration(MAX_SILENCE)}")
+                )
+            ends = (starts or now) + length
+    else:
+        problems.append(Problem("silence.duration", "a silence needs a duration (e.g. 2h) or ends_at"))
+    if starts is not None and ends is not None and ends <= starts:
+        problems.append(Problem("silence.ends_at", "must be after starts_at"))
+    comment = data.get("comment")
+    if not isinstance(comment, str) or not comment.strip():
+        problems.append(Problem("silence.comment", "a silence needs a comment saying why"))
+    author = data.get("author") or "anonymous"
+    if not isinstance(author, str) or not NAME.match(author):
+        problems.append(Problem("silence.author", f"{author!r} is not a valid name: {NAME_RULE}"))
+    silence_id = data.get("id") or new_silence_id()
+    if not isinstance(silence_id, str) or not NAME.match(silence_id):
+        problems.append(Problem("silence.id", f"{silence_id!r} is not a valid id: {NAME_RULE}"))
+    if problems:
+        raise InvalidConfig(problems)
+    assert starts is not None and ends is not None
+    created = data.get("created_at")
+    return Silence(
+        id=silence_id,
+        matchers=matchers,
+        starts_at=starts,
+        ends_at=ends,
+        author=author,
+        comment=str(comment).strip(),
+        created_at=_timestamp(created, "silence.created_at", []) or now if created else now,
+    )
+
+
+__all__ = [
+    "NAME",
+    "TYPES",
+    "Document",
+    "InvalidConfig",
+    "Receiver",
+    "Rule",
+    "Silence",
+    "check_document",
+    "load_text",
+    "new_silence_id",
+    "notification_name",
+    "parse_receiver",
+    "parse_rule",
+    "parse_silence",
+    "record_key",
+    "with_receiver",
+]

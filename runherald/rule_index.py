@@ -1,0 +1,140 @@
+"""What a worker holds of the alert configuration, with the rules indexed for matching.
+
+Matching must not scan every rule for every run event: each rule is filed under one of its equality
+matchers (the most selective field it has: uid, project, name, a label, iteration, then state), so an
+event looks up one bucket per indexed field and checks only the rules found there, plus the few rules
+without any equality matcher.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runherald.alerting import (
+    InvalidConfig,
+    Receiver,
+    Rule,
+    Silence,
+    parse_receiver,
+    parse_rule,
+    parse_silence,
+)
+from runherald.matchers import LABEL_PREFIX, Matcher, matches_all
+
+log = logging.getLogger("runherald.rules")
+
+_FIELD_ORDER = {"uid": 0, "project": 1, "name": 2, "iteration": 4, "state": 5}
+
+
+def _selectivity(matcher: Matcher) -> int:
+    if matcher.field.startswith(LABEL_PREFIX):
+        return 3
+    return _FIELD_ORDER.get(matcher.field, 6)
+
+
+class RuleIndex:
+    """Rules filed by one equality matcher each; `matching` returns the rules whose matchers all hold."""
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        by_field: dict[str, dict[str, list[Rule]]] = {}
+        self._unindexed: list[Rule] = []
+        self.size = 0
+        for rule in rules:
+            self.size += 1
+            equalities = [matcher for matcher in rule.matchers if matcher.is_equality]
+            if not equalities:
+                self._unindexed.append(rule)
+                continue
+            key = min(equalities, key=_selectivity)
+            by_field.setdefault(key.field, {}).setdefault(key.value, []).append(rule)
+        self._fields = list(by_field.items())
+
+    def candidates(self, fields: Mapping[str, str]) -> list[Rule]:
+        """The rules that may match: those filed under one of the run's values, and the unindexed."""
+        found = list(self._unindexed)
+        for name, buckets in self._fields:
+            hit = buckets.get(fields.get(name, ""))
+            if hit:
+                found.extend(hit)
+        return found
+
+    def matching(self, fields: Mapping[str, str]) -> list[Rule]:
+        """The rules whose matchers all hold for these fields, by name."""
+        matched = [rule for rule in self.candidates(fields) if matches_all(rule.matchers, fields) is None]
+        matched.sort(key=lambda rule: rule.name)
+        return matched
+
+
+def parse_record(key: str, value: Mapping[str, Any]) -> Receiver | Rule | Silence | None:
+    """The object a rules-topic record holds; a value that no longer parses (written by another
+    version, or by hand) is logged and left out, never fatal."""
+    kind, _, name = key.partition("/")
+    problems: list[Any] = []
+    try:
+        if kind == "receiver":
+            receiver, problems = parse_receiver(value, f"receivers.{name}")
+            if receiver is not None and receiver.name == name:
+                return receiver
+        elif kind == "rule":
+            rule, problems, _ = parse_rule(value, f"rules.{name}")
+            if rule is not None and rule.name == name:
+                return rule
+        elif kind == "silence":
+            silence = parse_silence(value, now=0.0)
+            if silence.id == name:
+                return silence
+        else:
+            problems = ["unknown type"]
+    except InvalidConfig as exc:
+        problems = exc.problems
+    why = "; ".join(str(problem) for problem in problems) or "its name is not its key's"
+    log.warning("rules topic: ignored the record %r: %s", key, why)
+    return None
+
+
+@dataclass
+class AlertConfig:
+    """Receivers, rules and silences as the rules topic holds them, with the rules indexed."""
+
+    receivers: dict[str, Receiver] = field(default_factory=dict)
+    rules: dict[str, Rule] = field(default_factory=dict)
+    silences: dict[str, Silence] = field(default_factory=dict)
+    index: RuleIndex = field(default_factory=lambda: RuleIndex(()))
+
+    @classmethod
+    def from_objects(cls, objects: Iterable[Receiver | Rule | Silence | None]) -> AlertConfig:
+        config = cls()
+        for obj in objects:
+            if isinstance(obj, Receiver):
+                config.receivers[obj.name] = obj
+            elif isinstance(obj, Rule):
+                config.rules[obj.name] = obj
+            elif isinstance(obj, Silence):
+                config.silences[obj.id] = obj
+        config.index = RuleIndex(config.rules.values())
+        return config
+
+    @classmethod
+    def from_records(cls, records: Mapping[str, Mapping[str, Any]]) -> AlertConfig:
+        """From the rules topic's latest values by key (``"{type}/{name}"``)."""
+        return cls.from_objects(parse_record(key, value) for key, value in records.items())
+
+    def matching_rules(self, fields: Mapping[str, str]) -> list[Rule]:
+        return self.index.matching(fields) if self.rules else []
+
+    def silence_for(self, fields: Mapping[str, str], now: float) -> Silence | None:
+        """The active silence that mutes a delivery with these fields (notification and receiver
+        included), the one ending last when several do; None when none does."""
+        found: Silence | None = None
+        for silence in self.silences.values():
+            if silence.state(now) != "active" or matches_all(silence.matchers, fields) is not None:
+                continue
+            if found is None or silence.ends_at > found.ends_at:
+                found = silence
+        return found
+
+
+__all__ = ["AlertConfig", "RuleIndex", "parse_record"]
