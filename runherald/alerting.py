@@ -355,7 +355,7 @@ def check_document(doc: Any, *, stored_receivers: Collection[str] | None = None)
         return result
     result.problems += _unknown_keys(doc, DOCUMENT_KEYS, "", LATER_DOCUMENT_KEYS)
     result.problems = [Problem(problem.path.lstrip("."), problem.message) for problem in result.problems]
-    sections = {key: doc.get(key) or [] for key in DOCUMENT_KEYS}
+    sections = {key: [] if doc.get(key) is None else doc[key] for key in DOCUMENT_KEYS}
     for key, items in sections.items():
         if not isinstance(items, list):
             result.problems.append(Problem(key, f"{key} must be a list"))
