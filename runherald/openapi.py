@@ -142,6 +142,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "status": {"type": "string", "enum": ["ok", "starting"]},
             "ledger_view_caught_up": {"type": "boolean"},
+            "alert_configuration_loaded": {"type": "boolean"},
+            "alert_rules": {"type": "integer"},
+            "receivers": {"type": "integer"},
+            "silences": {"type": "integer"},
             "assigned_partitions": {"type": "integer"},
             "in_flight": {"type": "integer"},
             "runs_known": {"type": "integer"},

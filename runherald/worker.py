@@ -99,9 +99,16 @@ class ApiService(mode.Service):
         except Exception:
             assigned = 0
         ready = self.view.caught_up.is_set()
+        alerts = self.pipeline.alerts
+        loaded = alerts.ready.is_set()
+        config = alerts.config
         return {
-            "status": "ok" if ready else "starting",
+            "status": "ok" if ready and loaded else "starting",
             "ledger_view_caught_up": ready,
+            "alert_configuration_loaded": loaded,
+            "alert_rules": len(config.rules),
+            "receivers": len(config.receivers),
+            "silences": len(config.silences),
             "assigned_partitions": assigned,
             "in_flight": len(self.pipeline.dispatcher.in_flight),
             "runs_known": len(self.view),
