@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from runherald import ledger, rules
 from runherald.alerting import notification_name, with_receiver
@@ -58,11 +58,12 @@ def _timestamp(value: Any) -> float | None:
     return parsed.timestamp()
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One notification a run event may send: the run's own (its receiver resolved) or a rule's.
 
-    `error` says why it cannot be sent at all (a receiver that does not exist, a name clash)."""
+    `error` says why it cannot be sent at all (a receiver that does not exist, a name clash). A named
+    tuple: one is made per notification of every run event, and a frozen dataclass costs twice as much.
+    """
 
     notification: dict[str, Any]
     name: str
@@ -80,7 +81,8 @@ def candidates(
     found: list[Candidate] = []
     for notification in own:
         name = str(notification.get("name") or "")
-        receiver_name = (notification.get("params") or {}).get("receiver")
+        params = notification.get("params")
+        receiver_name = params.get("receiver") if params else None
         if receiver_name is None:
             found.append(Candidate(notification, name))
             continue
@@ -90,8 +92,8 @@ def candidates(
             found.append(Candidate(notification, name, str(receiver_name), error=error))
         else:
             found.append(Candidate(with_receiver(notification, receiver), name, receiver.name))
-    if alerts is None or not alerts.rules:
-        return found
+    if alerts is None or run["status"]["state"] not in alerts.rule_states:
+        return found  # no rule is sent in this state, whatever it matches
     own_names = {candidate.name for candidate in found}
     for rule in alerts.matching_rules(fields if fields is not None else run_fields(run)):
         for receiver_name in rule.receivers:
@@ -130,8 +132,7 @@ def evaluate_event(
     meta, status = run["metadata"], run["status"]
     project, uid, state = meta["project"], meta["uid"], status["state"]
     result = Evaluation(key=run_key(project, uid), run=run)
-    fields = run_fields(run) if alerts is not None and (alerts.rules or alerts.silences) else None
-    found = candidates(run, alerts, fields)
+    found = candidates(run, alerts)
     if not found:
         return result
 
@@ -193,10 +194,9 @@ def evaluate_event(
         if not decision.send:
             result.skipped.append((name, decision.reason))
             continue
-        if fields is not None and alerts is not None and alerts.silences:
-            silence = alerts.silence_for(
-                {**fields, "notification": name, "receiver": candidate.receiver}, now
-            )
+        if alerts is not None and alerts.silences:
+            fields = {**run_fields(run), "notification": name, "receiver": candidate.receiver}
+            silence = alerts.silence_for(fields, now)
             if silence is not None:
                 why = f"muted by {silence.describe()}"
                 ledger.put_entry(

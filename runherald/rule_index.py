@@ -103,6 +103,7 @@ class AlertConfig:
     rules: dict[str, Rule] = field(default_factory=dict)
     silences: dict[str, Silence] = field(default_factory=dict)
     index: RuleIndex = field(default_factory=lambda: RuleIndex(()))
+    rule_states: frozenset[str] = frozenset()  # the states some rule is sent in: others match nothing
 
     @classmethod
     def from_objects(cls, objects: Iterable[Receiver | Rule | Silence | None]) -> AlertConfig:
@@ -115,6 +116,7 @@ class AlertConfig:
             elif isinstance(obj, Silence):
                 config.silences[obj.id] = obj
         config.index = RuleIndex(config.rules.values())
+        config.rule_states = frozenset(state for rule in config.rules.values() for state in rule.when)
         return config
 
     @classmethod
