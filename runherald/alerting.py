@@ -28,6 +28,7 @@ from runherald.matchers import (
     parse_duration,
     parse_matcher,
 )
+from runherald.sandbox import describe_error, render_condition, validate_condition
 from runherald.secrets import redact_secret_params
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -137,8 +138,9 @@ class Rule:
                 data[key] = getattr(self, key)
         return data
 
-    def notification(self, receiver: Receiver) -> dict[str, Any]:
-        """The notification this rule sends to `receiver`, named ``"{rule}/{receiver}"``."""
+    def notification(self, receiver: Receiver, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The notification this rule sends to `receiver`, named ``"{rule}/{receiver}"``; with `run`
+        (redacted: receivers may see it), its message template rendered for that run."""
         notification: dict[str, Any] = {
             "kind": receiver.kind,
             "name": notification_name(self.name, receiver.name),
@@ -149,7 +151,25 @@ class Rule:
         for key in ("condition", "severity", "message"):
             if getattr(self, key):
                 notification[key] = getattr(self, key)
+        if run is not None and self.message:
+            notification["message"] = render_message(self.message, run)
         return notification
+
+
+def is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+def render_message(message: str, run: Mapping[str, Any]) -> str:
+    """A rule's message for a run: a Jinja2 template (``Run {{ run.metadata.name }} failed``), rendered
+    in the conditions' sandbox within their limits. A message that fails to render is sent as written,
+    with why (an alert is better sent rough than not at all)."""
+    if not is_template(message):
+        return message
+    try:
+        return render_condition(message, {"run": run}).strip()
+    except Exception as exc:
+        return f"{message} (message template failed: {describe_error(exc)[:200]})"
 
 
 def notification_name(rule: str, receiver: str) -> str:
@@ -309,6 +329,11 @@ def parse_rule(
     problems += [named] if named else []
     matchers = _matchers(data.get("matchers"), f"{path}.matchers", RUN_FIELDS, problems)
     problems += text_problems(data, path)
+    message = data.get("message")
+    if isinstance(message, str) and is_template(message):
+        why = validate_condition(message)
+        if why:
+            problems.append(Problem(f"{path}.message", f"the message template does not compile: {why}"))
     names = data.get("receivers")
     if not isinstance(names, list) or not names or not all(isinstance(name, str) and name for name in names):
         problems.append(Problem(f"{path}.receivers", "needs a list of at least one receiver name"))
@@ -472,6 +497,7 @@ __all__ = [
     "Rule",
     "Silence",
     "check_document",
+    "is_template",
     "load_text",
     "new_silence_id",
     "notification_name",
@@ -479,5 +505,6 @@ __all__ = [
     "parse_rule",
     "parse_silence",
     "record_key",
+    "render_message",
     "with_receiver",
 ]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from runherald import ledger, rules
-from runherald.alerting import notification_name, with_receiver
+from runherald.alerting import is_template, notification_name, with_receiver
 from runherald.config import Settings
 from runherald.delivery import Delivery, delivery_id, run_key
 from runherald.events import (  # noqa: F401 (re-exported: the stage and the API read them here)
@@ -95,6 +95,7 @@ def candidates(
     if alerts is None or run["status"]["state"] not in alerts.rule_states:
         return found  # no rule is sent in this state, whatever it matches
     own_names = {candidate.name for candidate in found}
+    redacted: dict[str, Any] | None = None  # what a rule's message template may read
     for rule in alerts.matching_rules(fields if fields is not None else run_fields(run)):
         for receiver_name in rule.receivers:
             name = notification_name(rule.name, receiver_name)
@@ -110,7 +111,10 @@ def candidates(
                 error = f"rule {rule.name!r} names receiver {receiver_name!r}, which does not exist"
                 found.append(Candidate(placeholder, name, receiver_name, rule.name, error))
             else:
-                found.append(Candidate(rule.notification(receiver), name, receiver_name, rule.name))
+                if redacted is None and is_template(rule.message):
+                    redacted = rules.redact_run(run)
+                notification = rule.notification(receiver, redacted)
+                found.append(Candidate(notification, name, receiver_name, rule.name))
     return found
 
 

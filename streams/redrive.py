@@ -154,7 +154,10 @@ class Redriver:
             return
         delivery = self._rebuild(run, found, candidate.delivery_id)
         if delivery is None:
-            await self._fail(candidate, f"its run event ({where}) no longer asks for this notification")
+            await self._fail(
+                candidate,
+                f"its run event ({where}) no longer asks for this notification, nor does a rule in force",
+            )
             return
         log.info("re-driving stranded delivery %s from %s", candidate.delivery_id, where)
         metrics.REDRIVEN.labels("resent").inc()

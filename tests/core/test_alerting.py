@@ -66,6 +66,7 @@ def test_a_rule_notification_is_named_rule_slash_receiver_and_takes_the_receiver
         ({"when": ["eror"]}, "rules.r.when[0]", "did you mean 'error'"),
         ({"when": ["pending"]}, "rules.r.when[0]", "never notifies"),
         ({"condition": "{{ run.x < }}"}, "rules.r.condition", "does not compile"),
+        ({"message": "Run {{ run.x < }}"}, "rules.r.message", "template does not compile"),
         ({"severity": "loud"}, "rules.r.severity", "unknown severity"),
         ({"receivers": ["hook", "hook"]}, "rules.r.receivers[1]", "named twice"),
         ({"receivers": []}, "rules.r.receivers", "at least one receiver"),

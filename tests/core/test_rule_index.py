@@ -143,3 +143,21 @@ def test_records_that_do_not_parse_are_left_out() -> None:
     assert parse_record("rule/y", rule("x", 'project="a"').to_dict()) is None  # name is not the key's
     assert parse_record("thing/x", {}) is None
     assert isinstance(parse_record("receiver/hook", HOOK.to_dict()), Receiver)
+
+
+def test_a_rule_message_is_a_template_rendered_for_the_run() -> None:
+    templated = Rule(
+        "prod",
+        (parse_matcher('project="prod-a"'),),
+        ("hook",),
+        ("error",),
+        message="Run {{ run.metadata.name }} failed",
+    )
+    result, _ = evaluate(AlertConfig.from_objects([HOOK, templated]), run())
+    (delivery,) = result.deliveries
+    assert delivery.message == "Run failed in project prod-a: Run train failed"
+    broken = Rule(
+        "b", templated.matchers, ("hook",), ("error",), message="{{ run.metadata.name | nosuchfilter }}"
+    )
+    result, _ = evaluate(AlertConfig.from_objects([HOOK, broken]), run())
+    assert "message template failed" in result.deliveries[0].message
