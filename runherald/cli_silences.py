@@ -100,7 +100,8 @@ def silence_add(
     except ApiError as exc:
         if exc.status != 400:
             raise
-        raise _refused(_problem_lines(getattr(exc, "problems", None)) or [str(exc)]) from None
+        lines = _problem_lines(getattr(exc, "problems", None))
+        raise (_refused(lines) if lines else InvalidSilence(str(exc))) from None
     emit(state, created, lambda: click.echo(created["id"]))
 
 
