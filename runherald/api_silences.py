@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import logging
 import math
 import time
@@ -19,9 +20,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from runherald.admission import Problem, did_you_mean
+from runherald.admission import Problem
 from runherald.alerting import MAX_SILENCE, InvalidConfig, Silence, parse_silence, record_key
-from runherald.rule_index import parse_record
 from runherald.streams.alert_store import AlertStore, NotInForce
 
 log = logging.getLogger("runherald.api")
@@ -100,7 +100,10 @@ def unknown_receiver_problems(
             name = params.get("receiver") if isinstance(params, dict) else None
             if not isinstance(name, str) or not name or name in receivers:
                 continue
-            hint = did_you_mean(name, known) if known else " (no receivers are stored)"
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = (
+                f" (did you mean {close[0]!r}?)" if close else "" if known else " (no receivers are stored)"
+            )
             path = f"{f'[{i}].' if as_list else ''}spec.notifications[{j}].params.receiver"
             problems.append(Problem(path, f"no receiver {name!r} is defined{hint}"))
     return problems
@@ -115,11 +118,6 @@ def add_silence_routes(app: web.Application, alerts: AlertStore) -> None:
         except TimeoutError:
             return False
         return True
-
-    def stored(silence_id: str) -> Silence | None:
-        value = alerts.value(record_key("silence", silence_id))
-        found = parse_record(record_key("silence", silence_id), value) if value is not None else None
-        return found if isinstance(found, Silence) else None
 
     async def store(silence: Silence) -> web.Response | None:
         try:
@@ -186,7 +184,7 @@ def add_silence_routes(app: web.Application, alerts: AlertStore) -> None:
         silence_id = request.match_info["id"]
         if not await loaded():
             return _error("the alert configuration is still loading; try again", 503)
-        silence = stored(silence_id)
+        silence = alerts.config.silences.get(silence_id)
         if silence is None:
             return _error(f"silence {silence_id} not found", 404)
         return _json(silence.to_dict(time.time()))
@@ -195,7 +193,7 @@ def add_silence_routes(app: web.Application, alerts: AlertStore) -> None:
         silence_id = request.match_info["id"]
         if not await loaded():
             return _error("the alert configuration is still loading; try again", 503)
-        silence = stored(silence_id)
+        silence = alerts.config.silences.get(silence_id)
         if silence is None:
             return _error(f"silence {silence_id} not found", 404)
         now = time.time()
