@@ -20,7 +20,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from runherald import ledger, metrics
 from runherald.api_rule_test import add_rule_test_routes
 from runherald.api_rules import add_rule_routes
-from runherald.api_silences import add_silence_routes
+from runherald.api_silences import add_silence_routes, unknown_receiver_problems
 from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
 from runherald.openapi import OPENAPI
@@ -164,20 +164,28 @@ def create_api(
             runs = parse_runs(body)
         except PublishError as exc:
             return _error(str(exc), 400)
+        as_list = len(runs) > 1 or is_list_input(body)
+        # A notification naming a receiver that is not stored could never be sent (known once loaded).
+        missing = (
+            unknown_receiver_problems(runs, alerts.config.receivers, as_list=as_list)
+            if alerts is not None and alerts.ready.is_set()
+            else []
+        )
         try:
             # Checked whole before anything is sent (runherald.admission): all the runs or none.
             prepared = prepare_runs(
-                runs,
-                as_list=len(runs) > 1 or is_list_input(body),
-                slack_fallback=bool(publisher.settings.slack_webhook),
+                runs, as_list=as_list, slack_fallback=bool(publisher.settings.slack_webhook)
             )
+            refused = InvalidRuns(missing) if missing else None
         except InvalidRuns as exc:
-            problems = [problem.as_dict() for problem in exc.problems]
-            return _json({"error": exc.summary, "problems": problems}, 400)
+            refused = InvalidRuns([*exc.problems, *(p for p in missing if p not in exc.problems)])
         except SealKeyError as exc:  # this worker's keys, not the request, are at fault
             return _error(f"cannot seal secret_params: {exc}", 500)
         except PublishError as exc:
             return _error(str(exc), 400)
+        if refused is not None:
+            problems = [problem.as_dict() for problem in refused.problems]
+            return _json({"error": refused.summary, "problems": problems}, 400)
         keys = await publisher.send_prepared(prepared)
         return _json({"accepted": len(keys), "runs": keys}, 202)
 

@@ -32,6 +32,10 @@ _ERROR_RESPONSES = {
     "403": ("Forbidden", "the token lacks the scope this operation needs"),
     "404": ("NotFound", "no such run, or no such resource"),
     "413": ("TooLarge", "the request body is larger than the worker accepts"),
+    "503": (
+        "Unavailable",
+        "the worker's alert configuration is still loading, or a change is not in force yet",
+    ),
 }
 
 _RUN_PARAMETERS = [
@@ -41,6 +45,14 @@ _RUN_PARAMETERS = [
 
 _KEY_PART = {"type": "string", "minLength": 1, "pattern": "^[^/]+$", "description": "no '/'"}
 _STATUS = {"type": "string", "enum": ["pending", "sent", "error", "skipped"]}
+_TIME = {"type": "string", "description": "ISO 8601, e.g. 2026-12-05T10:00:00Z (UTC if no offset)"}
+_MATCHERS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "string", "description": 'Alertmanager syntax: field="v", !=, =~, !~'},
+    "description": "fields: project, name, uid, state, iteration, labels.<key>, notification, receiver",
+}
+_SILENCE_PARAMETERS = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -136,6 +148,35 @@ _SCHEMAS: dict[str, Any] = {
             },
         ],
     },
+    "NewSilence": {
+        "type": "object",
+        "description": "a duration or ends_at; starts_at defaults to now, author to anonymous",
+        "required": ["matchers", "comment"],
+        "additionalProperties": False,
+        "properties": {
+            "matchers": _MATCHERS,
+            "duration": {"type": "string", "description": "Alertmanager's grammar: 30s, 2h, 1h30m"},
+            "starts_at": _TIME,
+            "ends_at": _TIME,
+            "comment": {"type": "string", "minLength": 1, "pattern": "\\S"},
+            "author": {"type": "string", "description": "a name; default: anonymous"},
+        },
+    },
+    "Silence": {
+        "type": "object",
+        "required": ["id", "matchers", "starts_at", "ends_at", "author", "comment", "state"],
+        "properties": {
+            "id": {"type": "string"},
+            "matchers": {"type": "array", "items": {"type": "string"}},
+            "starts_at": _TIME,
+            "ends_at": _TIME,
+            "created_at": _TIME,
+            "author": {"type": "string"},
+            "comment": {"type": "string"},
+            "state": {"type": "string", "enum": ["active", "pending", "expired"]},
+            "already_expired": {"type": "boolean", "description": "DELETE only: it had expired before"},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "ledger_view_caught_up", "assigned_partitions"],
@@ -204,6 +245,49 @@ _PATHS: dict[str, Any] = {
                 **_errors("404"),
             },
             operationId="getRunNotifications",
+        ),
+    },
+    "/api/v1/silences": {
+        "get": _operation(
+            "Silences not yet expired (active, pending), or with expired=true the expired ones (5 days)",
+            "read",
+            {
+                "200": _json_body(
+                    {
+                        "type": "object",
+                        "required": ["silences"],
+                        "properties": {"silences": {"type": "array", "items": _ref("Silence")}},
+                    },
+                    "the silences",
+                ),
+                **_errors("400", "503"),
+            },
+            operationId="listSilences",
+            parameters=[
+                {"name": "expired", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}}
+            ],
+        ),
+        "post": _operation(
+            "Add a silence: it mutes every delivery it matches until it ends",
+            "admin",
+            {"201": _json_body(_ref("Silence"), "added"), **_errors("400", "413", "503")},
+            operationId="addSilence",
+            requestBody={"required": True, "content": {"application/json": {"schema": _ref("NewSilence")}}},
+        ),
+    },
+    "/api/v1/silences/{id}": {
+        "parameters": _SILENCE_PARAMETERS,
+        "get": _operation(
+            "One silence, with its state",
+            "read",
+            {"200": _json_body(_ref("Silence"), "the silence"), **_errors("404", "503")},
+            operationId="getSilence",
+        ),
+        "delete": _operation(
+            "Expire a silence: it ends now (already_expired says whether it had ended before)",
+            "admin",
+            {"200": _json_body(_ref("Silence"), "expired"), **_errors("404", "503")},
+            operationId="expireSilence",
         ),
     },
     "/api/v1/openapi.json": {
