@@ -75,8 +75,14 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC).timestamp()
+
+
 def _timestamp(value: Any, path: str, problems: list[Problem]) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value < _LATEST:  # NaN and infinities too
+            problems.append(Problem(path, f"{value!r} is not a time (seconds since 1970, or ISO 8601)"))
+            return None
         return float(value)
     if isinstance(value, datetime):
         parsed = value

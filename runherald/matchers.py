@@ -145,8 +145,8 @@ def matches_all(matchers: Collection[Matcher], fields: Mapping[str, str]) -> Mat
 def parse_duration(text: Any) -> float:
     """Seconds in an Alertmanager duration (``30s``, ``5m``, ``1h30m``, ``2d``, ``1w``); "0" is zero."""
     if isinstance(text, int | float) and not isinstance(text, bool):
-        if text < 0:
-            raise ValueError(f"a duration cannot be negative: {text}")
+        if not 0 <= text < float("inf"):  # NaN fails this too
+            raise ValueError(f"a duration is a finite number of seconds, not {text}")
         return float(text)
     if not isinstance(text, str) or not text.strip():
         raise ValueError("a duration is text such as 30s, 5m, 2h or 1h30m")
