@@ -31,12 +31,23 @@ _ERROR_RESPONSES = {
     "401": ("Unauthorized", "no bearer token, or not a valid one (WWW-Authenticate: Bearer)"),
     "403": ("Forbidden", "the token lacks the scope this operation needs"),
     "404": ("NotFound", "no such run, or no such resource"),
+    "409": ("Conflict", "the change conflicts with what is stored (a receiver that rules still name)"),
     "413": ("TooLarge", "the request body is larger than the worker accepts"),
+    "503": ("Unavailable", "not yet: the alert configuration is loading, or a change is not yet read back"),
 }
 
 _RUN_PARAMETERS = [
     {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
     for name in ("project", "uid")
+]
+
+_NAME_PARAMETER = [
+    {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"},
+    }
 ]
 
 _KEY_PART = {"type": "string", "minLength": 1, "pattern": "^[^/]+$", "description": "no '/'"}
@@ -136,6 +147,61 @@ _SCHEMAS: dict[str, Any] = {
             },
         ],
     },
+    "Rule": {
+        "type": "object",
+        "description": "an alert rule: every run whose fields satisfy all matchers notifies each receiver",
+        "properties": {
+            "name": {"type": "string", "description": "in a PUT, if given, the name in the path"},
+            "matchers": {"type": "array", "items": {"type": "string"}, "description": 'project=~"prod-.*"'},
+            "when": {"type": "array", "items": {"type": "string"}},
+            "receivers": {"type": "array", "items": {"type": "string"}},
+            **{name: {"type": "string"} for name in ("condition", "severity", "message")},
+        },
+    },
+    "Receiver": {
+        "type": "object",
+        "description": "a destination defined once; literal secret_params values are never shown",
+        "properties": {
+            "name": {"type": "string", "description": "in a PUT, if given, the name in the path"},
+            "kind": {"type": "string"},
+            "params": {"type": "object"},
+            "secret_params": {"type": "object"},
+        },
+    },
+    "Applied": {
+        "type": "object",
+        "required": ["name", "action"],
+        "properties": {
+            "name": {"type": "string"},
+            "action": {"type": "string", "enum": ["created", "updated", "unchanged", "deleted"]},
+        },
+    },
+    "Problem": {
+        "type": "object",
+        "required": ["path", "message"],
+        "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+    },
+    "ConfigChanges": {
+        "type": "object",
+        "required": ["changes", "warnings", "dry_run"],
+        "properties": {
+            "changes": {
+                "type": "array",
+                "description": "in the order they were written: receivers, rules, pruned rules, receivers",
+                "items": {
+                    "type": "object",
+                    "required": ["type", "name", "action"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["receiver", "rule"]},
+                        "name": {"type": "string"},
+                        "action": {"type": "string", "enum": ["created", "updated", "unchanged", "deleted"]},
+                    },
+                },
+            },
+            "warnings": {"type": "array", "items": _ref("Problem")},
+            "dry_run": {"type": "boolean"},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "ledger_view_caught_up", "assigned_partitions"],
@@ -201,6 +267,90 @@ _PATHS: dict[str, Any] = {
             },
             operationId="getRunNotifications",
         ),
+    },
+    **{
+        f"/api/v1/{section}": {
+            "get": _operation(
+                f"Every {kind}, by name",
+                "read",
+                {
+                    "200": _json_body(
+                        {
+                            "type": "object",
+                            "required": [section],
+                            "properties": {section: {"type": "array", "items": _ref(schema)}},
+                        },
+                        f"{{{section!r}: [...]}}: a document `rules apply` takes",
+                    ),
+                    **_errors("503"),
+                },
+                operationId=f"list{schema}s",
+            )
+        }
+        for section, kind, schema in (("rules", "rule", "Rule"), ("receivers", "receiver", "Receiver"))
+    },
+    **{
+        f"/api/v1/{section}/{{name}}": {
+            "parameters": _NAME_PARAMETER,
+            "get": _operation(
+                f"One {kind}",
+                "read",
+                {"200": _json_body(_ref(schema), f"the {kind}"), **_errors("404", "503")},
+                operationId=f"get{schema}",
+            ),
+            "put": _operation(
+                f"Create or replace one {kind} (checked first; identical content is left as it is)",
+                "admin",
+                {
+                    "200": _json_body(_ref("Applied"), "stored and in force on this worker"),
+                    **_errors("400", "413", "503"),
+                },
+                operationId=f"put{schema}",
+                requestBody=_json_body(_ref(schema), f"the {kind}") | {"required": True},
+            ),
+            "delete": _operation(
+                f"Delete one {kind}",
+                "admin",
+                {
+                    "200": _json_body(_ref("Applied"), "deleted"),
+                    **_errors(*(("404", "409", "503") if kind == "receiver" else ("404", "503"))),
+                },
+                operationId=f"delete{schema}",
+            ),
+        }
+        for section, kind, schema in (("rules", "rule", "Rule"), ("receivers", "receiver", "Receiver"))
+    },
+    "/api/v1/config": {
+        "put": _operation(
+            "Apply a configuration document: checked whole first (400 with every problem, nothing"
+            " applied), then receivers, rules, and with prune the deletions of what it no longer holds",
+            "admin",
+            {
+                "200": _json_body(_ref("ConfigChanges"), "what changed (with dry_run: what would)"),
+                **_errors("400", "413", "503"),
+            },
+            operationId="applyConfig",
+            requestBody=_json_body(
+                {
+                    "type": "object",
+                    "required": ["document"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "document": {
+                            "type": "object",
+                            "description": "{receivers: [...], rules: [...]}, as `rules apply` reads it",
+                        },
+                        "prune": {"type": "boolean", "description": "delete what the document does not hold"},
+                        "dry_run": {
+                            "type": "boolean",
+                            "description": "say what would change; change nothing",
+                        },
+                    },
+                },
+                "the document and how to apply it",
+            )
+            | {"required": True},
+        )
     },
     "/api/v1/openapi.json": {
         "get": _operation(
