@@ -32,9 +32,14 @@ from runherald.cli_common import (
 CONFIG_FILE = click.File("rb")
 
 
+def _source(file: IO[bytes]) -> str:
+    name = getattr(file, "name", None)
+    return name if isinstance(name, str) and name != "<stdin>" else "stdin"
+
+
 def _load(file: IO[bytes]) -> Any:
     """The document of a file (YAML or JSON), or InvalidConfig saying where it does not parse."""
-    return load_text(file.read(), source=file.name if file.name != "<stdin>" else "stdin")
+    return load_text(file.read(), source=_source(file))
 
 
 def _as_json(document: Any) -> Any:
@@ -246,7 +251,7 @@ def check_config(ctx: click.Context, file: IO[bytes]) -> None:
     _warn(document.warnings)
     if document.problems:
         count = len(document.problems)
-        said = f"{ctx.command_path}: {file.name} has {count} problem{'s' if count != 1 else ''}"
+        said = f"{ctx.command_path}: {_source(file)} has {count} problem{'s' if count != 1 else ''}"
         raise CommandFailed("\n".join([said, *(str(problem) for problem in document.problems)]), 2)
     click.echo(_summary(document))
 
