@@ -195,6 +195,7 @@ async def test_a_rule_applied_on_one_worker_is_in_force_on_the_other_within_a_se
     await wait_for(in_force, timeout=5, interval=0.01)
     took = time.monotonic() - started
     assert took < 1.0, f"in force on the other worker {took:.2f}s after the write was sent"
+    print(f"\nthe rule was in force on the other worker {took * 1000:.0f} ms after the write was sent")
 
     # The other worker alone evaluates the next run: the rule it read fires there.
     await asyncio.to_thread(one.stop)
@@ -340,6 +341,18 @@ async def test_apply_is_idempotent_prunes_and_keeps_secrets_out_of_every_answer(
         ("receiver", "signed", "unchanged"),
         ("rule", "a", "unchanged"),
     ]
+    # With prune, a rule may not name a stored receiver the document leaves out: prune would delete it.
+    code, body = await request(
+        worker, "PUT", "/api/v1/config", {"document": {"rules": [rule_a]}, "prune": True}
+    )
+    assert code == 400 and body["problems"] == [
+        {
+            "path": "rules.a.receivers[0]",
+            "message": "receiver 'signed' is stored, but prune deletes every receiver the document does"
+            " not define",
+        }
+    ]
+    assert (await request(worker, "GET", "/api/v1/receivers/signed"))[0] == 200
 
 
 async def test_changes_need_the_admin_scope_and_reading_needs_read(
@@ -395,3 +408,49 @@ async def test_changes_need_the_admin_scope_and_reading_needs_read(
         assert (code, answer) == (200, {"name": "r", "action": "unchanged"})
     finally:
         await asyncio.to_thread(secured.stop)
+
+
+async def test_rules_and_receivers_one_by_one_through_the_api(alerting: WorkerProcess) -> None:
+    tag = unique("x")
+    rule, hook = f"{tag}-rule", f"{tag}-hook"
+    receiver = {"kind": "webhook", "params": {"url": "http://127.0.0.1:9/one"}}
+    for kind in ("rules", "receivers"):
+        assert await request(alerting, "GET", f"/api/v1/{kind}/{tag}") == (
+            404,
+            {"error": f"no {kind[:-1]} named {tag!r}"},
+        )
+        assert (await request(alerting, "DELETE", f"/api/v1/{kind}/{tag}"))[0] == 404
+    assert await request(alerting, "PUT", f"/api/v1/receivers/{hook}", receiver) == (
+        200,
+        {"name": hook, "action": "created"},
+    )
+    assert (await request(alerting, "PUT", f"/api/v1/receivers/{hook}", {**receiver, "name": hook}))[1][
+        "action"
+    ] == "unchanged"
+    code, body = await request(alerting, "PUT", f"/api/v1/receivers/{hook}", {**receiver, "name": "other"})
+    assert code == 400 and body["problems"][0]["path"] == f"receivers.{hook}.name"
+
+    body_of_rule = {"matchers": [f'project="{tag}"'], "receivers": [hook, "missing"]}
+    code, body = await request(alerting, "PUT", f"/api/v1/rules/{rule}", body_of_rule)
+    assert code == 400 and [p["path"] for p in body["problems"]] == [f"rules.{rule}.receivers[1]"]
+    assert (await request(alerting, "GET", f"/api/v1/rules/{rule}"))[0] == 404
+    body_of_rule["receivers"] = [hook]
+    assert (await request(alerting, "PUT", f"/api/v1/rules/{rule}", body_of_rule))[1]["action"] == "created"
+    code, listed = await request(alerting, "GET", "/api/v1/rules")
+    assert code == 200 and {"name": rule, "when": ["completed"], **body_of_rule} in listed["rules"]
+    assert [r["name"] for r in listed["rules"]] == sorted(r["name"] for r in listed["rules"])
+    code, body = await request(alerting, "DELETE", f"/api/v1/receivers/{hook}")
+    assert code == 409 and body["rules"] == [rule] and rule in body["error"]
+
+    for bad, paths in [
+        ({"document": [], "extra": 1}, ["extra", "document"]),
+        ({"document": {}, "prune": "yes"}, ["prune"]),
+    ]:
+        code, body = await request(alerting, "PUT", "/api/v1/config", bad)
+        assert code == 400 and [p["path"] for p in body["problems"]] == paths
+    assert (await request(alerting, "DELETE", f"/api/v1/rules/{rule}"))[1] == {
+        "name": rule,
+        "action": "deleted",
+    }
+    assert (await request(alerting, "DELETE", f"/api/v1/receivers/{hook}"))[0] == 200
+    assert (await request(alerting, "GET", f"/api/v1/receivers/{hook}"))[0] == 404
