@@ -353,6 +353,8 @@ async def test_apply_is_idempotent_prunes_and_keeps_secrets_out_of_every_answer(
         }
     ]
     assert (await request(worker, "GET", "/api/v1/receivers/signed"))[0] == 200
+    log = worker.log_path.read_text(errors="replace")
+    assert SECRET not in log and "Traceback" not in log
 
 
 async def test_changes_need_the_admin_scope_and_reading_needs_read(
