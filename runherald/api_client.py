@@ -1,7 +1,8 @@
 """The command line's client of runherald's HTTP API: JSON over urllib, the bearer token on every call.
 
 Every failure is a RunheraldError of one line: ApiUnavailable (no answer), ApiError (an error
-status; 401 and 403 say what to do about the token).
+status; 401 and 403 say what to do about the token). A 400 with ``problems`` is ApiProblems (an
+ApiError, exit 2): its message is the server's summary, then one ``path: message`` line per problem.
 """
 
 from __future__ import annotations
@@ -12,9 +13,21 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from runherald.admission import Problem
 from runherald.errors import ApiError, ApiUnavailable
 
 API_TIMEOUT = 10.0
+
+
+class ApiProblems(ApiError):
+    """The API refused the input (400) and said what is wrong with it: `problems`, each at its path."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, status: int, problems: list[Problem]) -> None:
+        super().__init__("\n".join([message, *(str(problem) for problem in problems)]), status)
+        self.summary = message
+        self.problems = problems
 
 
 def call_api(api: str, token: str | None, method: str, path: str, body: Any = None) -> Any:
@@ -32,9 +45,13 @@ def call_api(api: str, token: str | None, method: str, path: str, body: Any = No
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:
-            message = json.loads(exc.read()).get("error")
+            answer = json.loads(exc.read())
+            message = answer.get("error")
         except (ValueError, AttributeError):
-            message = None
+            answer, message = None, None
+        problems = _problems(answer) if exc.code == 400 else []
+        if message and problems:
+            raise ApiProblems(message, exc.code, problems) from None
         raise ApiError(
             _refusal(api, token, exc.code, message or f"the API answered {exc.code} {exc.reason}"), exc.code
         ) from None
@@ -43,6 +60,18 @@ def call_api(api: str, token: str | None, method: str, path: str, body: Any = No
         raise ApiUnavailable(f"cannot reach the API at {api}: {_network_reason(reason)}") from None
     except ValueError as exc:
         raise ApiError(f"the API at {api} answered something that is not JSON: {exc}", 200) from None
+
+
+def _problems(answer: Any) -> list[Problem]:
+    """The ``problems`` of an error answer, as Problems (whatever is not one left out)."""
+    found = answer.get("problems") if isinstance(answer, dict) else None
+    if not isinstance(found, list):
+        return []
+    return [
+        Problem(str(item.get("path") or ""), str(item["message"]))
+        for item in found
+        if isinstance(item, dict) and item.get("message")
+    ]
 
 
 def _refusal(api: str, token: str | None, status: int, message: str) -> str:
@@ -66,4 +95,4 @@ def _network_reason(reason: Any) -> str:
     return str(reason)
 
 
-__all__ = ["API_TIMEOUT", "call_api"]
+__all__ = ["API_TIMEOUT", "ApiProblems", "call_api"]

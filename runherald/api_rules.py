@@ -1,14 +1,374 @@
-"""The HTTP API's alert configuration routes: rules, receivers, and applying a whole document.
+"""The HTTP API's alert configuration: rules and receivers one by one, and a whole document applied.
 
-(skeleton: filled in by the alert rules work)
+``GET /api/v1/rules``, ``GET|PUT|DELETE /api/v1/rules/{name}``, the same under ``/api/v1/receivers``,
+and ``PUT /api/v1/config`` (``{"document", "prune", "dry_run"}``). Every write goes to the compacted
+rules topic through the worker's AlertStore and is answered once this worker has read it back: in force
+here, and on the other workers within a fetch wait. A receiver's literal secret_params values are sealed
+before they are written, and a receiver is only ever shown as `Receiver.public_dict` gives it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
 from aiohttp import web
 
-from runherald.streams.alert_store import AlertStore
+from runherald.admission import Problem
+from runherald.alerting import (
+    Document,
+    InvalidConfig,
+    Receiver,
+    Rule,
+    check_document,
+    parse_receiver,
+    parse_rule,
+    record_key,
+)
+from runherald.rule_index import AlertConfig
+from runherald.sealing import SealKeyError, open_sealed, seal_notification
+from runherald.secret_values import SecretResolutionError, is_reference, is_sealed
+from runherald.streams.alert_store import AlertStore, NotInForce
+
+READY_TIMEOUT = 10.0  # how long a request waits for a starting worker to load the rules topic
+CONFIG_KEYS = ("document", "prune", "dry_run")
+_SECTIONS = {"rule": "rules", "receiver": "receivers"}
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+class Refused(Exception):
+    """A request answered with an error: its status and JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("error"))
+        self.status = status
+        self.body = body
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _invalid(summary: str, problems: Iterable[Problem], warnings: Iterable[Problem] = ()) -> Refused:
+    body: dict[str, Any] = {"error": summary, "problems": [problem.as_dict() for problem in problems]}
+    shown = [problem.as_dict() for problem in warnings]
+    if shown:
+        body["warnings"] = shown
+    return Refused(400, body)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What applying one object does: ``created``, ``updated``, ``unchanged`` or ``deleted``; `value`
+    is what is written (receivers sealed; None deletes)."""
+
+    type: str
+    name: str
+    action: str
+    value: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        return record_key(self.type, self.name)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"type": self.type, "name": self.name, "action": self.action}
+
+
+def _opened(secret_params: Any) -> Any:
+    """secret_params with each sealed value opened, to compare what they hold (sealing is randomized);
+    None when one does not open here."""
+    if not isinstance(secret_params, Mapping):
+        return secret_params
+    opened = {}
+    for key, value in secret_params.items():
+        if is_sealed(value):
+            try:
+                opened[key] = open_sealed(value)
+            except SecretResolutionError:
+                return None
+        else:
+            opened[key] = value
+    return opened
+
+
+def same_receiver(new: Mapping[str, Any], stored: Mapping[str, Any] | None) -> bool:
+    """Whether a stored receiver (secret_params sealed) holds what `new` says."""
+    if stored is None:
+        return False
+    rest = {key: value for key, value in new.items() if key != "secret_params"}
+    if rest != {key: value for key, value in stored.items() if key != "secret_params"}:
+        return False
+    mine = _opened(new.get("secret_params") or {})
+    theirs = _opened(stored.get("secret_params") or {})
+    return mine is not None and mine == theirs
+
+
+def receiver_change(receiver: Receiver, stored: Mapping[str, Any] | None) -> Change:
+    """Applying one receiver; the value to write has its literal secret_params sealed (SealKeyError)."""
+    new = receiver.to_dict()
+    if same_receiver(new, stored):
+        return Change("receiver", receiver.name, "unchanged")
+    action = "created" if stored is None else "updated"
+    return Change("receiver", receiver.name, action, seal_notification(new))
+
+
+def rule_change(rule: Rule, stored: Mapping[str, Any] | None) -> Change:
+    """Applying one rule, stored as `Rule.to_dict` gives it (matchers in their canonical form)."""
+    new = rule.to_dict()
+    if stored is not None and dict(stored) == new:
+        return Change("rule", rule.name, "unchanged")
+    return Change("rule", rule.name, "created" if stored is None else "updated", new)
+
+
+def plan_document(
+    document: Document,
+    stored_receivers: Mapping[str, Mapping[str, Any]],
+    stored_rules: Mapping[str, Mapping[str, Any]],
+    *,
+    prune: bool = False,
+) -> list[Change]:
+    """The changes that apply a checked document, in the order they are written: receivers, rules, then
+    (with prune) the rules and then the receivers the document no longer holds, so that no stored rule
+    ever names a receiver that is not stored."""
+    changes = [receiver_change(r, stored_receivers.get(r.name)) for r in document.receivers]
+    changes += [rule_change(rule, stored_rules.get(rule.name)) for rule in document.rules]
+    if prune:
+        for kind, stored, kept in (
+            ("rule", stored_rules, {rule.name for rule in document.rules}),
+            ("receiver", stored_receivers, {receiver.name for receiver in document.receivers}),
+        ):
+            changes += [Change(kind, name, "deleted") for name in sorted(stored) if name not in kept]
+    return changes
+
+
+def literal_secret_warnings(document: Document) -> list[Problem]:
+    """A receiver whose secret_params hold a literal value: stored sealed, but the file holds the secret."""
+    return [
+        Problem(
+            f"receivers.{receiver.name}.secret_params.{key}",
+            "a literal secret: sealed before it is stored, but the file holds it"
+            " (a reference, {secret: NAME}, keeps it out of the file)",
+        )
+        for receiver in document.receivers
+        if isinstance(receiver.secret_params, Mapping) and set(receiver.secret_params) != {"secret"}
+        for key, value in receiver.secret_params.items()
+        if not is_reference(value)
+    ]
+
+
+def rules_naming(config: AlertConfig, receiver: str) -> list[str]:
+    """The stored rules that send to a receiver, by name."""
+    return sorted(rule.name for rule in config.rules.values() if receiver in rule.receivers)
+
+
+def _with_prune_hint(problems: list[Problem], stored: Collection[str]) -> list[Problem]:
+    """With prune, a rule may name only the document's receivers: say so where a stored one is named."""
+    hinted = []
+    for problem in problems:
+        named = [name for name in stored if f"no receiver {name!r} is defined" in problem.message]
+        if ".receivers[" in problem.path and named:
+            problem = Problem(
+                problem.path,
+                f"receiver {named[0]!r} is stored, but prune deletes every receiver the document does not"
+                " define",
+            )
+        hinted.append(problem)
+    return hinted
+
+
+def _object_problems(kind: str, name: str, body: Any) -> tuple[dict[str, Any], list[Problem]]:
+    """The body of a PUT as the object to parse, named by the path unless it names itself the same."""
+    path = f"{_SECTIONS[kind]}.{name}"
+    if not isinstance(body, dict):
+        return {}, [Problem(path, f"the body must be a {kind} object")]
+    if "name" in body and body["name"] != name:
+        return {}, [Problem(f"{path}.name", f"{body['name']!r} is not the name in the path, {name!r}")]
+    return {**body, "name": name}, []
+
+
+async def _read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Refused(400, {"error": f"the body is not JSON: {exc}"}) from None
+
+
+def _config_request(body: Any) -> tuple[Any, bool, bool]:
+    """(document, prune, dry_run) of a ``PUT /api/v1/config`` body, or Refused saying what is wrong."""
+    if not isinstance(body, dict):
+        raise _invalid("the body must be an object", [Problem("", "expected {document, prune, dry_run}")])
+    problems = [Problem(str(key), f"unknown field {key!r}") for key in body if key not in CONFIG_KEYS]
+    if not isinstance(body.get("document"), dict):
+        problems.append(Problem("document", "needs the configuration document: an object"))
+    for flag in ("prune", "dry_run"):
+        if not isinstance(body.get(flag, False), bool):
+            problems.append(Problem(flag, "must be true or false"))
+    if problems:
+        raise _invalid("the request is not valid; nothing was applied", problems)
+    return body["document"], bool(body.get("prune")), bool(body.get("dry_run"))
 
 
 def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
-    """Register GET /api/v1/rules, GET|PUT|DELETE /api/v1/rules/{name}, the same for receivers."""
+    """Register GET /api/v1/rules, GET|PUT|DELETE /api/v1/rules/{name}, the same for receivers, and
+    PUT /api/v1/config."""
+    writing = asyncio.Lock()  # one change at a time on this worker: its plan is read, then written
+
+    def answers(handler: Handler) -> Handler:
+        async def answer(request: web.Request) -> web.Response:
+            try:
+                return await handler(request)
+            except Refused as exc:
+                return _json(exc.body, exc.status)
+            except NotInForce as exc:
+                return _json({"error": f"the change was {exc}; it will be in force shortly"}, 503)
+            except SealKeyError as exc:  # this worker's keys, not the request, are at fault
+                return _json({"error": f"cannot seal secret_params: {exc}"}, 500)
+
+        return answer
+
+    async def loaded() -> AlertConfig:
+        try:
+            await asyncio.wait_for(alerts.ready.wait(), READY_TIMEOUT)
+        except TimeoutError:
+            raise Refused(503, {"error": "the alert configuration is still loading; try again"}) from None
+        return alerts.config
+
+    async def write(changes: list[Change]) -> None:
+        """Write the changes that change something, phase by phase (receivers, rules, deletions)."""
+        for phase in _phases(changes):
+            await asyncio.gather(*(alerts.put(change.key, change.value) for change in phase))
+
+    async def list_rules(request: web.Request) -> web.Response:
+        config = await loaded()
+        return _json({"rules": [config.rules[name].to_dict() for name in sorted(config.rules)]})
+
+    async def list_receivers(request: web.Request) -> web.Response:
+        config = await loaded()
+        found = config.receivers
+        return _json({"receivers": [found[name].public_dict() for name in sorted(found)]})
+
+    async def get_rule(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        rule = (await loaded()).rules.get(name)
+        if rule is None:
+            raise Refused(404, {"error": f"no rule named {name!r}"})
+        return _json(rule.to_dict())
+
+    async def get_receiver(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        receiver = (await loaded()).receivers.get(name)
+        if receiver is None:
+            raise Refused(404, {"error": f"no receiver named {name!r}"})
+        return _json(receiver.public_dict())
+
+    async def put_rule(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        data, problems = _object_problems("rule", name, await _read_json(request))
+        async with writing:
+            config = await loaded()
+            rule = None
+            if not problems:
+                rule, problems, _ = parse_rule(data, f"rules.{name}", set(config.receivers))
+            if rule is None:
+                raise _invalid(f"rule {name!r} is not valid; nothing was stored", problems)
+            change = rule_change(rule, alerts.value(record_key("rule", name)))
+            await write([change])
+        return _json({"name": name, "action": change.action})
+
+    async def put_receiver(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        data, problems = _object_problems("receiver", name, await _read_json(request))
+        async with writing:
+            await loaded()
+            receiver = None
+            if not problems:
+                receiver, problems = parse_receiver(data, f"receivers.{name}")
+            if receiver is None:
+                raise _invalid(f"receiver {name!r} is not valid; nothing was stored", problems)
+            change = receiver_change(receiver, alerts.value(record_key("receiver", name)))
+            await write([change])
+        return _json({"name": name, "action": change.action})
+
+    async def delete_rule(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        async with writing:
+            if name not in (await loaded()).rules:
+                raise Refused(404, {"error": f"no rule named {name!r}"})
+            await alerts.put(record_key("rule", name), None)
+        return _json({"name": name, "action": "deleted"})
+
+    async def delete_receiver(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        async with writing:
+            config = await loaded()
+            if name not in config.receivers:
+                raise Refused(404, {"error": f"no receiver named {name!r}"})
+            users = rules_naming(config, name)
+            if users:
+                said = ", ".join(users)
+                error = f"receiver {name!r} is named by the rules {said}: change or delete them first"
+                raise Refused(409, {"error": error, "rules": users})
+            await alerts.put(record_key("receiver", name), None)
+        return _json({"name": name, "action": "deleted"})
+
+    async def put_config(request: web.Request) -> web.Response:
+        data, prune, dry_run = _config_request(await _read_json(request))
+        async with writing:
+            config = await loaded()
+            # With prune, the receivers the document does not define are deleted: rules may not name them.
+            document = check_document(data, stored_receivers=() if prune else set(config.receivers))
+            if document.problems:
+                problems = (
+                    _with_prune_hint(document.problems, config.receivers) if prune else document.problems
+                )
+                raise _invalid(InvalidConfig(problems).summary, problems, document.warnings)
+            changes = plan_document(document, alerts.values("receiver"), alerts.values("rule"), prune=prune)
+            if not dry_run:
+                await write(changes)
+        warnings = [*document.warnings, *literal_secret_warnings(document)]
+        return _json(
+            {
+                "changes": [change.as_dict() for change in changes],
+                "warnings": [warning.as_dict() for warning in warnings],
+                "dry_run": dry_run,
+            }
+        )
+
+    for path, section in (("/api/v1/rules", "rule"), ("/api/v1/receivers", "receiver")):
+        listing, getting, putting, deleting = {
+            "rule": (list_rules, get_rule, put_rule, delete_rule),
+            "receiver": (list_receivers, get_receiver, put_receiver, delete_receiver),
+        }[section]
+        app.router.add_get(path, answers(listing))
+        app.router.add_get(path + "/{name}", answers(getting))
+        app.router.add_put(path + "/{name}", answers(putting))
+        app.router.add_delete(path + "/{name}", answers(deleting))
+    app.router.add_put("/api/v1/config", answers(put_config))
+
+
+def _phases(changes: Iterable[Change]) -> list[list[Change]]:
+    """The changes that change something, grouped in the order they must be in force: the writes of
+    receivers, of rules, then the deletions of rules, of receivers. Each group is written at once."""
+    order = {("receiver", False): 0, ("rule", False): 1, ("rule", True): 2, ("receiver", True): 3}
+    groups: list[list[Change]] = [[], [], [], []]
+    for change in changes:
+        if change.action != "unchanged":
+            groups[order[change.type, change.action == "deleted"]].append(change)
+    return [group for group in groups if group]
+
+
+__all__ = [
+    "Change",
+    "add_rule_routes",
+    "literal_secret_warnings",
+    "plan_document",
+    "receiver_change",
+    "rule_change",
+    "same_receiver",
+]

@@ -1,19 +1,72 @@
 """``runherald rules``, ``runherald receivers`` and ``runherald check-config``: the alert configuration,
 through the HTTP API (so its tokens and scopes apply), and checked offline.
 
-(skeleton: filled in by the alert rules work)
+``rules apply -f FILE`` checks the whole file here first (every problem with its path, exit 2, nothing
+sent), then ``PUT /api/v1/config``, where it is checked again against what is stored (a rule may name a
+receiver stored before) and applied receivers first. ``check-config FILE`` is the offline check alone,
+as ``amtool check-config`` is: a receiver the file names but does not define is only a warning there.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+from urllib.parse import quote
+
 import click
 
-from runherald.cli_common import RunheraldGroup
+from runherald.admission import Problem
+from runherald.alerting import Document, InvalidConfig, check_document, load_text
+from runherald.api_client import call_api
+from runherald.cli_common import (
+    CliState,
+    CommandFailed,
+    RunheraldCommand,
+    RunheraldGroup,
+    api_get,
+    emit,
+    print_table,
+)
+
+CONFIG_FILE = click.File("rb")
+
+
+def _source(file: IO[bytes]) -> str:
+    name = getattr(file, "name", None)
+    return name if isinstance(name, str) and name != "<stdin>" else "stdin"
+
+
+def _load(file: IO[bytes]) -> Any:
+    """The document of a file (YAML or JSON), or InvalidConfig saying where it does not parse."""
+    return load_text(file.read(), source=_source(file))
+
+
+def _as_json(document: Any) -> Any:
+    """The document as the API takes it: JSON (YAML's dates and times as their text)."""
+    return json.loads(json.dumps(document, default=str))
+
+
+def _warn(warnings: Sequence[Problem]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _joined(values: Any) -> str:
+    return ", ".join(str(value) for value in values or ()) or "-"
+
+
+def _path(kind: str, name: str) -> str:
+    return f"/api/v1/{kind}/{quote(name, safe='')}"
 
 
 @click.group(cls=RunheraldGroup, short_help="alert rules: apply, list, get, delete, test")
 def rules() -> None:
-    """Alert rules, configured once for every run (see the README, "Alert rules")."""
+    """Alert rules, configured once for every run (see the README, "Alert rules").
+
+    A rule's matchers (Alertmanager syntax, e.g. project=~"prod-.*") select runs; each of its receivers
+    gets a notification named RULE/RECEIVER, with MLRun's when, condition, severity and message.
+    """
 
 
 @click.group(cls=RunheraldGroup, short_help="receivers of alert rules: list, get, delete")
@@ -21,4 +74,186 @@ def receivers() -> None:
     """Receivers: destinations defined once, named by rules and by runs' own notifications."""
 
 
-COMMANDS: list[click.Command] = [rules, receivers]
+@rules.command(name="apply", short_help="apply a configuration file: receivers, then rules")
+@click.option(
+    "-f",
+    "--filename",
+    "file",
+    required=True,
+    type=CONFIG_FILE,
+    metavar="FILE",
+    help="the configuration document, YAML or JSON (- for stdin)",
+)
+@click.option("--prune", is_flag=True, help="delete the rules and receivers the file no longer holds")
+@click.option("--dry-run", is_flag=True, help="say what would change, change nothing")
+@click.pass_context
+def rules_apply(ctx: click.Context, file: IO[bytes], prune: bool, dry_run: bool) -> None:
+    """Apply a configuration document (receivers and rules) through the API, idempotently.
+
+    The whole file is checked first, here (every problem with its path; exit 2, nothing applied), then
+    again by the worker against what is stored. Receivers are written before the rules that name them.
+    """
+    state = ctx.ensure_object(CliState)
+    document = _load(file)
+    check_document(document).raise_problems()
+    body = {"document": _as_json(document), "prune": prune, "dry_run": dry_run}
+    answer = call_api(state.api, state.token, "PUT", "/api/v1/config", body)
+    _warn([Problem(str(w.get("path") or ""), str(w.get("message"))) for w in answer.get("warnings") or []])
+
+    def table() -> None:
+        changes = answer.get("changes") or []
+        if not changes:
+            click.echo("the file holds no receivers or rules; nothing changed")
+            return
+        action = "WOULD" if answer.get("dry_run") else "ACTION"
+        print_table([("TYPE", "NAME", action), *((c["type"], c["name"], c["action"]) for c in changes)])
+        if answer.get("dry_run"):
+            click.echo("(dry run: nothing was changed)")
+
+    emit(state, answer, table)
+
+
+def _rules_table(items: Sequence[Mapping[str, Any]]) -> None:
+    if not items:
+        click.echo("no rules")
+        return
+    rows = [("NAME", "MATCHERS", "WHEN", "RECEIVERS")]
+    rows += [
+        (
+            rule["name"],
+            _joined(rule.get("matchers")),
+            _joined(rule.get("when")),
+            _joined(rule.get("receivers")),
+        )
+        for rule in items
+    ]
+    print_table(rows)
+
+
+def _receivers_table(items: Sequence[Mapping[str, Any]]) -> None:
+    if not items:
+        click.echo("no receivers")
+        return
+    rows = [("NAME", "KIND", "PARAMS", "SECRET_PARAMS")]
+    rows += [
+        (
+            receiver["name"],
+            receiver.get("kind") or "",
+            _joined(sorted(receiver.get("params") or {})),
+            _joined(sorted(receiver.get("secret_params") or {})),
+        )
+        for receiver in items
+    ]
+    print_table(rows)
+
+
+def _details(item: Mapping[str, Any]) -> None:
+    """One object as FIELD VALUE lines (lists joined, mappings as key=value)."""
+    rows = [("FIELD", "VALUE")]
+    for key, value in item.items():
+        if isinstance(value, Mapping):
+            shown = _joined(f"{k}={v}" for k, v in sorted(value.items()))
+        elif isinstance(value, list):
+            shown = _joined(value)
+        else:
+            shown = str(value)
+        rows.append((key, shown.replace("\n", " ")))
+    print_table(rows)
+
+
+@rules.command(name="list", short_help="every rule: matchers, when, receivers")
+@click.pass_context
+def rules_list(ctx: click.Context) -> None:
+    """Every stored rule. -o yaml prints a document `rules apply -f` takes back."""
+    state = ctx.ensure_object(CliState)
+    answer = api_get(state, "/api/v1/rules")
+    emit(state, answer, lambda: _rules_table(answer.get("rules") or []))
+
+
+@rules.command(name="get", short_help="one rule")
+@click.argument("name")
+@click.pass_context
+def rules_get(ctx: click.Context, name: str) -> None:
+    """One stored rule, by name."""
+    state = ctx.ensure_object(CliState)
+    answer = api_get(state, _path("rules", name))
+    emit(state, answer, lambda: _details(answer))
+
+
+@rules.command(name="delete", short_help="delete one rule")
+@click.argument("name")
+@click.pass_context
+def rules_delete(ctx: click.Context, name: str) -> None:
+    """Delete one rule: runs evaluated from now on are not notified by it."""
+    state = ctx.ensure_object(CliState)
+    answer = call_api(state.api, state.token, "DELETE", _path("rules", name))
+    emit(state, answer, lambda: click.echo(f"rule {name} deleted"))
+
+
+@receivers.command(name="list", short_help="every receiver: kind, params (secrets never shown)")
+@click.pass_context
+def receivers_list(ctx: click.Context) -> None:
+    """Every stored receiver; literal secret values are never shown (references are)."""
+    state = ctx.ensure_object(CliState)
+    answer = api_get(state, "/api/v1/receivers")
+    emit(state, answer, lambda: _receivers_table(answer.get("receivers") or []))
+
+
+@receivers.command(name="get", short_help="one receiver")
+@click.argument("name")
+@click.pass_context
+def receivers_get(ctx: click.Context, name: str) -> None:
+    """One stored receiver, by name (literal secret values never shown)."""
+    state = ctx.ensure_object(CliState)
+    answer = api_get(state, _path("receivers", name))
+    emit(state, answer, lambda: _details(answer))
+
+
+@receivers.command(name="delete", short_help="delete one receiver no rule names")
+@click.argument("name")
+@click.pass_context
+def receivers_delete(ctx: click.Context, name: str) -> None:
+    """Delete one receiver; refused while a stored rule names it."""
+    state = ctx.ensure_object(CliState)
+    answer = call_api(state.api, state.token, "DELETE", _path("receivers", name))
+    emit(state, answer, lambda: click.echo(f"receiver {name} deleted"))
+
+
+def _summary(document: Document) -> str:
+    receivers_count, rules_count = len(document.receivers), len(document.rules)
+    return (
+        f"{receivers_count} receiver{'s' if receivers_count != 1 else ''}, "
+        f"{rules_count} rule{'s' if rules_count != 1 else ''}: OK"
+    )
+
+
+@click.command(name="check-config", cls=RunheraldCommand, short_help="check a configuration file, offline")
+@click.argument("file", type=CONFIG_FILE, metavar="FILE|-")
+@click.pass_context
+def check_config(ctx: click.Context, file: IO[bytes]) -> None:
+    """Check a configuration document offline, like `amtool check-config`: every problem with its path
+    (exit 2), warnings (a receiver the file names but does not define: it must exist when applied),
+    else a summary line. Nothing is sent anywhere."""
+    state = ctx.ensure_object(CliState)
+    document = check_document(_load(file))
+    if state.output != "table":
+        answer = {
+            "ok": not document.problems,
+            "receivers": [receiver.name for receiver in document.receivers],
+            "rules": [rule.name for rule in document.rules],
+            "problems": [problem.as_dict() for problem in document.problems],
+            "warnings": [warning.as_dict() for warning in document.warnings],
+        }
+        emit(state, answer, lambda: None)
+        if document.problems:
+            ctx.exit(InvalidConfig.exit_code)
+        return
+    _warn(document.warnings)
+    if document.problems:
+        count = len(document.problems)
+        said = f"{ctx.command_path}: {_source(file)} has {count} problem{'s' if count != 1 else ''}"
+        raise CommandFailed("\n".join([said, *(str(problem) for problem in document.problems)]), 2)
+    click.echo(_summary(document))
+
+
+COMMANDS: list[click.Command] = [rules, receivers, check_config]

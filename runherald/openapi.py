@@ -9,34 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from runherald.auth import SCOPES
-
-_REF = "#/components/schemas/"
-_NULLABLE_TEXT = {"type": ["string", "null"]}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": _REF + name}
-
-
-def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: str) -> dict[str, Any]:
-    return {status: {"$ref": f"#/components/responses/{_ERROR_RESPONSES[status][0]}"} for status in statuses}
-
-
-_ERROR_RESPONSES = {
-    "400": ("BadRequest", "the input is invalid; `problems` says where, when it can"),
-    "401": ("Unauthorized", "no bearer token, or not a valid one (WWW-Authenticate: Bearer)"),
-    "403": ("Forbidden", "the token lacks the scope this operation needs"),
-    "404": ("NotFound", "no such run, or no such resource"),
-    "413": ("TooLarge", "the request body is larger than the worker accepts"),
-    "503": (
-        "Unavailable",
-        "the worker's alert configuration is still loading, or a change is not in force yet",
-    ),
-}
+from runherald.openapi_alerts import PATHS as ALERT_PATHS
+from runherald.openapi_alerts import SCHEMAS as ALERT_SCHEMAS
+from runherald.openapi_parts import ERROR_RESPONSES, NULLABLE_TEXT, errors, json_body, operation, ref
 
 _RUN_PARAMETERS = [
     {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
@@ -45,15 +20,6 @@ _RUN_PARAMETERS = [
 
 _KEY_PART = {"type": "string", "minLength": 1, "pattern": "^[^/]+$", "description": "no '/'"}
 _STATUS = {"type": "string", "enum": ["pending", "sent", "error", "skipped"]}
-_TIME = {"type": "string", "description": "ISO 8601, e.g. 2026-12-05T10:00:00Z (UTC if no offset)"}
-_MATCHERS = {
-    "type": "array",
-    "minItems": 1,
-    "items": {"type": "string", "description": 'Alertmanager syntax: field="v", !=, =~, !~'},
-    "description": "fields: project, name, uid, state, iteration, labels.<key>, notification, receiver",
-}
-_SILENCE_PARAMETERS = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-
 _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -90,7 +56,7 @@ _SCHEMAS: dict[str, Any] = {
             },
             "spec": {
                 "type": "object",
-                "properties": {"notifications": {"type": "array", "items": _ref("Notification")}},
+                "properties": {"notifications": {"type": "array", "items": ref("Notification")}},
             },
             "status": {
                 "type": "object",
@@ -109,7 +75,7 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "MLRun's Notification: kind, name, message, severity, when, condition, params, ...",
         "properties": {
-            **{name: _NULLABLE_TEXT for name in ("kind", "name", "message", "severity", "condition")},
+            **{name: NULLABLE_TEXT for name in ("kind", "name", "message", "severity", "condition")},
             "when": {"type": "array", "items": {"type": "string"}},
             "params": {"type": ["object", "null"]},
             "secret_params": {"type": ["object", "null"]},
@@ -128,54 +94,25 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["status", "attempts"],
         "properties": {
             "status": _STATUS,
-            "sent_time": _NULLABLE_TEXT,
-            "reason": _NULLABLE_TEXT,
+            "sent_time": NULLABLE_TEXT,
+            "reason": NULLABLE_TEXT,
             "attempts": {"type": "integer", "minimum": 0},
         },
     },
     "NotificationStatus": {
         "description": "MLRun's view (the delivery of the latest state notified), and one entry per state",
         "allOf": [
-            _ref("DeliveryStatus"),
+            ref("DeliveryStatus"),
             {
                 "type": "object",
                 "required": ["states"],
                 "properties": {
-                    "state": _NULLABLE_TEXT,
-                    "kind": _NULLABLE_TEXT,
-                    "states": {"type": "object", "additionalProperties": _ref("DeliveryStatus")},
+                    "state": NULLABLE_TEXT,
+                    "kind": NULLABLE_TEXT,
+                    "states": {"type": "object", "additionalProperties": ref("DeliveryStatus")},
                 },
             },
         ],
-    },
-    "NewSilence": {
-        "type": "object",
-        "description": "a duration or ends_at; starts_at defaults to now, author to anonymous",
-        "required": ["matchers", "comment"],
-        "additionalProperties": False,
-        "properties": {
-            "matchers": _MATCHERS,
-            "duration": {"type": "string", "description": "Alertmanager's grammar: 30s, 2h, 1h30m"},
-            "starts_at": _TIME,
-            "ends_at": _TIME,
-            "comment": {"type": "string", "minLength": 1, "pattern": "\\S"},
-            "author": {"type": "string", "description": "a name; default: anonymous"},
-        },
-    },
-    "Silence": {
-        "type": "object",
-        "required": ["id", "matchers", "starts_at", "ends_at", "author", "comment", "state"],
-        "properties": {
-            "id": {"type": "string"},
-            "matchers": {"type": "array", "items": {"type": "string"}},
-            "starts_at": _TIME,
-            "ends_at": _TIME,
-            "created_at": _TIME,
-            "author": {"type": "string"},
-            "comment": {"type": "string"},
-            "state": {"type": "string", "enum": ["active", "pending", "expired"]},
-            "already_expired": {"type": "boolean", "description": "DELETE only: it had expired before"},
-        },
     },
     "Health": {
         "type": "object",
@@ -195,29 +132,19 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
-def _operation(summary: str, scope: str | None, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
-    if scope is None:
-        operation["security"] = []  # public: no token needed
-    else:
-        operation["security"] = [{"bearer": [scope]}]
-        operation["responses"] = {**responses, **_errors("401", "403")}
-    return operation
-
-
 _PATHS: dict[str, Any] = {
     "/api/v1/runs": {
-        "post": _operation(
+        "post": operation(
             "Publish a run dict, or a list of them",
             "publish",
-            {"202": _json_body(_ref("Accepted"), "published, keyed project/uid"), **_errors("400", "413")},
+            {"202": json_body(ref("Accepted"), "published, keyed project/uid"), **errors("400", "413")},
             operationId="publishRuns",
             requestBody={
                 "required": True,
                 "description": "one run, a JSON array of runs, or NDJSON (one run per line)",
                 "content": {
                     "application/json": {
-                        "schema": {"oneOf": [_ref("Run"), {"type": "array", "items": _ref("Run")}]}
+                        "schema": {"oneOf": [ref("Run"), {"type": "array", "items": ref("Run")}]}
                     },
                 },
             },
@@ -225,100 +152,58 @@ _PATHS: dict[str, Any] = {
     },
     "/api/v1/runs/{project}/{uid}": {
         "parameters": _RUN_PARAMETERS,
-        "get": _operation(
+        "get": operation(
             "The latest run dict, its status.notifications filled from the ledger (secrets redacted)",
             "read",
-            {"200": _json_body(_ref("Run"), "the run"), **_errors("404")},
+            {"200": json_body(ref("Run"), "the run"), **errors("404")},
             operationId="getRun",
         ),
     },
     "/api/v1/runs/{project}/{uid}/notifications": {
         "parameters": _RUN_PARAMETERS,
-        "get": _operation(
+        "get": operation(
             "The run's notification statuses: MLRun's view per name, and one per state",
             "read",
             {
-                "200": _json_body(
-                    {"type": "object", "additionalProperties": _ref("NotificationStatus")},
+                "200": json_body(
+                    {"type": "object", "additionalProperties": ref("NotificationStatus")},
                     "by notification name",
                 ),
-                **_errors("404"),
+                **errors("404"),
             },
             operationId="getRunNotifications",
         ),
     },
-    "/api/v1/silences": {
-        "get": _operation(
-            "Silences not yet expired (active, pending), or with expired=true the expired ones (5 days)",
-            "read",
-            {
-                "200": _json_body(
-                    {
-                        "type": "object",
-                        "required": ["silences"],
-                        "properties": {"silences": {"type": "array", "items": _ref("Silence")}},
-                    },
-                    "the silences",
-                ),
-                **_errors("400", "503"),
-            },
-            operationId="listSilences",
-            parameters=[
-                {"name": "expired", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}}
-            ],
-        ),
-        "post": _operation(
-            "Add a silence: it mutes every delivery it matches until it ends",
-            "admin",
-            {"201": _json_body(_ref("Silence"), "added"), **_errors("400", "413", "503")},
-            operationId="addSilence",
-            requestBody={"required": True, "content": {"application/json": {"schema": _ref("NewSilence")}}},
-        ),
-    },
-    "/api/v1/silences/{id}": {
-        "parameters": _SILENCE_PARAMETERS,
-        "get": _operation(
-            "One silence, with its state",
-            "read",
-            {"200": _json_body(_ref("Silence"), "the silence"), **_errors("404", "503")},
-            operationId="getSilence",
-        ),
-        "delete": _operation(
-            "Expire a silence: it ends now (already_expired says whether it had ended before)",
-            "admin",
-            {"200": _json_body(_ref("Silence"), "expired"), **_errors("404", "503")},
-            operationId="expireSilence",
-        ),
-    },
+    **ALERT_PATHS,
     "/api/v1/openapi.json": {
-        "get": _operation(
+        "get": operation(
             "This document",
             None,
-            {"200": _json_body({"type": "object"}, "the OpenAPI document")},
+            {"200": json_body({"type": "object"}, "the OpenAPI document")},
             operationId="getOpenApi",
         )
     },
     "/healthz": {
-        "get": _operation(
+        "get": operation(
             "Liveness: 200 while the process serves",
             None,
-            {"200": _json_body(_ref("Health"), "alive")},
+            {"200": json_body(ref("Health"), "alive")},
             operationId="healthz",
         )
     },
     "/readyz": {
-        "get": _operation(
+        "get": operation(
             "Readiness: 503 until the worker's ledger view has caught up",
             None,
             {
-                "200": _json_body(_ref("Health"), "ready"),
-                "503": _json_body(_ref("Health"), "starting"),
+                "200": json_body(ref("Health"), "ready"),
+                "503": json_body(ref("Health"), "starting"),
             },
             operationId="readyz",
         )
     },
     "/metrics": {
-        "get": _operation(
+        "get": operation(
             "Prometheus metrics",
             None,
             {
@@ -341,9 +226,9 @@ OPENAPI: dict[str, Any] = {
     },
     "paths": _PATHS,
     "components": {
-        "schemas": _SCHEMAS,
+        "schemas": {**_SCHEMAS, **ALERT_SCHEMAS},
         "responses": {
-            name: _json_body(_ref("Error"), description) for name, description in _ERROR_RESPONSES.values()
+            name: json_body(ref("Error"), description) for name, description in ERROR_RESPONSES.values()
         },
         "securitySchemes": {
             "bearer": {
