@@ -1,15 +1,105 @@
-"""The HTTP API's dry run of the alert rules: POST /api/v1/rules/test.
+"""The HTTP API's dry run of the alert rules: ``POST /api/v1/rules/test``.
 
-(skeleton: filled in by the dry-run work)
+Body ``{"run": {...}, "rules": [names]}`` (``rules`` optional: every stored rule). The answer is
+`runherald.rule_dry_run.dry_run`'s, against the alert configuration in force on this worker; nothing is
+sent. A run the pipeline would dead-letter, or an unknown rule name, is a 400 with ``problems``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
+from typing import Any
+
+import orjson
 from aiohttp import web
 
+from runherald.admission import Problem
 from runherald.config import Settings
+from runherald.events import InvalidEvent, validate_run
+from runherald.notifiers import Notifiers, NotifierSettings
+from runherald.rule_dry_run import UnknownRules, dry_run
 from runherald.streams.alert_store import AlertStore
+
+PATH = "/api/v1/rules/test"
+BODY_KEYS = ("run", "rules")
+_FIELD = re.compile(r"^((?:metadata|status|spec)(?:\.[A-Za-z_]+|\[\d+\])*)\b")
+READY_TIMEOUT = 10.0  # how long a dry run waits for this worker to have read the rules topic
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _invalid(error: str, problems: list[Problem]) -> web.Response:
+    return _json({"error": error, "problems": [problem.as_dict() for problem in problems]}, 400)
+
+
+def _run_path(message: str) -> str:
+    """The path of what validate_run's message names first (``run.metadata.project``), else ``run``."""
+    found = _FIELD.match(message)
+    return f"run.{found.group(1)}" if found else "run"
+
+
+class BodyError(ValueError):
+    """A request body that cannot be dry run: the error line and the problems at their paths."""
+
+    def __init__(self, message: str, problems: list[Problem]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+def parse_body(raw: bytes) -> tuple[dict[str, Any], list[str] | None]:
+    """The run and the rule names of a request body, or BodyError."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BodyError(f"the body is not JSON: {exc}", []) from None
+    if not isinstance(body, dict):
+        raise BodyError('the body must be an object: {"run": {...}, "rules": [names]}', [])
+    problems = [
+        Problem(str(key), f"unknown field {key!r} (fields: run, rules)")
+        for key in body
+        if key not in BODY_KEYS
+    ]
+    if "run" not in body:
+        problems.append(Problem("run", "the run to test the rules against is missing"))
+    names = body.get("rules")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        problems.append(Problem("rules", "must be a list of rule names"))
+    if problems:
+        raise BodyError(f"the body has {len(problems)} problem{'s' if len(problems) > 1 else ''}", problems)
+    run = body["run"]
+    try:
+        validate_run(run)
+    except InvalidEvent as exc:
+        raise BodyError(f"the run is not valid: {exc}", [Problem(_run_path(str(exc)), str(exc))]) from None
+    return run, names
 
 
 def add_rule_test_routes(app: web.Application, alerts: AlertStore, settings: Settings) -> None:
     """Register POST /api/v1/rules/test."""
+    notifiers = Notifiers(NotifierSettings.from_settings(settings))  # previews only: nothing is opened
+
+    async def test_rules(request: web.Request) -> web.Response:
+        try:
+            run, names = parse_body(await request.read())
+        except BodyError as exc:
+            return _invalid(str(exc), exc.problems)
+        if not alerts.ready.is_set():
+            try:
+                await asyncio.wait_for(alerts.ready.wait(), READY_TIMEOUT)
+            except TimeoutError:
+                return _json({"error": "this worker has not read the rules topic yet; try again"}, 503)
+        try:
+            answer = dry_run(run, alerts.config, names, settings=settings, notifiers=notifiers)
+        except UnknownRules as exc:
+            where = {name: i for i, name in reversed(list(enumerate(names or [])))}
+            problems = [
+                Problem(f"rules[{where[name]}]", message)
+                for name, message in zip(exc.unknown, exc.messages, strict=True)
+            ]
+            return _invalid(str(exc), problems)
+        return _json(answer)
+
+    app.router.add_post(PATH, test_rules)

@@ -32,6 +32,7 @@ _ERROR_RESPONSES = {
     "403": ("Forbidden", "the token lacks the scope this operation needs"),
     "404": ("NotFound", "no such run, or no such resource"),
     "413": ("TooLarge", "the request body is larger than the worker accepts"),
+    "503": ("Unavailable", "the worker is not ready for this yet (e.g. still reading the rules topic)"),
 }
 
 _RUN_PARAMETERS = [
@@ -136,6 +137,58 @@ _SCHEMAS: dict[str, Any] = {
             },
         ],
     },
+    "RuleTest": {
+        "type": "object",
+        "required": ["run"],
+        "properties": {
+            "run": _ref("Run"),
+            "rules": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "only these rules, in this order (default: every stored rule, by name)",
+            },
+        },
+    },
+    "RuleTestAnswer": {
+        "type": "object",
+        "required": ["rules"],
+        "properties": {
+            "rules": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["rule", "matched", "failed_matcher", "receivers"],
+                    "properties": {
+                        "rule": {"type": "string"},
+                        "matched": {"type": "boolean"},
+                        "failed_matcher": {
+                            **_NULLABLE_TEXT,
+                            "description": "the first matcher that did not hold; null when matched",
+                        },
+                        "receivers": {"type": "array", "items": _ref("RuleTestReceiver")},
+                    },
+                },
+            }
+        },
+    },
+    "RuleTestReceiver": {
+        "type": "object",
+        "description": "one receiver of a matching rule: would its notification be sent now, and what",
+        "required": ["receiver", "notification", "kind", "send", "reason", "silence", "rendered"],
+        "properties": {
+            "receiver": {"type": "string"},
+            "notification": {"type": "string", "description": "{rule}/{receiver}"},
+            "kind": {**_NULLABLE_TEXT, "description": "null when the receiver does not exist"},
+            "send": {"type": "boolean"},
+            "reason": {"type": "string", "description": "the when/condition decision, or why not"},
+            "silence": {**_NULLABLE_TEXT, "description": "the id of an active silence matching it"},
+            "rendered": {
+                "type": ["object", "null"],
+                "description": "what the receiver's channel would send: kind, message, severity, and"
+                " data and text (the channel's preview), or error; secret_params are never rendered",
+            },
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "ledger_view_caught_up", "assigned_partitions"],
@@ -201,6 +254,22 @@ _PATHS: dict[str, Any] = {
             },
             operationId="getRunNotifications",
         ),
+    },
+    "/api/v1/rules/test": {
+        "post": _operation(
+            "Dry run of the alert rules for a run: which match, what each receiver would get; nothing is"
+            " sent",
+            "read",
+            {
+                "200": _json_body(_ref("RuleTestAnswer"), "one entry per rule"),
+                **_errors("400", "413", "503"),
+            },
+            operationId="testRules",
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("RuleTest")}},
+            },
+        )
     },
     "/api/v1/openapi.json": {
         "get": _operation(

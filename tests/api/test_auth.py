@@ -9,7 +9,10 @@ import pytest
 
 from runherald.api import create_api
 from runherald.auth import ApiToken, TokenTable, hash_token
+from runherald.config import Settings
 from runherald.openapi import OPENAPI
+from runherald.publish import Publisher
+from runherald.streams.alert_store import AlertStore
 
 from .test_api import Api, call, serve
 
@@ -89,11 +92,12 @@ async def test_probes_metrics_and_the_openapi_document_need_no_token(api: Api) -
 
 def test_every_route_is_in_the_openapi_document() -> None:
     app = create_api(
-        publisher=None,  # type: ignore[arg-type]
+        publisher=Publisher(Settings(), create_topics=False),  # never started
         record_for=lambda key: None,
         run_for=None,  # type: ignore[arg-type]
         health=dict,
         max_body_bytes=1,
+        alerts=AlertStore(Settings(), "t.rules"),  # never started: the alert configuration's routes too
     )
     routes = {
         (route.resource.canonical, route.method.lower())
