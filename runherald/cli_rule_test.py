@@ -40,7 +40,7 @@ def decision_rows(answer: dict[str, Any]) -> list[tuple[str, str, str, str, str]
         if not receivers:
             rows.append((name, "matched", "-", "-", "the rule has no receivers"))
         for receiver in receivers:
-            decision = "send" if receiver.get("send") else ("muted" if receiver.get("silence") else "no send")
+            decision = "send" if receiver.get("send") else ("muted" if receiver.get("silence") else "skip")
             reason = str(receiver.get("reason") or "").replace("\n", " ")
             rows.append((name, "matched", str(receiver.get("receiver")), decision, reason))
     return rows

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from runherald.streams.alert_store import AlertStore
 
 from runherald.api import create_api
 from runherald.auth import ApiToken, TokenTable, hash_token
 from runherald.config import Settings
 from runherald.openapi import OPENAPI
 from runherald.publish import Publisher
-from runherald.streams.alert_store import AlertStore
 
 from .test_api import Api, call, serve
 
