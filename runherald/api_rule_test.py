@@ -2,28 +2,25 @@
 
 Body ``{"run": {...}, "rules": [names]}`` (``rules`` optional: every stored rule). The answer is
 `runherald.rule_dry_run.dry_run`'s, against the alert configuration in force on this worker; nothing is
-sent. A run the pipeline would dead-letter, or an unknown rule name, is a 400 with ``problems``.
+sent. A run POST /api/v1/runs would refuse, or an unknown rule name, is a 400 with ``problems``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from runherald.admission import Problem
+from runherald.admission import Problem, run_problems
 from runherald.config import Settings
-from runherald.events import InvalidEvent, validate_run
 from runherald.notifiers import Notifiers, NotifierSettings
 from runherald.rule_dry_run import UnknownRules, dry_run
 from runherald.streams.alert_store import AlertStore
 
 PATH = "/api/v1/rules/test"
 BODY_KEYS = ("run", "rules")
-_FIELD = re.compile(r"^((?:metadata|status|spec)(?:\.[A-Za-z_]+|\[\d+\])*)\b")
 READY_TIMEOUT = 10.0  # how long a dry run waits for this worker to have read the rules topic
 
 
@@ -35,12 +32,6 @@ def _invalid(error: str, problems: list[Problem]) -> web.Response:
     return _json({"error": error, "problems": [problem.as_dict() for problem in problems]}, 400)
 
 
-def _run_path(message: str) -> str:
-    """The path of what validate_run's message names first (``run.metadata.project``), else ``run``."""
-    found = _FIELD.match(message)
-    return f"run.{found.group(1)}" if found else "run"
-
-
 class BodyError(ValueError):
     """A request body that cannot be dry run: the error line and the problems at their paths."""
 
@@ -49,7 +40,7 @@ class BodyError(ValueError):
         self.problems = problems
 
 
-def parse_body(raw: bytes) -> tuple[dict[str, Any], list[str] | None]:
+def parse_body(raw: bytes, *, slack_fallback: bool = False) -> tuple[dict[str, Any], list[str] | None]:
     """The run and the rule names of a request body, or BodyError."""
     try:
         body = orjson.loads(raw)
@@ -65,15 +56,17 @@ def parse_body(raw: bytes) -> tuple[dict[str, Any], list[str] | None]:
     if "run" not in body:
         problems.append(Problem("run", "the run to test the rules against is missing"))
     names = body.get("rules")
-    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+    if "rules" in body and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         problems.append(Problem("rules", "must be a list of rule names"))
     if problems:
         raise BodyError(f"the body has {len(problems)} problem{'s' if len(problems) > 1 else ''}", problems)
     run = body["run"]
-    try:
-        validate_run(run)
-    except InvalidEvent as exc:
-        raise BodyError(f"the run is not valid: {exc}", [Problem(_run_path(str(exc)), str(exc))]) from None
+    # What POST /api/v1/runs would refuse (runherald.events.validate_run's checks among them).
+    found = run_problems(run, slack_fallback=slack_fallback)
+    if found:
+        count = f"{len(found)} problem{'s' if len(found) > 1 else ''}"
+        problems = [Problem(f"run.{p.path}" if p.path else "run", p.message) for p in found]
+        raise BodyError(f"the run has {count}: {problems[0]}", problems)
     return run, names
 
 
@@ -83,7 +76,7 @@ def add_rule_test_routes(app: web.Application, alerts: AlertStore, settings: Set
 
     async def test_rules(request: web.Request) -> web.Response:
         try:
-            run, names = parse_body(await request.read())
+            run, names = parse_body(await request.read(), slack_fallback=bool(settings.slack_webhook))
         except BodyError as exc:
             return _invalid(str(exc), exc.problems)
         if not alerts.ready.is_set():

@@ -140,6 +140,7 @@ _SCHEMAS: dict[str, Any] = {
     "RuleTest": {
         "type": "object",
         "required": ["run"],
+        "additionalProperties": False,
         "properties": {
             "run": _ref("Run"),
             "rules": {

@@ -122,10 +122,25 @@ async def test_the_answer_says_per_rule_and_receiver_what_would_happen(api: Rule
                 ("rules", "must be a list of rule names"),
             ],
         ),
+        ({"run": RUN, "rules": None}, "the body has 1 problem", [("rules", "must be a list of rule names")]),
         (
             {"run": {"metadata": {"project": "p/q", "uid": "u"}, "status": {"state": "error"}}},
-            "the run is not valid: metadata.project must not contain '/'",
-            [("run.metadata.project", "metadata.project must not contain '/'")],
+            "the run has 1 problem: run.metadata.project: must not contain '/'",
+            [("run.metadata.project", "must not contain '/'")],
+        ),
+        (
+            {
+                "run": {
+                    **RUN,
+                    "status": {"state": "error", "notifications": [None]},
+                    "spec": {"notifications": [1]},
+                }
+            },
+            "the run has 2 problems: run.status.notifications: must be an object",
+            [
+                ("run.status.notifications", "must be an object"),
+                ("run.spec.notifications[0]", "must be an object"),
+            ],
         ),
         (
             {"run": RUN, "rules": ["prod-failures", "prod-failure", "nope"]},
@@ -224,4 +239,6 @@ async def test_the_command_exits_2_for_an_unknown_rule_or_a_bad_run_file(
     broken.write_text(json.dumps({"metadata": {"project": "p"}, "status": {"state": "error"}}))
     result = await asyncio.to_thread(invoke, "rules", "test", "--run", str(broken), "--api", api.url)
     assert result.exit_code == 2
-    assert "the run is not valid: metadata.uid is missing" in result.stderr
+    assert result.stderr == (
+        "runherald rules test: the run has 1 problem: run.metadata.uid: missing or not a non-empty string\n"
+    )
