@@ -34,7 +34,7 @@ from runherald.config import Settings
 from runherald.testing.worker import WorkerProcess, stop_process, tail, unique
 from runherald.topics import ensure_topics
 
-PHASES = ("raw", "faust", "evaluate", "deliveries", "latency", "hang", "rss")
+PHASES = ("raw", "faust", "evaluate", "rules", "deliveries", "latency", "hang", "rss")
 FETCH_MAX_WAIT_MS = EMBEDDED_FETCH_WAIT_MS  # as `runherald dev`, for the worker and both baselines
 SESSION_TIMEOUT = 6.0
 PROJECT = "bench"
@@ -465,6 +465,12 @@ class Bench:
             "evaluate_no_match", rate, "events/s", f"{expected} events in {took:.1f}s, 1 worker, pre-filled"
         )
 
+    async def phase_rules(self) -> None:
+        """(3b) evaluate with 10 and with 10,000 alert rules, one in a hundred events matching one."""
+        from runherald.benchmarks.rules import phase_rules
+
+        await phase_rules(self)
+
     async def follow_consumed(
         self, worker: WorkerProcess, expected: int, started: float
     ) -> tuple[float, float]:
@@ -660,6 +666,20 @@ class Bench:
             f"VmHWM after {expected} runs, {mode}; RSS {rss:.0f} MB, idle {baseline:.0f} MB",
         )
 
+    def rules_ratio(self, figures: dict[str, float]) -> None:
+        """evaluate events/s with 10,000 rules over with 10 (phase rules)."""
+        from runherald.benchmarks import rules
+
+        few, many = rules.figure_name(rules.FEW_RULES), rules.figure_name(rules.MANY_RULES)
+        if few in figures and many in figures:
+            self.report.ratio(
+                rules.RATIO_NAME,
+                figures[many] / figures[few],
+                rules.TARGET_RATIO,
+                higher_is_better=True,
+                what=f"evaluate events/s with {rules.MANY_RULES} rules over with {rules.FEW_RULES}",
+            )
+
     def ratios(self) -> None:
         """The ratio lines against this run's baseline and the issue's targets."""
         figures = {name: item["value"] for name, item in self.report.figures.items()}
@@ -680,6 +700,7 @@ class Bench:
                 higher_is_better=True,
                 what="evaluate events/s over raw aiokafka events/s",
             )
+        self.rules_ratio(figures)
         if "bare_faust_agent" in figures and "raw_aiokafka_consume" in figures:
             faust_share = figures["bare_faust_agent"] / figures["raw_aiokafka_consume"]
             self.report.note(f"bare faust agent is {faust_share:.3g} x raw aiokafka")
@@ -728,6 +749,12 @@ def build_parser() -> argparse.ArgumentParser:
         "with ratios against a raw aiokafka consumer and a bare faust agent measured in the same run.",
     )
     parser.add_argument("--runs", type=int, default=50_000, help="events for phases raw, faust, evaluate")
+    parser.add_argument(
+        "--rule-runs",
+        type=int,
+        default=100_000,
+        help="events for each side of phase rules (10 and 10,000 rules)",
+    )
     parser.add_argument(
         "--deliveries", type=int, default=3_000, help="runs (one webhook each) for deliveries"
     )

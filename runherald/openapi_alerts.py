@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runherald.openapi_parts import errors, json_body, operation, ref
+from runherald.openapi_parts import NULLABLE_TEXT, errors, json_body, operation, ref
 
 _NAME_PARAMETER = [
     {
@@ -26,6 +26,59 @@ _MATCHERS = {
 _SILENCE_PARAMETERS = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 SCHEMAS: dict[str, Any] = {
+    "RuleTest": {
+        "type": "object",
+        "required": ["run"],
+        "additionalProperties": False,
+        "properties": {
+            "run": ref("Run"),
+            "rules": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "only these rules, in this order (default: every stored rule, by name)",
+            },
+        },
+    },
+    "RuleTestAnswer": {
+        "type": "object",
+        "required": ["rules"],
+        "properties": {
+            "rules": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["rule", "matched", "failed_matcher", "receivers"],
+                    "properties": {
+                        "rule": {"type": "string"},
+                        "matched": {"type": "boolean"},
+                        "failed_matcher": {
+                            **NULLABLE_TEXT,
+                            "description": "the first matcher that did not hold; null when matched",
+                        },
+                        "receivers": {"type": "array", "items": ref("RuleTestReceiver")},
+                    },
+                },
+            }
+        },
+    },
+    "RuleTestReceiver": {
+        "type": "object",
+        "description": "one receiver of a matching rule: would its notification be sent now, and what",
+        "required": ["receiver", "notification", "kind", "send", "reason", "silence", "rendered"],
+        "properties": {
+            "receiver": {"type": "string"},
+            "notification": {"type": "string", "description": "{rule}/{receiver}"},
+            "kind": {**NULLABLE_TEXT, "description": "null when the receiver does not exist"},
+            "send": {"type": "boolean"},
+            "reason": {"type": "string", "description": "the when/condition decision, or why not"},
+            "silence": {**NULLABLE_TEXT, "description": "the id of an active silence matching it"},
+            "rendered": {
+                "type": ["object", "null"],
+                "description": "what the receiver's channel would send: kind, message, severity, and"
+                " data and text (the channel's preview), or error; secret_params are never rendered",
+            },
+        },
+    },
     "NewSilence": {
         "type": "object",
         "description": "a duration or ends_at; starts_at defaults to now, author to anonymous",
@@ -238,6 +291,22 @@ PATHS: dict[str, Any] = {
                 "the document and how to apply it",
             )
             | {"required": True},
+        )
+    },
+    "/api/v1/rules/test": {
+        "post": operation(
+            "Dry run of the alert rules for a run: which match, what each receiver would get; nothing is"
+            " sent",
+            "read",
+            {
+                "200": json_body(ref("RuleTestAnswer"), "one entry per rule"),
+                **errors("400", "413", "503"),
+            },
+            operationId="testRules",
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": ref("RuleTest")}},
+            },
         )
     },
 }

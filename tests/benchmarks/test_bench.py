@@ -15,6 +15,10 @@ FIGURES = {
     "raw_aiokafka_consume": "events/s",
     "bare_faust_agent": "events/s",
     "evaluate_no_match": "events/s",
+    "evaluate_10_rules": "events/s",
+    "evaluate_10000_rules": "events/s",
+    "rule_lookups_10_rules": "lookups/s",
+    "rule_lookups_10000_rules": "lookups/s",
     "webhook_deliveries": "deliveries/s",
     "latency_p50": "ms",
     "latency_p99": "ms",
@@ -25,6 +29,7 @@ FIGURES = {
 RATIOS = (
     "evaluate_vs_bare_faust",
     "evaluate_vs_raw_aiokafka",
+    "rules_10000_vs_10",
     "deliveries_vs_target",
     "p99_vs_target",
     "hang_p99_ratio",
@@ -33,6 +38,8 @@ RATIOS = (
 TINY = [
     "--runs",
     "1500",
+    "--rule-runs",
+    "2000",
     "--deliveries",
     "200",
     "--rate",
