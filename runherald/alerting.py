@@ -49,6 +49,7 @@ LATER_RULE_KEYS = (
 )
 SILENCE_KEYS = ("id", "matchers", "starts_at", "ends_at", "duration", "author", "comment", "created_at")
 MAX_SILENCE = 366 * 86400.0
+RESERVED_RULE_NAMES = frozenset({"test"})
 
 
 class InvalidConfig(RunheraldError):
@@ -332,6 +333,9 @@ def parse_rule(
     problems = _unknown_keys(data, RULE_KEYS, path, LATER_RULE_KEYS)
     warnings: list[Problem] = []
     named = _name_problem("rule", data.get("name"), path)
+    if named is None and data.get("name") in RESERVED_RULE_NAMES:
+        reserved = "is reserved (POST /api/v1/rules/test is the dry run)"
+        named = Problem(f"{path}.name", f"{data['name']!r} {reserved}")
     problems += [named] if named else []
     matchers = _matchers(data.get("matchers"), f"{path}.matchers", RUN_FIELDS, problems)
     problems += text_problems(data, path)

@@ -345,10 +345,12 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
             "rule": (list_rules, get_rule, put_rule, delete_rule),
             "receiver": (list_receivers, get_receiver, put_receiver, delete_receiver),
         }[section]
+        # /api/v1/rules/test is the dry run's (a rule cannot be named test): keep it out of {name}
+        one = path + ("/{name:(?!test$)[^/]+}" if section == "rule" else "/{name}")
         app.router.add_get(path, answers(listing))
-        app.router.add_get(path + "/{name}", answers(getting))
-        app.router.add_put(path + "/{name}", answers(putting))
-        app.router.add_delete(path + "/{name}", answers(deleting))
+        app.router.add_get(one, answers(getting))
+        app.router.add_put(one, answers(putting))
+        app.router.add_delete(one, answers(deleting))
     app.router.add_put("/api/v1/config", answers(put_config))
 
 

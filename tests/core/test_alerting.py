@@ -73,6 +73,7 @@ def test_a_rule_notification_is_named_rule_slash_receiver_and_takes_the_receiver
         ({"group_by": ["project"]}, "rules.r.group_by", "not supported by this version"),
         ({"matcher": ['project="x"']}, "rules.r.matcher", "did you mean 'matchers'"),
         ({"name": "a/b"}, "rules[0].name", "not a valid name"),
+        ({"name": "test"}, "rules.test.name", "reserved"),
     ],
 )
 def test_each_bad_rule_field_has_its_path(rule: dict[str, Any], path: str, message: str) -> None:
