@@ -19,6 +19,7 @@ import yaml
 
 from runherald.admission import Problem, did_you_mean, notification_problems, text_problems
 from runherald.errors import RunheraldError
+from runherald.inhibition import INHIBIT_KEYS, inhibits_dict, parse_inhibits
 from runherald.matchers import (
     RUN_FIELDS,
     SILENCE_FIELDS,
@@ -37,15 +38,12 @@ TYPES = ("receiver", "rule", "silence")
 DOCUMENT_KEYS = ("receivers", "rules")
 LATER_DOCUMENT_KEYS = ("integrations", "subscriptions")
 RECEIVER_KEYS = ("name", "kind", "params", "secret_params")
-RULE_KEYS = ("name", "matchers", "when", "condition", "severity", "message", "receivers")
+RULE_KEYS = ("name", "matchers", "when", "condition", "severity", "message", "receivers", *INHIBIT_KEYS)
 LATER_RULE_KEYS = (
     "group_by",
     "group_wait",
     "group_interval",
     "repeat_interval",
-    "inhibits",
-    "inhibit_equal",
-    "inhibit_for",
 )
 SILENCE_KEYS = ("id", "matchers", "starts_at", "ends_at", "duration", "author", "comment", "created_at")
 MAX_SILENCE = 366 * 86400.0
@@ -132,6 +130,9 @@ class Rule:
     condition: str = ""
     severity: str = ""
     message: str = ""
+    inhibits: tuple[str, ...] = ()  # the rules it mutes (runherald.inhibition)
+    inhibit_equal: tuple[str, ...] = ()
+    inhibit_for: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -143,6 +144,7 @@ class Rule:
         for key in ("condition", "severity", "message"):
             if getattr(self, key):
                 data[key] = getattr(self, key)
+        data.update(inhibits_dict(self.inhibits, self.inhibit_equal, self.inhibit_for))
         return data
 
     def notification(self, receiver: Receiver, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -324,10 +326,11 @@ def _matchers(
 
 
 def parse_rule(
-    data: Any, path: str, receivers: Collection[str] | None = None
+    data: Any, path: str, receivers: Collection[str] | None = None, *, rules: Collection[str] | None = None
 ) -> tuple[Rule | None, list[Problem], list[Problem]]:
-    """A rule from its dict, or its problems; `receivers` are the names a rule may send to (None: not
-    known, offline: an undefined one is then a warning). Returns (rule, problems, warnings)."""
+    """A rule from its dict, or its problems; `receivers` are the names a rule may send to, `rules` those
+    it may inhibit (None: not known, offline: an undefined one is then a warning). Returns (rule,
+    problems, warnings)."""
     if not isinstance(data, Mapping):
         return None, [Problem(path, "a rule must be an object with name, matchers, when, receivers")], []
     problems = _unknown_keys(data, RULE_KEYS, path, LATER_RULE_KEYS)
@@ -358,6 +361,8 @@ def parse_rule(
             problems.append(
                 Problem(where, f"no receiver {name!r} is defined{did_you_mean(name, sorted(receivers))}")
             )
+    inhibition, inhibit_problems = parse_inhibits(data, path, rules)
+    problems += inhibit_problems
     if problems:
         return None, problems, warnings
     when = data.get("when") or ["completed"]
@@ -370,17 +375,21 @@ def parse_rule(
             condition=data.get("condition") or "",
             severity=data.get("severity") or "",
             message=data.get("message") or "",
+            **inhibition,
         ),
         [],
         warnings,
     )
 
 
-def check_document(doc: Any, *, stored_receivers: Collection[str] | None = None) -> Document:
+def check_document(
+    doc: Any, *, stored_receivers: Collection[str] | None = None, stored_rules: Collection[str] = ()
+) -> Document:
     """Every problem of a configuration document, each with its path.
 
     A rule may name a receiver the document defines or, when `stored_receivers` is given (apply), one
-    already stored; offline (None) a receiver the document does not define is only a warning.
+    already stored; offline (None) a receiver the document does not define is only a warning. The same
+    goes for the rules a rule inhibits, with `stored_rules`.
     """
     result = Document()
     if doc is None:
@@ -409,15 +418,19 @@ def check_document(doc: Any, *, stored_receivers: Collection[str] | None = None)
             seen.add(name)
     defined = seen | set(stored_receivers or ())
     rule_names: set[str] = set()
+    named = [data.get("name") for data in sections["rules"] if isinstance(data, Mapping)]
+    known_rules = {name for name in named if isinstance(name, str)} | set(stored_rules)
     for i, data in enumerate(sections["rules"]):
         path = _item_path("rules", i, data)
-        rule, problems, _ = parse_rule(data, path, defined)
+        rule, problems, _ = parse_rule(data, path, defined, rules=known_rules)
         name = data.get("name") if isinstance(data, Mapping) else None
         if stored_receivers is None:
             # Offline: a receiver defined elsewhere (already stored) may be meant; say so, do not refuse.
             kept = []
             for problem in problems:
-                if ".receivers[" in problem.path and problem.message.startswith("no receiver"):
+                if (".receivers[" in problem.path and problem.message.startswith("no receiver")) or (
+                    ".inhibits[" in problem.path and problem.message.startswith("unknown rule")
+                ):
                     result.warnings.append(
                         Problem(problem.path, problem.message + "; it must exist when applied")
                     )

@@ -274,7 +274,9 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
             config = await loaded()
             rule = None
             if not problems:
-                rule, problems, _ = parse_rule(data, f"rules.{name}", set(config.receivers))
+                rule, problems, _ = parse_rule(
+                    data, f"rules.{name}", set(config.receivers), rules=set(config.rules)
+                )
             if rule is None:
                 raise _invalid(f"rule {name!r} is not valid; nothing was stored", problems)
             change = rule_change(rule, alerts.value(record_key("rule", name)))
@@ -298,8 +300,14 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
     async def delete_rule(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         async with writing:
-            if name not in (await loaded()).rules:
+            config = await loaded()
+            if name not in config.rules:
                 raise Refused(404, {"error": f"no rule named {name!r}"})
+            users = sorted(rule.name for rule in config.rules.values() if name in rule.inhibits)
+            if users:
+                said = ", ".join(users)
+                error = f"rule {name!r} is inhibited by the rules {said}: change or delete them first"
+                raise Refused(409, {"error": error, "rules": users})
             await alerts.put(record_key("rule", name), None)
         return _json({"name": name, "action": "deleted"})
 
@@ -322,7 +330,11 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
         async with writing:
             config = await loaded()
             # With prune, the receivers the document does not define are deleted: rules may not name them.
-            document = check_document(data, stored_receivers=() if prune else set(config.receivers))
+            document = check_document(
+                data,
+                stored_receivers=() if prune else set(config.receivers),
+                stored_rules=() if prune else set(config.rules),
+            )
             if document.problems:
                 problems = (
                     _with_prune_hint(document.problems, config.receivers) if prune else document.problems

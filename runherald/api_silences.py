@@ -1,5 +1,6 @@
-"""The HTTP API's silences: GET|POST /api/v1/silences, GET|DELETE /api/v1/silences/{id}; and the check
-that a run's notification names only receivers that are stored (POST /api/v1/runs).
+"""The HTTP API's silences: GET|POST /api/v1/silences, GET|DELETE /api/v1/silences/{id}; the inhibitions in
+force, GET /api/v1/inhibitions; and the check that a run's notification names only receivers that are
+stored (POST /api/v1/runs).
 
 A silence is stored on the rules topic as ``silence/<id>``. Expiring one (DELETE) stores it again,
 ending now, so it stays listed (``?expired=true``) until it is more than `KEEP_EXPIRED` old; reading
@@ -203,6 +204,14 @@ def add_silence_routes(app: web.Application, alerts: AlertStore) -> None:
         refused = await store(expired)
         return refused or _json({**expired.to_dict(now), "already_expired": False})
 
+    async def list_inhibitions(request: web.Request) -> web.Response:
+        """The inhibitions in force now (runherald.inhibition): read here, beside the silences."""
+        if not await loaded():
+            return _error("the alert configuration is still loading; try again", 503)
+        active = alerts.inhibitions.active(time.time())
+        return _json({"inhibitions": [inhibition.to_dict() for inhibition in active]})
+
+    app.router.add_get("/api/v1/inhibitions", list_inhibitions)
     app.router.add_get("/api/v1/silences", list_silences)
     app.router.add_post("/api/v1/silences", add_silence)
     app.router.add_get("/api/v1/silences/{id}", get_silence)

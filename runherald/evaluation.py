@@ -25,6 +25,7 @@ from runherald.events import (  # noqa: F401 (re-exported: the stage and the API
     parse_event,
     validate_run,
 )
+from runherald.inhibition import Inhibition, muting, start_inhibition
 from runherald.matchers import run_fields
 from runherald.rule_index import AlertConfig
 from runherald.sealing import seal_notification
@@ -42,6 +43,7 @@ class Evaluation:
     record: ledger.Record | None = None  # the run's ledger record, when it changed
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (notification name, why)
     dropped: str = ""  # why the whole event was ignored (e.g. out of order)
+    inhibitions: list[Inhibition] = field(default_factory=list)  # started by its rules' firing
 
 
 def _timestamp(value: Any) -> float | None:
@@ -139,6 +141,9 @@ def evaluate_event(
     found = candidates(run, alerts)
     if not found:
         return result
+    if alerts is not None and alerts.inhibiting:
+        # A rule that inhibits others decides first: what it mutes is muted for this run too.
+        found.sort(key=lambda candidate: candidate.rule not in alerts.inhibiting)
 
     latest = record.get("run") or {}
     seen = _timestamp(latest.get("last_update"))
@@ -198,6 +203,8 @@ def evaluate_event(
         if not decision.send:
             result.skipped.append((name, decision.reason))
             continue
+        if alerts is not None and candidate.rule in alerts.inhibiting:
+            _start_inhibition(result, alerts, candidate.rule, now)
         if alerts is not None and alerts.silences:
             fields = {**run_fields(run), "notification": name, "receiver": candidate.receiver}
             silence = alerts.silence_for(fields, now)
@@ -212,6 +219,26 @@ def evaluate_event(
                     status=ledger.SKIPPED,
                     reason=ledger.short_reason(why),
                     silence=silence.id,
+                )
+                result.skipped.append((name, why))
+                continue
+        if (
+            candidate.rule
+            and alerts is not None
+            and alerts.inhibitions.may_mute(candidate.rule, result.inhibitions)
+        ):
+            inhibition = muting(alerts.inhibitions, result.inhibitions, candidate.rule, run_fields(run), now)
+            if inhibition is not None:
+                why = inhibition.describe()
+                ledger.put_entry(
+                    record,
+                    did,
+                    name=name,
+                    state=state,
+                    kind=notification.get("kind", "slack"),
+                    status=ledger.SKIPPED,
+                    reason=ledger.short_reason(why),
+                    inhibition=inhibition.key,
                 )
                 result.skipped.append((name, why))
                 continue
@@ -230,6 +257,19 @@ def evaluate_event(
             note=decision.reason or None,
         )
     return result
+
+
+def _start_inhibition(result: Evaluation, alerts: AlertConfig, rule_name: str, now: float) -> None:
+    """Rule `rule_name` fired for the run: it inhibits (once per event, whatever its receivers)."""
+    if any(inhibition.source == rule_name for inhibition in result.inhibitions):
+        return
+    rule = alerts.rules[rule_name]
+    fields = run_fields(result.run)
+    result.inhibitions.append(
+        start_inhibition(
+            rule.name, rule.inhibits, rule.inhibit_equal, rule.inhibit_for, fields, result.key, now
+        )
+    )
 
 
 def make_delivery(

@@ -117,6 +117,27 @@ SCHEMAS: dict[str, Any] = {
             "when": {"type": "array", "items": {"type": "string"}},
             "receivers": {"type": "array", "items": {"type": "string"}},
             **{name: {"type": "string"} for name in ("condition", "severity", "message")},
+            "inhibits": {"type": "array", "items": {"type": "string"}, "description": "rules it mutes"},
+            "inhibit_equal": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "fields whose values the muted runs share with the run it fired for",
+            },
+            "inhibit_for": {"type": "string", "description": "how long, e.g. 30m (required with inhibits)"},
+        },
+    },
+    "Inhibition": {
+        "type": "object",
+        "description": "rule `source` fired for `run`: until `until`, the `inhibited` rules' deliveries"
+        " for runs with the `equal` field values are skipped",
+        "required": ["source", "inhibited", "equal", "run", "started", "until"],
+        "properties": {
+            "source": {"type": "string"},
+            "inhibited": {"type": "array", "items": {"type": "string"}},
+            "equal": {"type": "object", "additionalProperties": {"type": "string"}},
+            "run": {"type": "string", "description": "{project}/{uid}"},
+            "started": _TIME,
+            "until": _TIME,
         },
     },
     "Receiver": {
@@ -166,6 +187,24 @@ SCHEMAS: dict[str, Any] = {
 }
 
 PATHS: dict[str, Any] = {
+    "/api/v1/inhibitions": {
+        "get": operation(
+            "The inhibitions in force: which rule muted which rules, for what field values, until when",
+            "read",
+            {
+                "200": json_body(
+                    {
+                        "type": "object",
+                        "required": ["inhibitions"],
+                        "properties": {"inhibitions": {"type": "array", "items": ref("Inhibition")}},
+                    },
+                    "the active inhibitions, by rule",
+                ),
+                **errors("503"),
+            },
+            operationId="listInhibitions",
+        )
+    },
     "/api/v1/silences": {
         "get": operation(
             "Silences not yet expired (active, pending), or with expired=true the expired ones (5 days)",
@@ -254,7 +293,7 @@ PATHS: dict[str, Any] = {
                 "admin",
                 {
                     "200": json_body(ref("Applied"), "deleted"),
-                    **errors(*(("404", "409", "503") if kind == "receiver" else ("404", "503"))),
+                    **errors("404", "409", "503"),
                 },
                 operationId=f"delete{schema}",
             ),

@@ -25,7 +25,7 @@ ERROR_RESPONSES = {
     "401": ("Unauthorized", "no bearer token, or not a valid one (WWW-Authenticate: Bearer)"),
     "403": ("Forbidden", "the token lacks the scope this operation needs"),
     "404": ("NotFound", "no such run, or no such resource"),
-    "409": ("Conflict", "the change conflicts with what is stored (a receiver that rules still name)"),
+    "409": ("Conflict", "the change conflicts with what is stored (a receiver or rule others still name)"),
     "413": ("TooLarge", "the request body is larger than the worker accepts"),
     "503": (
         "Unavailable",

@@ -151,6 +151,10 @@ def _receiver_answer(
             answer["reason"] = f"muted by {silence.describe()}; without it: {decision.reason}"
         else:
             answer["reason"] = f"{decision.reason}; {silence.describe()} would also mute it"
+    inhibition = config.inhibition_for(rule.name, fields, now) if answer["send"] else None
+    if inhibition is not None:
+        answer["send"] = False
+        answer["reason"] = f"{inhibition.describe()}; without it: {decision.reason}"
     return answer
 
 

@@ -22,6 +22,7 @@ from runherald.alerting import (
     parse_rule,
     parse_silence,
 )
+from runherald.inhibition import KEY_PREFIX, Inhibition, Inhibitions
 from runherald.matchers import LABEL_PREFIX, Matcher, matches_all
 
 log = logging.getLogger("runherald.rules")
@@ -68,7 +69,20 @@ class RuleIndex:
         return matched
 
 
-def parse_record(key: str, value: Mapping[str, Any]) -> Receiver | Rule | Silence | None:
+def parse_inhibition(key: str, value: Mapping[str, Any]) -> Inhibition | None:
+    """The inhibition a rules-topic record holds, or None (logged) when it is not one."""
+    try:
+        inhibition = Inhibition.from_record(value)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("rules topic: ignored the record %r: not an inhibition (%s)", key, exc)
+        return None
+    if inhibition.key != key:
+        log.warning("rules topic: ignored the record %r: its key is not the inhibition's", key)
+        return None
+    return inhibition
+
+
+def parse_record(key: str, value: Mapping[str, Any]) -> Receiver | Rule | Silence | Inhibition | None:
     """The object a rules-topic record holds; a value that no longer parses (written by another
     version, or by hand) is logged and left out, never fatal."""
     kind, _, name = key.partition("/")
@@ -82,6 +96,8 @@ def parse_record(key: str, value: Mapping[str, Any]) -> Receiver | Rule | Silenc
             rule, problems, _ = parse_rule(value, f"rules.{name}")
             if rule is not None and rule.name == name:
                 return rule
+        elif key.startswith(KEY_PREFIX):
+            return parse_inhibition(key, value)
         elif kind == "silence":
             silence = parse_silence(value, now=0.0)
             if silence.id == name:
@@ -104,9 +120,11 @@ class AlertConfig:
     silences: dict[str, Silence] = field(default_factory=dict)
     index: RuleIndex = field(default_factory=lambda: RuleIndex(()))
     rule_states: frozenset[str] = frozenset()  # the states some rule is sent in: others match nothing
+    inhibitions: Inhibitions = field(default_factory=Inhibitions)  # the AlertStore's own, kept up to date
+    inhibiting: frozenset[str] = frozenset()  # the rules that inhibit others
 
     @classmethod
-    def from_objects(cls, objects: Iterable[Receiver | Rule | Silence | None]) -> AlertConfig:
+    def from_objects(cls, objects: Iterable[Receiver | Rule | Silence | Inhibition | None]) -> AlertConfig:
         config = cls()
         for obj in objects:
             if isinstance(obj, Receiver):
@@ -115,8 +133,11 @@ class AlertConfig:
                 config.rules[obj.name] = obj
             elif isinstance(obj, Silence):
                 config.silences[obj.id] = obj
+            elif isinstance(obj, Inhibition):
+                config.inhibitions.put(obj.key, obj)
         config.index = RuleIndex(config.rules.values())
         config.rule_states = frozenset(state for rule in config.rules.values() for state in rule.when)
+        config.inhibiting = frozenset(rule.name for rule in config.rules.values() if rule.inhibits)
         return config
 
     @classmethod
@@ -138,5 +159,9 @@ class AlertConfig:
                 found = silence
         return found
 
+    def inhibition_for(self, rule_name: str, fields: Mapping[str, str], now: float) -> Inhibition | None:
+        """The active inhibition that mutes `rule_name`'s deliveries for a run with these fields."""
+        return self.inhibitions.muting(rule_name, fields, now)
 
-__all__ = ["AlertConfig", "RuleIndex", "parse_record"]
+
+__all__ = ["AlertConfig", "RuleIndex", "parse_inhibition", "parse_record"]

@@ -5,6 +5,10 @@ latest value of each key (``"{type}/{name}"``; an empty value deletes it), so a 
 worker is in force on every worker as soon as its follower reads it (within a fetch wait). The evaluate
 stage waits for `ready` (the topic read up to where it ended when the worker started) before its first
 run event, so a restart never evaluates with fewer rules than were stored.
+
+Inhibitions (``inhibition/...``, see ``runherald.inhibition``) are records of the same topic, written by
+the evaluate stage when a rule that inhibits others fires: in force here at once, on the other workers
+within a fetch wait. They change the configuration's `Inhibitions` in place, without rebuilding the rest.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runherald.alerting import Receiver, Rule, Silence
 from runherald.config import Settings
+from runherald.inhibition import KEY_PREFIX, Inhibition, Inhibitions
 from runherald.kafka_clients import client_kwargs
-from runherald.rule_index import AlertConfig, parse_record
+from runherald.rule_index import AlertConfig, parse_inhibition, parse_record
 
 log = logging.getLogger("runherald.rules")
 
@@ -30,6 +35,7 @@ Send = Callable[[str, bytes, bytes | None], Awaitable["asyncio.Future[Any]"]]  #
 FOLLOW_WAIT_MS = 100  # the longest a fetch waits for new records: changes apply within about this
 RETRY_AFTER = 1.0  # seconds before the follower tries again after a broker error
 APPLIED_TIMEOUT = 10.0  # how long a write waits to be read back before it is reported as not yet in force
+SWEEP_EVERY = 60.0  # seconds between looks for expired inhibitions to tombstone
 
 
 class NotInForce(Exception):
@@ -45,7 +51,9 @@ class AlertStore:
         self._send = send
         self._objects: dict[str, Receiver | Rule | Silence] = {}
         self._values: dict[str, dict[str, Any]] = {}
-        self._config = AlertConfig()
+        self.inhibitions = Inhibitions()  # shared with every config built here
+        self._config = AlertConfig(inhibitions=self.inhibitions)
+        self._swept = 0.0
         self._dirty = False
         self._positions: dict[int, int] = {}  # partition -> next offset to read
         self._changed = asyncio.Condition()
@@ -61,6 +69,7 @@ class AlertStore:
         """The configuration in force now (rebuilt, without re-parsing, after each change)."""
         if self._dirty:
             self._config = AlertConfig.from_objects(self._objects.values())
+            self._config.inhibitions = self.inhibitions
             self._dirty = False
         return self._config
 
@@ -85,6 +94,32 @@ class AlertStore:
         future = await self._send(self.topic, key.encode(), raw)
         metadata = await future
         await self.wait_for(metadata.partition, metadata.offset)
+
+    async def inhibit(self, inhibitions: list[Inhibition]) -> None:
+        """Put inhibitions in force here at once, and write them for the other workers (not waiting for
+        them to be read back). A renewal that would not lengthen the stored one noticeably is not
+        written: a rule firing for many runs at once writes its inhibition once."""
+        if self._send is None:
+            raise RuntimeError("this AlertStore has no producer")
+        for inhibition in inhibitions:
+            key = inhibition.key
+            current = self.inhibitions.get(key)
+            slack = min(1.0, (inhibition.until - inhibition.started) / 10)
+            if current is not None and current.until >= inhibition.until - slack:
+                continue
+            self.inhibitions.put(key, inhibition)
+            await self._send(self.topic, key.encode(), orjson.dumps(inhibition.to_record()))
+        now = time.time()
+        if now - self._swept >= SWEEP_EVERY:
+            await self.sweep_inhibitions(now)
+
+    async def sweep_inhibitions(self, now: float) -> None:
+        """Tombstone the inhibitions long expired (any worker may: see runherald.inhibition)."""
+        assert self._send is not None
+        self._swept = now
+        for key in self.inhibitions.deletable(now):
+            self.inhibitions.put(key, None)
+            await self._send(self.topic, key.encode(), None)
 
     async def wait_for(self, partition: int, offset: int, timeout: float = APPLIED_TIMEOUT) -> None:
         """Wait until the record at `offset` of `partition` has been read."""
@@ -198,6 +233,9 @@ class AlertStore:
         if not key:
             return
         name = key.decode(errors="replace")
+        if name.startswith(KEY_PREFIX):
+            self._apply_inhibition(name, value)
+            return
         if value is None:
             self._values.pop(name, None)
             self._objects.pop(name, None)
@@ -212,13 +250,27 @@ class AlertStore:
             log.warning("rules topic: ignored the record %r: not an object", name)
             return
         parsed = parse_record(name, data)
-        if parsed is None:  # logged; what it replaced is no longer in force either
+        if parsed is None or isinstance(parsed, Inhibition):  # logged; what it replaced goes too
             self._values.pop(name, None)
             self._objects.pop(name, None)
         else:
             self._values[name] = data
             self._objects[name] = parsed
         self._dirty = True
+
+    def _apply_inhibition(self, key: str, value: bytes | None) -> None:
+        try:
+            data = None if value is None else orjson.loads(value)
+        except orjson.JSONDecodeError:
+            data = "not JSON"
+        if value is None:
+            self.inhibitions.put(key, None)
+        elif isinstance(data, dict):
+            inhibition = parse_inhibition(key, data)
+            if inhibition is not None:
+                self.inhibitions.put(key, inhibition)
+        else:
+            log.warning("rules topic: ignored the record %r: not a JSON object", key)
 
 
 __all__ = ["AlertStore", "NotInForce"]

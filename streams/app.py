@@ -216,6 +216,7 @@ def create_pipeline(
         lock=batch_lock,
         alerts=lambda: alert_store.config,
         alerts_ready=alert_store.ready,
+        inhibit=alert_store.inhibit,
     )
     dispatch = DispatchStage(app=app, dispatcher=dispatcher, dead_letters=dead_letters, lock=batch_lock)
     app.batch_topic(runs_topic, evaluate.handle)

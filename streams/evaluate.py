@@ -24,6 +24,7 @@ from runherald.config import Settings
 from runherald.delivery import Delivery, run_key
 from runherald.evaluation import InvalidEvent, evaluate_event, parse_event
 from runherald.faults import fault_point
+from runherald.inhibition import Inhibition
 from runherald.rule_index import AlertConfig
 from runherald.sealing import seal_run
 
@@ -35,6 +36,7 @@ YIELD_EVERY = 200  # records handled before a batch gives the event loop a turn
 LEDGER_WRITE_DELAY = 0.25  # seconds an evaluate-stage ledger change may wait for a write (see above)
 
 Emit = Callable[[Delivery, int], Awaitable[None]]  # (delivery, partition): write it and start sending
+Inhibit = Callable[[list[Inhibition]], Awaitable[None]]  # in force here at once, written for every worker
 
 
 class EvaluateStage:
@@ -54,6 +56,7 @@ class EvaluateStage:
         lock: asyncio.Lock,
         alerts: Callable[[], AlertConfig | None] = lambda: None,
         alerts_ready: asyncio.Event | None = None,
+        inhibit: Inhibit | None = None,
     ) -> None:
         self._app = app
         self._settings = settings
@@ -68,6 +71,7 @@ class EvaluateStage:
         self._lag = metrics.STAGE_LAG.labels("evaluate")
         self._alerts = alerts  # the alert configuration in force, read once per fetch
         self._alerts_ready = alerts_ready  # set once every stored rule is loaded
+        self._inhibit = inhibit
 
     async def handle(self, tp: TP, records: list[Any]) -> None:
         """One partition's records of one fetch, in offset order."""
@@ -125,6 +129,8 @@ class EvaluateStage:
             metrics.EVENTS_DROPPED.inc()
             log.info("ignored run event for %s: %s", result.key, result.dropped)
             return
+        if result.inhibitions and self._inhibit is not None:
+            await self._inhibit(result.inhibitions)  # before the next event of this fetch is evaluated
         if result.record is not None:
             # In the table before any send starts: an outcome is recorded into this record.
             self._ledger.set(message.partition, key, result.record)

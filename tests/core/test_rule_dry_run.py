@@ -13,6 +13,7 @@ import pytest
 from runherald.alerting import check_document, parse_silence
 from runherald.config import Settings
 from runherald.errors import InvalidArgumentError
+from runherald.inhibition import start_inhibition
 from runherald.rule_dry_run import UnknownRules, dry_run
 from runherald.rule_index import AlertConfig
 from runherald.testing.webhook import WebhookReceiver
@@ -160,6 +161,18 @@ def test_an_active_silence_mutes_and_says_which_one_others_do_not() -> None:
     assert (hook["send"], hook["silence"]) == (False, "maint-1")
     assert hook["reason"] == "muted by silence maint-1 (maintenance); without it: state 'error' matched"
     assert (slack["send"], slack["silence"], slack["reason"]) == (True, None, "state 'error' matched")
+
+
+def test_an_active_inhibition_mutes_the_rule_it_names_for_the_same_field_values() -> None:
+    known = start_inhibition(
+        "project-down", ("prod-failures",), ("project",), 600.0, {"project": "prod-a"}, "prod-a/h", NOW - 60
+    )
+    alerts = config(known)
+    hook = receivers(by_rule(dry(run(), alerts))["prod-failures"])["hook"]
+    assert hook["send"] is False
+    assert hook["reason"] == f"{known.describe()}; without it: state 'error' matched"
+    elsewhere = receivers(by_rule(dry(run(project="prod-b"), alerts))["prod-failures"])["hook"]
+    assert elsewhere["send"] is True
 
 
 def test_a_silence_over_a_notification_that_would_not_be_sent_anyway_is_noted() -> None:
