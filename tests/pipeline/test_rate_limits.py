@@ -1,7 +1,8 @@
 """Destination rate limits across two workers: a receiver with ``rate_limit: {per_second: 20, burst: 1}``
 gets 100 deliveries, published as fast as they go, from two workers of one group. None is lost or
 doubled, the receiver never sees more than the limit allows, and the ledger says why the waiting ones
-wait."""
+wait. And when a second worker joins while deliveries wait, the ones whose partition moves are sent by
+their new owner, once."""
 
 from __future__ import annotations
 
@@ -124,3 +125,42 @@ async def test_two_workers_keep_a_receiver_under_its_rate_limit_and_lose_nothing
         return True
 
     await wait_for(all_sent, timeout=30, interval=0.5)
+
+
+async def test_deliveries_waiting_when_a_second_worker_joins_are_sent_once_by_their_new_owner(
+    start_worker: Any, receiver: WebhookReceiver
+) -> None:
+    prefix, group = unique("t") + ".", unique("g")
+    first: WorkerProcess = start_worker(prefix, group)
+    project = unique("p")
+    hook = f"/joined-{project}"
+    per_second, runs = 10, 80
+    document = {
+        "receivers": [
+            {
+                "name": "hook",
+                "kind": "webhook",
+                "params": {"url": receiver.url(hook)},
+                "rate_limit": {"per_second": per_second, "burst": 1},
+            }
+        ],
+        "rules": [{"name": "limited", "matchers": [f'project="{project}"'], "receivers": ["hook"]}],
+    }
+    assert await asyncio.to_thread(_put, first, "/api/v1/config", {"document": document}) == 200
+    uids = [f"u{i:03d}" for i in range(runs)]
+    async with Publisher(first.settings) as publisher:
+        for uid in uids:
+            await publisher.publish(run_dict(project, uid, "completed", []))
+    await receiver.wait_for_requests(5, path=hook, within=20)
+    # Eight seconds of waiting deliveries: the rebalance takes some of their partitions to the new worker.
+    second: WorkerProcess = start_worker(prefix, group, wait=False)
+    await asyncio.to_thread(second.wait_ready)
+    await receiver.wait_for_requests(runs, path=hook, within=60)
+    await asyncio.sleep(1.0)
+    arrived = receiver.requests_to(hook)
+    keys = Counter(request.headers["Idempotency-Key"] for request in arrived)
+    assert len(keys) == runs and max(keys.values()) == 1, "every delivery exactly once"
+    times = [request.arrived_monotonic for request in arrived]
+    assert most_in_any_window(times, 1.0) <= per_second + 1 + (WORKERS - 1) + TOLERANCE
+    # It did happen: the first worker let go of waiting deliveries whose partition moved.
+    assert "waited; leaving it" in await asyncio.to_thread(first.log_path.read_text)

@@ -169,3 +169,53 @@ async def test_the_dispatcher_records_a_waiting_delivery_pending_with_the_reason
             first["reason"] == "waiting for the rate limit of http://hooks.example.invalid:80/REDACTED: 40/s"
         )
         assert (last["status"], last["reason"], last["attempts"]) == (ledger.SENT, None, 1)
+
+
+class TooManyRequestsOnce(RecordingNotifier):
+    """Answers the first send 429 with Retry-After, then takes them."""
+
+    async def send(self, delivery: Delivery, params: Mapping[str, Any]) -> DeliveryOutcome:
+        self.sent.append((delivery.id, time.monotonic()))
+        if len(self.sent) == 1:
+            return DeliveryOutcome.retryable("HTTP 429 Too Many Requests", retry_after=0.4)
+        return DeliveryOutcome.sent()
+
+
+async def test_a_429_under_a_rate_limit_still_waits_its_retry_after() -> None:
+    records: dict[str, bytes] = {}
+    notifier = TooManyRequestsOnce()
+    delivery = make_delivery(0, per_second=100)
+
+    async def write_record(d: Delivery, partition: int, record: ledger.Record) -> None:
+        records[Dispatcher.key_of(d)] = ledger.dump(record)
+
+    async def dead_letter(d: Delivery, reason: str, outcome: OutcomeKind) -> None:
+        raise AssertionError(reason)
+
+    async def fetch(partition: int, offset: int) -> Delivery:
+        return delivery
+
+    dispatcher = Dispatcher(
+        notifier_for=lambda kind: notifier,
+        read_record=lambda key: ledger.load(records.get(key), *key.split("/")),
+        write_record=write_record,
+        dead_letter=dead_letter,
+        fetch_delivery=fetch,
+        policy=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=5),
+        send_timeout=5,
+        max_in_flight=10,
+        throttle=Throttle(RateLimiter(share=1.0)),
+    )
+    retries = asyncio.create_task(dispatcher.run_retries())
+    try:
+        await dispatcher.submit(delivery, 0, 0, lambda: None)
+        for _ in range(300):
+            entry = ledger.entry(ledger.load(records.get("p/u0"), "p", "u0"), delivery.id) or {}
+            if entry.get("status") == ledger.SENT:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        retries.cancel()
+    assert (entry["status"], entry["attempts"]) == (ledger.SENT, 2)
+    (_, first), (_, second) = notifier.sent
+    assert second - first >= 0.4 * 0.95  # Retry-After, not the 1/100 s of the rate limit
