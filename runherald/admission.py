@@ -19,6 +19,8 @@ from runherald import channels
 from runherald.errors import PublishError
 from runherald.events import InvalidEvent, validate_run
 from runherald.model import NotificationSeverity, RunStates
+from runherald.ratelimit import PARAM as RATE_LIMIT
+from runherald.ratelimit import rate_limit_problems
 from runherald.rules import NOTIFYING_STATES
 from runherald.sandbox import validate_condition
 from runherald.secret_values import is_reference
@@ -167,6 +169,9 @@ def notification_problems(
         if value is not None and not isinstance(value, Mapping):
             problems.append(Problem(f"{path}.{field}", "must be an object"))
             shapes_ok = False
+    if shapes_ok and (notification.get("params") or {}).get(RATE_LIMIT) is not None:
+        checked = rate_limit_problems(notification["params"][RATE_LIMIT], f"{path}.params.{RATE_LIMIT}")
+        problems += [Problem(where, message) for where, message in checked]
     if shapes_ok and (notification.get("params") or {}).get("receiver") is not None:
         return problems + _receiver_reference_problems(notification, path)
     if kind is not None and shapes_ok:

@@ -29,6 +29,8 @@ from runherald.matchers import (
     parse_duration,
     parse_matcher,
 )
+from runherald.ratelimit import PARAM as RATE_LIMIT
+from runherald.ratelimit import RateLimit, parse_rate_limit, rate_limit_problems, with_limit
 from runherald.sandbox import describe_error, render_condition, validate_condition
 from runherald.secrets import redact_secret_params
 
@@ -37,7 +39,7 @@ NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or
 TYPES = ("receiver", "rule", "silence")
 DOCUMENT_KEYS = ("receivers", "rules")
 LATER_DOCUMENT_KEYS = ("integrations", "subscriptions")
-RECEIVER_KEYS = ("name", "kind", "params", "secret_params")
+RECEIVER_KEYS = ("name", "kind", "params", "secret_params", "rate_limit")
 RULE_KEYS = ("name", "matchers", "when", "condition", "severity", "message", "receivers", *INHIBIT_KEYS)
 LATER_RULE_KEYS = (
     "group_by",
@@ -104,15 +106,17 @@ class Receiver:
     kind: str
     params: Mapping[str, Any] = field(default_factory=dict)
     secret_params: Mapping[str, Any] = field(default_factory=dict)
+    rate_limit: RateLimit | None = None  # None: the channel's default (runherald.ratelimit)
 
     def to_dict(self) -> dict[str, Any]:
         """As stored on the rules topic (secret_params as given: sealed before they are written)."""
-        return {
+        data = {
             "name": self.name,
             "kind": self.kind,
             "params": dict(self.params),
             "secret_params": dict(self.secret_params),
         }
+        return {**data, RATE_LIMIT: self.rate_limit.to_dict()} if self.rate_limit else data
 
     def public_dict(self) -> dict[str, Any]:
         """As the API and CLI show it: secret values REDACTED, references kept."""
@@ -154,7 +158,7 @@ class Rule:
             "kind": receiver.kind,
             "name": notification_name(self.name, receiver.name),
             "when": list(self.when),
-            "params": dict(receiver.params),
+            "params": with_limit(receiver.params, receiver.rate_limit),
             "secret_params": dict(receiver.secret_params),
         }
         for key in ("condition", "severity", "message"):
@@ -191,7 +195,7 @@ def with_receiver(notification: Mapping[str, Any], receiver: Receiver) -> dict[s
     params = {key: value for key, value in (notification.get("params") or {}).items() if key != "receiver"}
     merged = dict(notification)
     merged["kind"] = receiver.kind
-    merged["params"] = {**receiver.params, **params}
+    merged["params"] = with_limit({**receiver.params, **params}, receiver.rate_limit)
     merged["secret_params"] = {**receiver.secret_params, **(notification.get("secret_params") or {})}
     return merged
 
@@ -298,8 +302,13 @@ def parse_receiver(data: Any, path: str) -> tuple[Receiver | None, list[Problem]
     params = data.get("params")
     if isinstance(params, Mapping) and "receiver" in params:
         problems.append(Problem(f"{path}.params.receiver", "a receiver cannot name another receiver"))
+    elif isinstance(params, Mapping) and RATE_LIMIT in params:
+        problems.append(Problem(f"{path}.params.{RATE_LIMIT}", "set the receiver's own rate_limit instead"))
     else:
         problems += notification_problems({key: data.get(key) for key in RECEIVER_KEYS if key in data}, path)
+    if data.get(RATE_LIMIT) is not None:
+        checked = rate_limit_problems(data[RATE_LIMIT], f"{path}.{RATE_LIMIT}")
+        problems += [Problem(where, message) for where, message in checked]
     if problems:
         return None, problems
     return Receiver(
@@ -307,6 +316,7 @@ def parse_receiver(data: Any, path: str) -> tuple[Receiver | None, list[Problem]
         kind=data["kind"],
         params=dict(data.get("params") or {}),
         secret_params=dict(data.get("secret_params") or {}),
+        rate_limit=parse_rate_limit(data.get(RATE_LIMIT)),
     ), []
 
 

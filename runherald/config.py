@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     # sent to for circuit_cooldown seconds, doubling while its probes fail (0 turns this off).
     circuit_threshold: int = 5
     circuit_cooldown: float = 10.0
+    # Messages a second to a Slack webhook or channel with no rate_limit of its own (runherald.ratelimit).
+    slack_rate_limit: float = 1.0
     allow_private_egress: bool = False
     allow_loopback_egress: bool = False
     templates_dir: str = ""
@@ -201,11 +203,11 @@ class Settings(BaseSettings):
             raise ValueError("circuit_threshold must be 0 (off) or more")
         return value
 
-    @field_validator("redrive_after")
+    @field_validator("redrive_after", "slack_rate_limit")
     @classmethod
-    def _redrive_after(cls, value: float) -> float:
+    def _not_negative(cls, value: float, info: ValidationInfo) -> float:
         if value < 0:
-            raise ValueError("redrive_after must be 0 or more seconds")
+            raise ValueError(f"{info.field_name} must be 0 or more")
         return value
 
     @field_validator("commit_interval", "circuit_cooldown")
@@ -408,9 +410,7 @@ def _from_environment(env: Mapping[str, str]) -> Layer:
 
 
 def _from_mlrun_environment(env: Mapping[str, str]) -> Layer:
-    return {
-        name: (env[variable], f"env {variable}") for variable, name in MLRUN_ENV.items() if env.get(variable)
-    }
+    return {name: (env[var], f"env {var}") for var, name in MLRUN_ENV.items() if env.get(var)}
 
 
 def _from_file(path: Path) -> Layer:

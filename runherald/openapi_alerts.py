@@ -148,6 +148,11 @@ SCHEMAS: dict[str, Any] = {
             "kind": {"type": "string"},
             "params": {"type": "object"},
             "secret_params": {"type": "object"},
+            "rate_limit": {
+                "type": "object",
+                "description": "at most per_second messages a second (burst at once), across all workers",
+                "properties": {"per_second": {"type": "number"}, "burst": {"type": "integer"}},
+            },
         },
     },
     "Applied": {

@@ -29,6 +29,7 @@ from runherald.config import Settings
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind, run_key
 from runherald.faults import fault_point
 from runherald.kafka_clients import Plan, client_kwargs, faust_kwargs
+from runherald.ratelimit import RateLimiter
 from runherald.retry import RetryPolicy
 from runherald.topics import COMPACTED
 
@@ -38,6 +39,7 @@ from .evaluate import LEDGER_WRITE_DELAY, EvaluateStage
 from .kafka import App
 from .offsets import OffsetFetcher
 from .redrive import Redriver
+from .throttle import Throttle
 from .writers import DeadLetterWriter, LedgerWriter, Writer
 
 log = logging.getLogger("runherald.pipeline")
@@ -190,6 +192,7 @@ def create_pipeline(
             settings.retry_max_delay,
             hang_after=settings.send_timeout / 2,
         ),
+        throttle=Throttle(RateLimiter(), settings.slack_rate_limit),
     )
     metrics.IN_FLIGHT.set_function(lambda: len(dispatcher.in_flight))
     metrics.OPEN_CIRCUITS.set_function(dispatcher.breakers.open_endpoints)
@@ -284,6 +287,7 @@ def create_pipeline(
         fault_point("rebalance")
         await redriver.stop()  # a sweep waiting for its grace starts again after the next takeover
         gone = {tp.partition for tp in revoked if tp.topic == deliveries_topic_name}
+        share_partitions(ownership.partitions - gone)  # the rate limits' shares drop before they go
         async with batch_lock:
             pass  # the batch under way has finished
         await evaluate.write_waiting()
@@ -296,6 +300,17 @@ def create_pipeline(
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
         ownership.partitions = {tp.partition for tp in assigned if tp.topic == deliveries_topic_name}
+        share_partitions(ownership.partitions)
+
+    def share_partitions(owned: set[int]) -> None:
+        # The topic's real partition count (it may predate the setting); never fewer than we know of.
+        try:
+            known = app.consumer.topic_partitions(deliveries_topic_name)
+        except AttributeError:  # no metadata yet
+            known = None
+        total = max(settings.partitions, known or 0, max(owned, default=-1) + 1)
+        if dispatcher.throttle is not None:
+            dispatcher.throttle.set_share(len(owned), total)
 
     return Pipeline(
         settings=settings,

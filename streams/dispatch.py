@@ -29,6 +29,8 @@ from runherald.faults import fault_point
 from runherald.retry import RetryPolicy
 from runherald.secrets import SecretResolutionError, SecretScrubber, resolve_params_and_secrets
 
+from .throttle import Abandoned, Throttle
+
 if TYPE_CHECKING:
     from runherald.notifiers.base import Notifier
 
@@ -76,6 +78,7 @@ class Dispatcher:
         owns_partition: Callable[[int], bool] = lambda p: True,
         on_outcome: Callable[[Delivery, DeliveryOutcome, float], None] | None = None,
         breakers: CircuitBreakers | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self._notifier_for = notifier_for
         self._read = read_record
@@ -90,6 +93,7 @@ class Dispatcher:
         self._owns = owns_partition
         self._on_outcome = on_outcome
         self.breakers = breakers or CircuitBreakers(0, 0.0, 0.0)
+        self.throttle = throttle  # destination rate limits (None: none)
         self.scrubber = SecretScrubber()  # every secret value met so far, for the log filter
         self.in_flight: set[str] = set()
         self._waiters: dict[str, list[Callable[[], Any]]] = {}  # delivery id -> events to acknowledge
@@ -185,12 +189,14 @@ class Dispatcher:
         started = time.monotonic()
         recorded = False
         try:
-            outcome = await self._send(delivery)
+            outcome = await self._send(delivery, partition)
             fault_point("after-send")
             recorded = await self._record(delivery, partition, offset, outcome)
             fault_point("after-record")
             if self._on_outcome is not None:
                 self._on_outcome(delivery, outcome, time.monotonic() - started)
+        except Abandoned:  # its partition left while it waited for a rate limit: the new owner sends it
+            log.info("partition %s moved while delivery %s waited; leaving it", partition, delivery.id)
         except Exception:  # a bug here must not lose the delivery: leave it unacknowledged
             log.exception("recording delivery %s failed", delivery.id)
         finally:
@@ -201,7 +207,7 @@ class Dispatcher:
                 for acknowledge in ([done] if done is not None else []) + waiters:
                     acknowledge()
 
-    async def _send(self, delivery: Delivery) -> DeliveryOutcome:
+    async def _send(self, delivery: Delivery, partition: int) -> DeliveryOutcome:
         try:
             params, secrets = resolve_params_and_secrets(
                 delivery.notification, secrets_dir=self._secrets_dir, env_allow=self._secret_env_allow
@@ -214,6 +220,8 @@ class Dispatcher:
         except (KeyError, ValueError) as exc:
             return DeliveryOutcome.permanent(str(exc))
         endpoint = notifier.endpoint(delivery, params)
+        if self.throttle is not None:
+            await self._rate_limit(delivery, partition, endpoint, params)
         admission = self.breakers.admit(endpoint)
         if not admission.allowed:
             return DeliveryOutcome.deferred(admission.reason, admission.wait)
@@ -232,6 +240,33 @@ class Dispatcher:
         if secrets and outcome.reason:
             outcome = dataclasses.replace(outcome, reason=SecretScrubber(secrets).scrub(outcome.reason))
         return outcome
+
+    async def _rate_limit(
+        self, delivery: Delivery, partition: int, endpoint: str | None, params: dict[str, Any]
+    ) -> None:
+        """Wait for the endpoint's rate limit (runherald.ratelimit) holding no send slot, recorded as
+        pending with the reason meanwhile; raise Abandoned if the partition left this worker."""
+        assert self.throttle is not None
+        waited = False
+
+        async def waiting(reason: str) -> None:
+            nonlocal waited
+            waited = True
+            self._slots.release()
+            if self._owns(partition):  # no attempt, no retry: only why it has not gone yet
+                record = self._read(self.key_of(delivery))
+                ledger.put_entry(
+                    record, delivery.id, status=ledger.PENDING, reason=ledger.short_reason(reason)
+                )
+                await self._write(delivery, partition, record)
+
+        try:
+            await self.throttle.admit(delivery.kind, endpoint, params, partition, waiting)
+        finally:
+            if waited:
+                await self._slots.acquire()
+        if not self._owns(partition):
+            raise Abandoned
 
     async def _record(
         self, delivery: Delivery, partition: int, offset: int | Awaitable[Any], outcome: DeliveryOutcome
@@ -393,6 +428,8 @@ class Dispatcher:
         heapq.heapify(self._retries)
         self._scheduled = {r.delivery_id for r in self._retries}
         self._waiting = OrderedDict((k, v) for k, v in self._waiting.items() if keep(v[0]))
+        if self.throttle is not None:
+            self.throttle.drop_partitions(keep)
 
     async def drain(self, timeout: float = 5.0, partitions: set[int] | None = None) -> None:
         """Wait a little for sends under way (all, or those of some partitions)."""
