@@ -1,18 +1,15 @@
 """Alert rules, receivers and silences: the configuration document, checked, and the objects it holds.
 
 Pure: `check_document` finds every problem of a document (each with its path, ``rules.<name>.<field>``),
-`parse_silence` checks a silence, and the objects turn into the notifications the pipeline sends. What a
-worker holds of them, with the rules indexed, is `runherald.rule_index.AlertConfig`.
+and the objects turn into the notifications the pipeline sends. Silences are `runherald.silences`; what a
+worker holds of them all, with the rules indexed, is `runherald.rule_index.AlertConfig`.
 """
 
 from __future__ import annotations
 
 import re
-import secrets as token_source
-import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -22,11 +19,8 @@ from runherald.errors import RunheraldError
 from runherald.inhibition import INHIBIT_KEYS, inhibits_dict, parse_inhibits
 from runherald.matchers import (
     RUN_FIELDS,
-    SILENCE_FIELDS,
     Matcher,
     MatcherError,
-    format_duration,
-    parse_duration,
     parse_matcher,
 )
 from runherald.ratelimit import PARAM as RATE_LIMIT
@@ -47,8 +41,6 @@ LATER_RULE_KEYS = (
     "group_interval",
     "repeat_interval",
 )
-SILENCE_KEYS = ("id", "matchers", "starts_at", "ends_at", "duration", "author", "comment", "created_at")
-MAX_SILENCE = 366 * 86400.0
 RESERVED_RULE_NAMES = frozenset({"test"})
 
 
@@ -70,32 +62,6 @@ class InvalidConfig(RunheraldError):
 def record_key(kind: str, name: str) -> str:
     """The key of an object on the rules topic: ``"{type}/{name}"``."""
     return f"{kind}/{name}"
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
-
-
-_LATEST = datetime(9000, 1, 1, tzinfo=UTC).timestamp()
-
-
-def _timestamp(value: Any, path: str, problems: list[Problem]) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not 0 <= value < _LATEST:  # NaN and infinities too
-            problems.append(Problem(path, f"{value!r} is not a time (seconds since 1970, or ISO 8601)"))
-            return None
-        return float(value)
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        try:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            problems.append(Problem(path, f"{value!r} is not a time (ISO 8601, e.g. 2026-12-05T10:00:00Z)"))
-            return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,41 +164,6 @@ def with_receiver(notification: Mapping[str, Any], receiver: Receiver) -> dict[s
     merged["params"] = with_limit({**receiver.params, **params}, receiver.rate_limit)
     merged["secret_params"] = {**receiver.secret_params, **(notification.get("secret_params") or {})}
     return merged
-
-
-@dataclass(frozen=True, slots=True)
-class Silence:
-    """Mutes every delivery whose fields it matches, from starts_at until ends_at."""
-
-    id: str
-    matchers: tuple[Matcher, ...]
-    starts_at: float
-    ends_at: float
-    author: str
-    comment: str
-    created_at: float = 0.0
-
-    def state(self, now: float) -> str:
-        if now >= self.ends_at:
-            return "expired"
-        return "active" if now >= self.starts_at else "pending"
-
-    def to_dict(self, now: float | None = None) -> dict[str, Any]:
-        data = {
-            "id": self.id,
-            "matchers": [str(matcher) for matcher in self.matchers],
-            "starts_at": _iso(self.starts_at),
-            "ends_at": _iso(self.ends_at),
-            "author": self.author,
-            "comment": self.comment,
-            "created_at": _iso(self.created_at or self.starts_at),
-        }
-        if now is not None:
-            data["state"] = self.state(now)
-        return data
-
-    def describe(self) -> str:
-        return f"silence {self.id} ({self.comment})" if self.comment else f"silence {self.id}"
 
 
 @dataclass
@@ -459,68 +390,6 @@ def check_document(
     return result
 
 
-def new_silence_id() -> str:
-    return token_source.token_hex(8)
-
-
-def parse_silence(data: Any, now: float | None = None) -> Silence:
-    """A silence from what `silence add` or ``POST /api/v1/silences`` gives: matchers, comment, author,
-    and either ends_at or a duration (starts_at defaults to now). Raises InvalidConfig."""
-    now = time.time() if now is None else now
-    problems: list[Problem] = []
-    if not isinstance(data, Mapping):
-        raise InvalidConfig(
-            [Problem("", "a silence must be an object with matchers, duration or ends_at, comment")]
-        )
-    problems += _unknown_keys(data, SILENCE_KEYS, "silence")
-    matchers = _matchers(data.get("matchers"), "silence.matchers", (*RUN_FIELDS, *SILENCE_FIELDS), problems)
-    starts = _timestamp(data["starts_at"], "silence.starts_at", problems) if data.get("starts_at") else now
-    ends: float | None = None
-    if data.get("ends_at") and data.get("duration"):
-        problems.append(Problem("silence.duration", "give either ends_at or duration, not both"))
-    elif data.get("ends_at"):
-        ends = _timestamp(data["ends_at"], "silence.ends_at", problems)
-    elif data.get("duration"):
-        try:
-            length = parse_duration(data["duration"])
-        except ValueError as exc:
-            problems.append(Problem("silence.duration", str(exc)))
-        else:
-            if length <= 0:
-                problems.append(Problem("silence.duration", "must be longer than 0s"))
-            elif length > MAX_SILENCE:
-                problems.append(
-                    Problem("silence.duration", f"must be at most {format_duration(MAX_SILENCE)}")
-                )
-            ends = (starts or now) + length
-    else:
-        problems.append(Problem("silence.duration", "a silence needs a duration (e.g. 2h) or ends_at"))
-    if starts is not None and ends is not None and ends <= starts:
-        problems.append(Problem("silence.ends_at", "must be after starts_at"))
-    comment = data.get("comment")
-    if not isinstance(comment, str) or not comment.strip():
-        problems.append(Problem("silence.comment", "a silence needs a comment saying why"))
-    author = data.get("author") or "anonymous"
-    if not isinstance(author, str) or not NAME.match(author):
-        problems.append(Problem("silence.author", f"{author!r} is not a valid name: {NAME_RULE}"))
-    silence_id = data.get("id") or new_silence_id()
-    if not isinstance(silence_id, str) or not NAME.match(silence_id):
-        problems.append(Problem("silence.id", f"{silence_id!r} is not a valid id: {NAME_RULE}"))
-    if problems:
-        raise InvalidConfig(problems)
-    assert starts is not None and ends is not None
-    created = data.get("created_at")
-    return Silence(
-        id=silence_id,
-        matchers=matchers,
-        starts_at=starts,
-        ends_at=ends,
-        author=author,
-        comment=str(comment).strip(),
-        created_at=_timestamp(created, "silence.created_at", []) or now if created else now,
-    )
-
-
 __all__ = [
     "NAME",
     "TYPES",
@@ -528,15 +397,12 @@ __all__ = [
     "InvalidConfig",
     "Receiver",
     "Rule",
-    "Silence",
     "check_document",
     "is_template",
     "load_text",
-    "new_silence_id",
     "notification_name",
     "parse_receiver",
     "parse_rule",
-    "parse_silence",
     "record_key",
     "render_message",
     "with_receiver",

@@ -22,7 +22,8 @@ import orjson
 from aiohttp import web
 
 from runherald.admission import Problem
-from runherald.alerting import MAX_SILENCE, InvalidConfig, Silence, parse_silence, record_key
+from runherald.alerting import InvalidConfig, record_key
+from runherald.silences import MAX_SILENCE, Silence, parse_silence
 from runherald.streams.alert_store import AlertStore, NotInForce
 
 log = logging.getLogger("runherald.api")

@@ -13,10 +13,11 @@ from typing import Any
 
 import click
 
-from runherald.alerting import NAME, InvalidConfig, parse_silence
+from runherald.alerting import NAME, InvalidConfig
 from runherald.api_client import call_api
 from runherald.cli_common import CliState, RunheraldGroup, api_get, emit, json_alias, print_table
 from runherald.errors import ApiError, InvalidArgumentError
+from runherald.silences import parse_silence
 
 ANONYMOUS = "anonymous"
 

@@ -13,17 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runherald.alerting import (
-    InvalidConfig,
-    Receiver,
-    Rule,
-    Silence,
-    parse_receiver,
-    parse_rule,
-    parse_silence,
-)
+from runherald.alerting import InvalidConfig, Receiver, Rule, parse_receiver, parse_rule
 from runherald.inhibition import KEY_PREFIX, Inhibition, Inhibitions
 from runherald.matchers import LABEL_PREFIX, Matcher, matches_all
+from runherald.silences import Silence, parse_silence
 
 log = logging.getLogger("runherald.rules")
 

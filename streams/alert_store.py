@@ -22,11 +22,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from runherald.alerting import Receiver, Rule, Silence
+from runherald.alerting import Receiver, Rule
 from runherald.config import Settings
 from runherald.inhibition import KEY_PREFIX, Inhibition, Inhibitions
 from runherald.kafka_clients import client_kwargs
 from runherald.rule_index import AlertConfig, parse_inhibition, parse_record
+from runherald.silences import Silence
 
 log = logging.getLogger("runherald.rules")
 

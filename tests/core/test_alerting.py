@@ -11,9 +11,9 @@ from runherald.alerting import (
     Receiver,
     check_document,
     load_text,
-    parse_silence,
     with_receiver,
 )
+from runherald.silences import parse_silence
 
 GOOD = """
 receivers:

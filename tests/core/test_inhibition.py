@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 from runherald import ledger
-from runherald.alerting import Receiver, Rule, check_document, parse_rule, parse_silence
+from runherald.alerting import Receiver, Rule, check_document, parse_rule
 from runherald.config import Settings
 from runherald.evaluation import evaluate_event
 from runherald.inhibition import BUCKET, CLOCK_SKEW, Inhibition, Inhibitions, start_inhibition
 from runherald.matchers import parse_matcher
 from runherald.rule_index import AlertConfig, parse_record
+from runherald.silences import parse_silence
 
 SETTINGS = Settings.from_env({})
 HOOK = Receiver("hook", "webhook", {"url": "https://example.com/hook"})

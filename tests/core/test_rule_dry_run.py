@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from runherald.alerting import check_document, parse_silence
+from runherald.alerting import check_document
 from runherald.config import Settings
 from runherald.errors import InvalidArgumentError
 from runherald.inhibition import start_inhibition
 from runherald.rule_dry_run import UnknownRules, dry_run
 from runherald.rule_index import AlertConfig
+from runherald.silences import parse_silence
 from runherald.testing.webhook import WebhookReceiver
 
 SLACK_SECRET = "https://hooks.slack.com/services/T0/B0/receiver-secret"

@@ -6,11 +6,12 @@ import time
 from typing import Any
 
 from runherald import ledger
-from runherald.alerting import Receiver, Rule, Silence, parse_silence
+from runherald.alerting import Receiver, Rule
 from runherald.config import Settings
 from runherald.evaluation import evaluate_event
 from runherald.matchers import parse_matcher, run_fields
 from runherald.rule_index import AlertConfig, RuleIndex, parse_record
+from runherald.silences import Silence, parse_silence
 
 SETTINGS = Settings.from_env({})
 HOOK = Receiver("hook", "webhook", {"url": "https://example.com/hook"})
