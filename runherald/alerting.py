@@ -30,6 +30,7 @@ from runherald.matchers import (
 )
 from runherald.sandbox import describe_error, render_condition, validate_condition
 from runherald.secrets import redact_secret_params
+from runherald.transitions import Transition, parse_when, when_items, when_labels
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/')"
@@ -132,6 +133,7 @@ class Rule:
     condition: str = ""
     severity: str = ""
     message: str = ""
+    transitions: tuple[Transition, ...] = ()  # regressed, recovered, state_changed (runherald.transitions)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -143,6 +145,8 @@ class Rule:
         for key in ("condition", "severity", "message"):
             if getattr(self, key):
                 data[key] = getattr(self, key)
+        if self.transitions:
+            data["when"] = when_items(self.when, self.transitions)
         return data
 
     def notification(self, receiver: Receiver, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -151,7 +155,9 @@ class Rule:
         notification: dict[str, Any] = {
             "kind": receiver.kind,
             "name": notification_name(self.name, receiver.name),
-            "when": list(self.when),
+            # A transition in `when` as a string no run state equals: a rule with transitions only is
+            # never sent for a plain state (an empty `when` would mean MLRun's default, completed).
+            "when": [*self.when, *when_labels(self.transitions)],
             "params": dict(receiver.params),
             "secret_params": dict(receiver.secret_params),
         }
@@ -338,7 +344,9 @@ def parse_rule(
         named = Problem(f"{path}.name", f"{data['name']!r} {reserved}")
     problems += [named] if named else []
     matchers = _matchers(data.get("matchers"), f"{path}.matchers", RUN_FIELDS, problems)
-    problems += text_problems(data, path)
+    states, transitions, when_problems = parse_when(data.get("when"), f"{path}.when")
+    problems += when_problems
+    problems += text_problems({key: value for key, value in data.items() if key != "when"}, path)
     message = data.get("message")
     if isinstance(message, str) and is_template(message):
         why = validate_condition(message)
@@ -360,16 +368,16 @@ def parse_rule(
             )
     if problems:
         return None, problems, warnings
-    when = data.get("when") or ["completed"]
     return (
         Rule(
             name=data["name"],
             matchers=matchers,
             receivers=tuple(names),
-            when=tuple(when),
+            when=states,
             condition=data.get("condition") or "",
             severity=data.get("severity") or "",
             message=data.get("message") or "",
+            transitions=transitions,
         ),
         [],
         warnings,

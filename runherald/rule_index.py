@@ -104,6 +104,7 @@ class AlertConfig:
     silences: dict[str, Silence] = field(default_factory=dict)
     index: RuleIndex = field(default_factory=lambda: RuleIndex(()))
     rule_states: frozenset[str] = frozenset()  # the states some rule is sent in: others match nothing
+    uses_transitions: bool = False  # some rule's `when` names a transition: terminal states make history
 
     @classmethod
     def from_objects(cls, objects: Iterable[Receiver | Rule | Silence | None]) -> AlertConfig:
@@ -117,6 +118,7 @@ class AlertConfig:
                 config.silences[obj.id] = obj
         config.index = RuleIndex(config.rules.values())
         config.rule_states = frozenset(state for rule in config.rules.values() for state in rule.when)
+        config.uses_transitions = any(rule.transitions for rule in config.rules.values())
         return config
 
     @classmethod
