@@ -154,3 +154,31 @@ async def test_out_of_order_arrival_still_fires_each_transition_once(
     assert labels.count("regressed") == 1 and labels.count("recovered") == 1 and labels.count("error") == 2
     assert flips[uid[0]] == [] and "recovered" in flips[uid[3]]
     await settled(receiver, paths["changed"], 1)
+
+
+async def test_two_workers_each_name_regresses_and_recovers_once(
+    start_worker: Any, receiver: WebhookReceiver
+) -> None:
+    # A name's history and its runs live on different partitions: with six names on four partitions
+    # shared by two workers, some histories are kept by one worker and their runs owned by the other.
+    prefix, group = unique("t") + ".", unique("g")
+    one: WorkerProcess = start_worker(prefix, group)
+    start_worker(prefix, group)
+    project = unique("p")
+    paths = await configure(one, receiver, project)
+    names = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
+    runs = {name: runs_of(project, name) for name in names}
+    async with Publisher(one.settings) as publisher:
+        for i in range(len(SEQUENCE)):
+            for name in names:
+                await publisher.publish(runs[name][i])
+            await receiver.wait_for_requests(len(names) * (i + 1), path=paths["plain"], within=60)
+
+    await settled(receiver, paths["flips"], 4 * len(names))
+    # Per name: error twice (the plain state), regressed on the first failure, recovered on the last run.
+    expected = [runs[name][i]["metadata"]["uid"] for name in names for i in (1, 1, 2, 3)]
+    assert sorted(uids_of(receiver.requests_to(paths["flips"]))) == sorted(expected)
+    await settled(receiver, paths["changed"], len(names))
+    assert sorted(uids_of(receiver.requests_to(paths["changed"]))) == sorted(
+        runs[name][1]["metadata"]["uid"] for name in names
+    )
