@@ -10,6 +10,7 @@ import pytest
 
 from runherald import ledger
 from runherald.alerting import Receiver, check_document, parse_rule
+from runherald.cli_rules import _when_text
 from runherald.config import Settings
 from runherald.evaluation import evaluate_event
 from runherald.rule_dry_run import dry_run
@@ -217,3 +218,9 @@ def test_the_dry_run_says_a_rules_transitions_are_not_tried() -> None:
     [answer] = dry_run(run, alerts, settings=Settings())["rules"][0]["receivers"]
     assert answer["send"] is True
     assert "its transitions (regressed) depend on the earlier runs of that name" in answer["reason"]
+
+
+def test_rules_list_shows_transitions_as_text() -> None:
+    when = ["error", "regressed", {"state_changed": {"from": ["completed"], "to": ["error"]}}]
+    assert _when_text(when) == ["error", "regressed", "state_changed(completed>error)"]
+    assert _when_text(None) == ["completed"]
