@@ -27,6 +27,7 @@ from runherald.ratelimit import PARAM as RATE_LIMIT
 from runherald.ratelimit import RateLimit, parse_rate_limit, rate_limit_problems, with_limit
 from runherald.sandbox import describe_error, render_condition, validate_condition
 from runherald.secrets import redact_secret_params
+from runherald.transitions import Transition, parse_when, when_items, when_labels
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/')"
@@ -103,6 +104,7 @@ class Rule:
     inhibits: tuple[str, ...] = ()  # the rules it mutes (runherald.inhibition)
     inhibit_equal: tuple[str, ...] = ()
     inhibit_for: float = 0.0
+    transitions: tuple[Transition, ...] = ()  # regressed, recovered, state_changed (runherald.transitions)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -115,6 +117,8 @@ class Rule:
             if getattr(self, key):
                 data[key] = getattr(self, key)
         data.update(inhibits_dict(self.inhibits, self.inhibit_equal, self.inhibit_for))
+        if self.transitions:
+            data["when"] = when_items(self.when, self.transitions)
         return data
 
     def notification(self, receiver: Receiver, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -123,7 +127,9 @@ class Rule:
         notification: dict[str, Any] = {
             "kind": receiver.kind,
             "name": notification_name(self.name, receiver.name),
-            "when": list(self.when),
+            # A transition in `when` as a string no run state equals: a rule with transitions only is
+            # never sent for a plain state (an empty `when` would mean MLRun's default, completed).
+            "when": [*self.when, *when_labels(self.transitions)],
             "params": with_limit(receiver.params, receiver.rate_limit),
             "secret_params": dict(receiver.secret_params),
         }
@@ -282,7 +288,9 @@ def parse_rule(
         named = Problem(f"{path}.name", f"{data['name']!r} {reserved}")
     problems += [named] if named else []
     matchers = _matchers(data.get("matchers"), f"{path}.matchers", RUN_FIELDS, problems)
-    problems += text_problems(data, path)
+    states, transitions, when_problems = parse_when(data.get("when"), f"{path}.when")
+    problems += when_problems
+    problems += text_problems({key: value for key, value in data.items() if key != "when"}, path)
     message = data.get("message")
     if isinstance(message, str) and is_template(message):
         why = validate_condition(message)
@@ -306,17 +314,17 @@ def parse_rule(
     problems += inhibit_problems
     if problems:
         return None, problems, warnings
-    when = data.get("when") or ["completed"]
     return (
         Rule(
             name=data["name"],
             matchers=matchers,
             receivers=tuple(names),
-            when=tuple(when),
+            when=states,
             condition=data.get("condition") or "",
             severity=data.get("severity") or "",
             message=data.get("message") or "",
             **inhibition,
+            transitions=transitions,
         ),
         [],
         warnings,

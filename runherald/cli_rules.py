@@ -28,6 +28,7 @@ from runherald.cli_common import (
     emit,
     print_table,
 )
+from runherald.transitions import parse_when
 
 CONFIG_FILE = click.File("rb")
 
@@ -54,6 +55,12 @@ def _warn(warnings: Sequence[Problem]) -> None:
 
 def _joined(values: Any) -> str:
     return ", ".join(str(value) for value in values or ()) or "-"
+
+
+def _when_text(when: Any) -> list[str]:
+    """A rule's when for a table: states, then transitions (state_changed(completed>error))."""
+    states, transitions, problems = parse_when(when, "when")
+    return [*states, *(str(transition) for transition in transitions)] if not problems else list(when or ())
 
 
 def _path(kind: str, name: str) -> str:
@@ -122,7 +129,7 @@ def _rules_table(items: Sequence[Mapping[str, Any]]) -> None:
         (
             rule["name"],
             _joined(rule.get("matchers")),
-            _joined(rule.get("when")),
+            _joined(_when_text(rule.get("when"))),
             _joined(rule.get("receivers")),
         )
         for rule in items

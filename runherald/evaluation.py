@@ -29,6 +29,7 @@ from runherald.inhibition import Inhibition, muting, start_inhibition
 from runherald.matchers import run_fields
 from runherald.rule_index import AlertConfig
 from runherald.sealing import seal_notification
+from runherald.transitions import when_labels
 
 NOTIFYING_STATES = frozenset({"completed", "error", "aborted", "running"})
 
@@ -58,6 +59,9 @@ def _timestamp(value: Any) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
+
+
+timestamp = _timestamp  # a run's last_update as epoch seconds, None when unset or unreadable
 
 
 class Candidate(NamedTuple):
@@ -102,7 +106,8 @@ def candidates(
         for receiver_name in rule.receivers:
             name = notification_name(rule.name, receiver_name)
             receiver = alerts.receivers.get(receiver_name)
-            placeholder = {"name": name, "when": list(rule.when), "kind": receiver.kind if receiver else ""}
+            when = [*rule.when, *when_labels(rule.transitions)]  # as rule.notification has it
+            placeholder = {"name": name, "when": when, "kind": receiver.kind if receiver else ""}
             if name in own_names:
                 error = (
                     f"rule {rule.name!r} cannot notify {receiver_name!r}: "

@@ -114,7 +114,11 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "name": {"type": "string", "description": "in a PUT, if given, the name in the path"},
             "matchers": {"type": "array", "items": {"type": "string"}, "description": 'project=~"prod-.*"'},
-            "when": {"type": "array", "items": {"type": "string"}},
+            "when": {
+                "type": "array",
+                "description": "run states, regressed, recovered, or {state_changed: {from: [..], to: [..]}}",
+                "items": {"oneOf": [{"type": "string"}, {"type": "object"}]},
+            },
             "receivers": {"type": "array", "items": {"type": "string"}},
             **{name: {"type": "string"} for name in ("condition", "severity", "message")},
             "inhibits": {"type": "array", "items": {"type": "string"}, "description": "rules it mutes"},

@@ -143,6 +143,9 @@ def _receiver_answer(
         notify_iterations=settings.notify_iterations,
     )
     answer["send"], answer["reason"] = decision.send, decision.reason
+    if rule.transitions:
+        named = ", ".join(str(transition) for transition in rule.transitions)
+        answer["reason"] += f"; its transitions ({named}) depend on the earlier runs of that name: not tried"
     silence = config.silence_for({**fields, "notification": name, "receiver": receiver_name}, now)
     if silence is not None:
         answer["silence"] = silence.id

@@ -115,6 +115,7 @@ class AlertConfig:
     rule_states: frozenset[str] = frozenset()  # the states some rule is sent in: others match nothing
     inhibitions: Inhibitions = field(default_factory=Inhibitions)  # the AlertStore's own, kept up to date
     inhibiting: frozenset[str] = frozenset()  # the rules that inhibit others
+    uses_transitions: bool = False  # some rule's `when` names a transition: terminal states make history
 
     @classmethod
     def from_objects(cls, objects: Iterable[Receiver | Rule | Silence | Inhibition | None]) -> AlertConfig:
@@ -131,6 +132,7 @@ class AlertConfig:
         config.index = RuleIndex(config.rules.values())
         config.rule_states = frozenset(state for rule in config.rules.values() for state in rule.when)
         config.inhibiting = frozenset(rule.name for rule in config.rules.values() if rule.inhibits)
+        config.uses_transitions = any(rule.transitions for rule in config.rules.values())
         return config
 
     @classmethod

@@ -13,8 +13,10 @@ from runherald.kafka_clients import client_kwargs, replication
 
 log = logging.getLogger("runherald.topics")
 
-TOPIC_NAMES = ("runs", "deliveries", "status", "rules", "dead-letter")
-COMPACTED = frozenset({"status", "rules"})
+# outcomes: runs' terminal states keyed "{project}/{name}"; history (compacted): each name's last terminal
+# states; transitions: the transitions a run made, keyed by its run key (see streams.history).
+TOPIC_NAMES = ("runs", "deliveries", "status", "rules", "dead-letter", "outcomes", "history", "transitions")
+COMPACTED = frozenset({"status", "rules", "history"})
 
 
 def topic_configs(name: str, min_insync_replicas: int) -> dict[str, str]:

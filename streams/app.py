@@ -36,6 +36,7 @@ from runherald.topics import COMPACTED
 from .alert_store import AlertStore
 from .dispatch import Dispatcher, DispatchStage
 from .evaluate import LEDGER_WRITE_DELAY, EvaluateStage
+from .history import HistoryStage, TransitionStage, outcome_writer
 from .kafka import App
 from .offsets import OffsetFetcher
 from .redrive import Redriver
@@ -220,10 +221,31 @@ def create_pipeline(
         alerts=lambda: alert_store.config,
         alerts_ready=alert_store.ready,
         inhibit=alert_store.inhibit,
+        record_outcome=outcome_writer(writer, settings.topic("outcomes")),
     )
     dispatch = DispatchStage(app=app, dispatcher=dispatcher, dead_letters=dead_letters, lock=batch_lock)
     app.batch_topic(runs_topic, evaluate.handle)
     app.batch_topic(deliveries_topic, dispatch.handle, fetch_every=DELIVERIES_FETCH_EVERY)
+    # Transitions (streams.history): rare records, which may wait for the slow topics' fetch as well.
+    history = HistoryStage(
+        app=app,
+        table=app.Table("history", partitions=settings.partitions, changelog_topic=topic("history")),
+        writer=writer,
+        history_topic=settings.topic("history"),
+        transitions_topic=settings.topic("transitions"),
+        lock=batch_lock,
+    )
+    transitions = TransitionStage(
+        app=app,
+        settings=settings,
+        ledger=ledger_writer,
+        emit=emit,
+        fetch_run=run_fetcher.fetch,
+        lock=batch_lock,
+        alerts=lambda: alert_store.config,
+    )
+    app.batch_topic(topic("outcomes"), history.handle, fetch_every=DELIVERIES_FETCH_EVERY)
+    app.batch_topic(topic("transitions"), transitions.handle, fetch_every=DELIVERIES_FETCH_EVERY)
 
     @app.timer(LEDGER_WRITE_DELAY)
     async def write_ledger_changes() -> None:

@@ -57,6 +57,8 @@ class EvaluateStage:
         alerts: Callable[[], AlertConfig | None] = lambda: None,
         alerts_ready: asyncio.Event | None = None,
         inhibit: Inhibit | None = None,
+        # (run, its record): the run's terminal state to its name's history (streams.history)
+        record_outcome: Callable[[dict[str, Any], Any], Awaitable[None]] | None = None,
     ) -> None:
         self._app = app
         self._settings = settings
@@ -72,6 +74,7 @@ class EvaluateStage:
         self._alerts = alerts  # the alert configuration in force, read once per fetch
         self._alerts_ready = alerts_ready  # set once every stored rule is loaded
         self._inhibit = inhibit
+        self._record_outcome = record_outcome
 
     async def handle(self, tp: TP, records: list[Any]) -> None:
         """One partition's records of one fetch, in offset order."""
@@ -118,6 +121,8 @@ class EvaluateStage:
             # Published under another key: move it to its run's partition so per-run order holds.
             await self._writer.send(self._runs_topic, key, orjson.dumps(seal_run(run)))
             return
+        if self._record_outcome is not None and alerts is not None and alerts.uses_transitions:
+            await self._record_outcome(run, message)
         result = evaluate_event(
             run,
             record=self._ledger.load(key, meta["project"], meta["uid"]),

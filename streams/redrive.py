@@ -23,6 +23,7 @@ from runherald import ledger, metrics
 from runherald.delivery import Delivery
 from runherald.evaluation import InvalidEvent, candidates, make_delivery, parse_event
 from runherald.rule_index import AlertConfig
+from runherald.transition_evaluation import rebuild as rebuild_transition
 
 log = logging.getLogger("runherald.redrive")
 
@@ -177,6 +178,9 @@ class Redriver:
 
     def _rebuild(self, run: dict[str, Any], found: ledger.Entry, delivery_id: str) -> Delivery | None:
         """The delivery again, from the run event and (for an alert rule's) the rules in force now."""
+        if found.get("transition"):
+            transition = rebuild_transition(run, found, self._alerts())
+            return transition if transition is not None and transition.id == delivery_id else None
         for candidate in candidates(run, self._alerts()):
             if candidate.name == found.get("name") and not candidate.error:
                 delivery = make_delivery(run, candidate.notification)

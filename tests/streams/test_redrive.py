@@ -10,7 +10,9 @@ import orjson
 from runherald.streams.redrive import Redriver, stranded
 
 from runherald import ledger
+from runherald.alerting import check_document
 from runherald.delivery import Delivery, delivery_id
+from runherald.rule_index import AlertConfig
 
 KEY = b"proj/run-1"
 
@@ -156,3 +158,25 @@ async def test_takeover_waits_for_the_grace_period_and_a_second_takeover_starts_
     await asyncio.sleep(0.15)
     assert [d.id for d, _ in world.emitted] == [did]
     await redriver.stop()
+
+
+async def test_a_stranded_transition_delivery_is_sent_again_under_its_transition() -> None:
+    document = check_document(
+        {
+            "receivers": [{"name": "hook", "kind": "webhook", "params": {"url": "http://x/"}}],
+            "rules": [{"name": "flips", "matchers": ['project="proj"'], "when": ["error", "regressed"],
+                       "receivers": ["hook"]}],
+        }
+    )  # fmt: skip
+    alerts = AlertConfig.from_objects([*document.receivers, *document.rules])
+    world = World()
+    did = delivery_id("proj", "run-1", "flips/hook", "regressed")
+    world.entry(did, name="flips/hook", state="regressed", transition="regressed", status=ledger.PENDING,
+                source=[3, 42], previous={"uid": "run-0", "state": "completed"})  # fmt: skip
+    world.runs[(3, 42)] = orjson.dumps(run_event("error", names=()))
+    redriver = world.redriver()
+    redriver._alerts = lambda: alerts
+    assert await redriver.sweep() == 1
+    [(delivery, partition)] = world.emitted
+    assert (delivery.id, delivery.name, delivery.state, partition) == (did, "flips/hook", "regressed", 3)
+    assert "run run-0 (completed)" in delivery.message and world.errors == []
