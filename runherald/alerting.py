@@ -19,6 +19,7 @@ import yaml
 
 from runherald.admission import Problem, did_you_mean, notification_problems, text_problems
 from runherald.errors import RunheraldError
+from runherald.grouping import DEFAULT_GROUP_INTERVAL, GROUP_KEYS, grouping_dict, parse_grouping
 from runherald.matchers import (
     RUN_FIELDS,
     SILENCE_FIELDS,
@@ -37,12 +38,8 @@ TYPES = ("receiver", "rule", "silence")
 DOCUMENT_KEYS = ("receivers", "rules")
 LATER_DOCUMENT_KEYS = ("integrations", "subscriptions")
 RECEIVER_KEYS = ("name", "kind", "params", "secret_params")
-RULE_KEYS = ("name", "matchers", "when", "condition", "severity", "message", "receivers")
+RULE_KEYS = ("name", "matchers", "when", "condition", "severity", "message", "receivers", *GROUP_KEYS)
 LATER_RULE_KEYS = (
-    "group_by",
-    "group_wait",
-    "group_interval",
-    "repeat_interval",
     "inhibits",
     "inhibit_equal",
     "inhibit_for",
@@ -132,6 +129,10 @@ class Rule:
     condition: str = ""
     severity: str = ""
     message: str = ""
+    group_by: tuple[str, ...] = ()
+    group_wait: float = 0.0  # 0: no grouping, each run its own message
+    group_interval: float = DEFAULT_GROUP_INTERVAL
+    repeat_interval: float = 0.0  # 0: no limit
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -143,6 +144,7 @@ class Rule:
         for key in ("condition", "severity", "message"):
             if getattr(self, key):
                 data[key] = getattr(self, key)
+        data.update(grouping_dict(self.group_by, self.group_wait, self.group_interval, self.repeat_interval))
         return data
 
     def notification(self, receiver: Receiver, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -339,6 +341,8 @@ def parse_rule(
     problems += [named] if named else []
     matchers = _matchers(data.get("matchers"), f"{path}.matchers", RUN_FIELDS, problems)
     problems += text_problems(data, path)
+    grouping, grouping_problems = parse_grouping(data, path)
+    problems += grouping_problems
     message = data.get("message")
     if isinstance(message, str) and is_template(message):
         why = validate_condition(message)
@@ -370,6 +374,7 @@ def parse_rule(
             condition=data.get("condition") or "",
             severity=data.get("severity") or "",
             message=data.get("message") or "",
+            **grouping,
         ),
         [],
         warnings,

@@ -117,6 +117,15 @@ SCHEMAS: dict[str, Any] = {
             "when": {"type": "array", "items": {"type": "string"}},
             "receivers": {"type": "array", "items": {"type": "string"}},
             **{name: {"type": "string"} for name in ("condition", "severity", "message")},
+            "group_by": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "[project, labels.team]",
+            },
+            **{
+                name: {"type": "string", "description": "a duration: 30s, 5m, 1h30m"}
+                for name in ("group_wait", "group_interval", "repeat_interval")
+            },
         },
     },
     "Receiver": {

@@ -13,7 +13,7 @@ from runherald.kafka_clients import client_kwargs, replication
 
 log = logging.getLogger("runherald.topics")
 
-TOPIC_NAMES = ("runs", "deliveries", "status", "rules", "dead-letter")
+TOPIC_NAMES = ("runs", "deliveries", "status", "rules", "dead-letter", "groups", "group-outcomes")
 COMPACTED = frozenset({"status", "rules"})
 
 
