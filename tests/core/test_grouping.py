@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from runherald.alerting import parse_rule
+from runherald import ledger
+from runherald.alerting import Receiver, Rule, parse_rule
+from runherald.config import Settings
+from runherald.evaluation import evaluate_event
 from runherald.grouping import (
     add_member,
     close_window,
@@ -15,6 +18,8 @@ from runherald.grouping import (
     group_values,
     new_state,
 )
+from runherald.matchers import parse_matcher
+from runherald.rule_index import AlertConfig
 
 
 def member(
@@ -107,3 +112,41 @@ def test_a_repeat_interval_covers_runs_after_a_digest_then_opens_the_next_window
     assert due_at(state) is None  # nothing waits: b is skipped, covered by the digest
     assert add_member(state, member("c", 161.0, wait=0.0, repeat=60.0)) == ("joined", "")
     assert due_at(state) == 161.0
+
+
+def test_a_grouped_rule_s_run_is_a_member_of_its_group_not_a_delivery() -> None:
+    hook = Receiver("hook", "webhook", {"url": "https://example.com/hook"})
+    grouped = Rule(
+        "failures",
+        (parse_matcher('project="prod-a"'),),
+        ("hook",),
+        ("error",),
+        group_by=("project",),
+        group_wait=30.0,
+    )
+    run = {
+        "metadata": {"project": "prod-a", "uid": "u1", "name": "train", "labels": {}, "iteration": 0},
+        "spec": {"notifications": []},
+        "status": {"state": "error"},
+    }
+    record = ledger.new_record("prod-a", "u1")
+    result = evaluate_event(
+        run,
+        record=record,
+        source=(2, 7),
+        settings=Settings.from_env({}),
+        alerts=AlertConfig.from_objects([hook, grouped]),
+    )
+    assert result.deliveries == []
+    (member,) = result.members
+    assert member["group"] == group_hash("failures", "hook", ["prod-a"])
+    assert (member["project"], member["uid"], member["partition"], member["wait"]) == (
+        "prod-a",
+        "u1",
+        2,
+        30.0,
+    )
+    assert member["run"]["metadata"]["uid"] == "u1" and member["name"] == "failures/hook"
+    (entry,) = record["deliveries"].values()
+    assert entry["id"] == member["delivery_id"] and entry["status"] == ledger.PENDING
+    assert entry["group"] == member["group"] and entry["reason"].startswith("waiting for group ")
