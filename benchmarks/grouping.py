@@ -121,7 +121,7 @@ async def phase_grouping(bench: Any) -> None:
         bench.report.figure(
             "grouping_on_vs_off",
             rates["on"] / rates["off"],
-            "ratio",
+            "x",
             "evaluate events/s, grouping on over off",
         )
         await live_latency(bench, hook, count)

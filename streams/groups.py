@@ -109,37 +109,51 @@ class Groups:
         queued."""
         async with self._lock:
             epoch = self._app.read_epoch
+            # Each group's record is read and written once per fetch, with no await in between: the
+            # dispatcher records digest outcomes in these records too.
+            changed: dict[bytes, ledger.Record] = {}
+            covered: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (member, what it is told)
             for message in records:
                 try:
                     member = orjson.loads(message.value)
-                    await self._add(message.key, tp.partition, member)
+                    record = changed.get(message.key)
+                    if record is None:
+                        record = self._ledger.load(message.key, grouping.GROUP_PROJECT, str(member["group"]))
+                    told = self._add(record, message.key, member)
+                    changed[message.key] = record
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                     log.warning("ignored a malformed group member at %s@%s: %r", tp, message.offset, exc)
+                    continue
+                if told is not None:
+                    covered.append((member, told))
+            for key, record in changed.items():
+                self._ledger.set(tp.partition, key, record)
+                self._partitions[key] = tp.partition
+            for member, told in covered:
+                await self._tell(
+                    member["project"], member["uid"], member["delivery_id"], member["partition"], told
+                )
             await self._ledger.flush()
             self._app.ack_offsets(tp, [message.offset for message in records], epoch)
 
-    async def _add(self, key: bytes, partition: int, member: dict[str, Any]) -> None:
-        record = self._ledger.load(key, grouping.GROUP_PROJECT, str(member["group"]))
+    def _add(self, record: ledger.Record, key: bytes, member: dict[str, Any]) -> dict[str, Any] | None:
+        """Put a member in its group's record; what to tell it if a repeat interval covers it."""
         state = record.get("group") or grouping.new_state(member)
         what, covering = grouping.add_member(state, member)
         record["group"] = state
-        self._ledger.set(partition, key, record)
-        self._partitions[key] = partition
-        if what == "covered":
-            repeat = format_duration(float(state.get("repeat") or 0))
-            told = {
-                "status": ledger.SKIPPED,
-                "reason": f"within repeat_interval {repeat} of digest {covering}, which covered it",
-                "digest": covering,
-            }
-            await self._tell(
-                member["project"], member["uid"], member["delivery_id"], member["partition"], told
-            )
         due = grouping.due_at(state)
         if due is not None and len(state["members"]) >= MAX_MEMBERS:
             due = 0.0
         if due is not None:
             self._due[key] = min(due, self._due.get(key, due))
+        if what != "covered":
+            return None
+        repeat = format_duration(float(state.get("repeat") or 0))
+        return {
+            "status": ledger.SKIPPED,
+            "reason": f"within repeat_interval {repeat} of digest {covering}, which covered it",
+            "digest": covering,
+        }
 
     # -- digests out --------------------------------------------------------------------------------
 
@@ -164,24 +178,31 @@ class Groups:
         if not due:
             return
         async with self._lock:
+            to_tell: list[tuple[bytes, int, str, list[ledger.Entry]]] = []
             for key in due:
                 self._due.pop(key, None)
                 partition = self._partitions.get(key)
                 if partition is None or not self._owns(partition):
                     continue
                 try:
-                    await self._look(key, partition, time.time())
+                    to_tell += await self._look(key, partition, time.time())
                 except Exception:  # one group's trouble must not stop the others
                     log.exception("looking at group %s failed", key.decode(errors="replace"))
                     self._due[key] = time.time() + RECHECK
+            if to_tell:
+                await self._tell_members(to_tell)
             await self._ledger.flush()
 
-    async def _look(self, key: bytes, partition: int, now: float) -> None:
+    async def _look(
+        self, key: bytes, partition: int, now: float
+    ) -> list[tuple[bytes, int, str, list[ledger.Entry]]]:
+        """Close the group's window if due and emit its digest (or re-emit one left stranded); returns
+        its digests that are done and whose members are not told yet."""
         # Read and changed with no await in between: the dispatcher records outcomes in this record.
         record = self._ledger.load(key)
         state = record.get("group")
         if state is None:
-            return
+            return []
         group = str(record.get("uid") or key.decode().split("/", 1)[1])
         to_emit: list[Delivery] = []
         again: list[Delivery] = []
@@ -201,6 +222,7 @@ class Groups:
                 delivery=delivery.to_record(),
             )
             to_emit.append(delivery)
+            self._ledger.set(partition, key, record)
         to_tell: list[ledger.Entry] = []
         waiting = False
         for entry in record["deliveries"].values():
@@ -213,29 +235,31 @@ class Groups:
             stale = now - float(entry.get("updated") or now) >= REEMIT_AFTER
             if stale and not entry.get("retry") and not self._is_busy(entry["id"]) and entry.get("delivery"):
                 again.append(Delivery.from_record(entry["delivery"]))
-        self._ledger.set(partition, key, record)
         for delivery in again:
             log.info("re-emitting digest %s of group %s: pending with no send under way", delivery.id, group)
         for delivery in to_emit + again:
             await self._emit(delivery, partition)
-        if to_tell:
-            await self._tell_members(key, partition, group, to_tell)
-        next_due = grouping.due_at(self._ledger.load(key).get("group") or {})
+        next_due = grouping.due_at(state)
         if waiting or to_emit or again:
             next_due = min(next_due or now + RECHECK, now + RECHECK)
         if next_due is not None:
             self._due[key] = min(next_due, self._due.get(key, next_due))
+        return [(key, partition, group, to_tell)] if to_tell else []
 
-    async def _tell_members(
-        self, key: bytes, partition: int, group: str, entries: list[ledger.Entry]
-    ) -> None:
+    async def _tell_members(self, groups: list[tuple[bytes, int, str, list[ledger.Entry]]]) -> None:
+        """Tell the members of these digests where they went, then mark the digests told."""
         sent: list[asyncio.Future[Any]] = []
-        for entry in entries:
-            told = member_outcome(entry, group)
-            for project, uid, member_did, member_partition in entry.get("members") or []:
-                sent.append(await self._tell(project, uid, member_did, member_partition, told))
+        for _, _, group, entries in groups:
+            for entry in entries:
+                told = member_outcome(entry, group)
+                for project, uid, member_did, member_partition in entry.get("members") or []:
+                    sent.append(await self._tell(project, uid, member_did, member_partition, told))
         if sent:
-            await asyncio.gather(*sent)  # on the broker before the record says so
+            await asyncio.gather(*sent)  # on the broker before the records say so
+        for key, partition, _, entries in groups:
+            self._mark_told(key, partition, entries)
+
+    def _mark_told(self, key: bytes, partition: int, entries: list[ledger.Entry]) -> None:
         record = self._ledger.load(key)
         for entry in entries:
             found = ledger.entry(record, str(entry["id"]))
