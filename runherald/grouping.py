@@ -173,16 +173,22 @@ def add_member(state: dict[str, Any], member: dict[str, Any]) -> tuple[str, str]
 
 
 def due_at(state: Mapping[str, Any]) -> float | None:
-    """When the open window's digest goes: `group_wait` after its first member, and (grouping) not
-    before `group_interval` after the last digest. None when nobody waits."""
+    """When the open window's digest goes; None when nobody waits.
+
+    As Alertmanager's: a group's first window waits `group_wait` from its first member; while the group
+    is active, the next one goes `group_interval` after the last digest. A member arriving later than
+    that (the group idle) starts afresh with `group_wait`. Without `group_wait` (a repeat_interval
+    alone) there is no group_interval: a window goes as soon as it opens.
+    """
     if not state.get("members") or state.get("start") is None:
         return None
-    wait = float(state.get("wait") or 0.0)
-    due = float(state["start"]) + wait
+    start, wait = float(state["start"]), float(state.get("wait") or 0.0)
     last = state.get("last")
-    if last and wait:  # without group_wait (a repeat_interval alone) there is no group_interval
-        due = max(due, float(last["at"]) + float(state.get("interval") or DEFAULT_GROUP_INTERVAL))
-    return due
+    if last and wait:
+        next_tick = float(last["at"]) + float(state.get("interval") or DEFAULT_GROUP_INTERVAL)
+        if start < next_tick:
+            return next_tick
+    return start + wait
 
 
 def close_window(state: dict[str, Any], now: float) -> tuple[str, list[dict[str, Any]]]:

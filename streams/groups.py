@@ -37,6 +37,7 @@ log = logging.getLogger("runherald.groups")
 GROUP_TICK = 0.1  # seconds between looks for windows that closed
 RECHECK = 2.0  # seconds between looks at a group whose digest is still pending
 REEMIT_AFTER = 5.0  # a pending digest with no send under way this long after its last change is re-emitted
+WRITE_DELAY = 0.25  # seconds a group's changed record may wait for its write (see Groups.handle)
 MAX_MEMBERS = 250  # a window closes early at this many runs: a digest stays well under Kafka's 1 MB
 
 
@@ -101,6 +102,8 @@ class Groups:
         self._is_busy = is_busy
         self._partitions: dict[bytes, int] = {}  # group key -> its partition
         self._due: dict[bytes, float] = {}  # group key -> when to look at it next
+        self._unacknowledged: list[tuple[TP, list[int], int]] = []  # (partition, offsets, read epoch)
+        self._oldest = 0.0  # monotonic time the oldest unacknowledged member was handled
 
     # -- members in ---------------------------------------------------------------------------------
 
@@ -133,8 +136,20 @@ class Groups:
                 await self._tell(
                     member["project"], member["uid"], member["delivery_id"], member["partition"], told
                 )
-            await self._ledger.flush()
-            self._app.ack_offsets(tp, [message.offset for message in records], epoch)
+            # Acknowledged once the records are queued; that write waits up to WRITE_DELAY, as the
+            # evaluate stage's: a group's record holds its waiting runs, and one write then carries the
+            # members of many fetches.
+            if not self._unacknowledged:
+                self._oldest = time.monotonic()
+            self._unacknowledged.append((tp, [message.offset for message in records], epoch))
+            if time.monotonic() - self._oldest >= WRITE_DELAY:
+                await self._write_waiting()
+
+    async def _write_waiting(self) -> None:
+        events, self._unacknowledged = self._unacknowledged, []
+        await self._ledger.flush()
+        for tp, offsets, epoch in events:
+            self._app.ack_offsets(tp, offsets, epoch)
 
     def _add(self, record: ledger.Record, key: bytes, member: dict[str, Any]) -> dict[str, Any] | None:
         """Put a member in its group's record; what to tell it if a repeat interval covers it."""
@@ -173,6 +188,9 @@ class Groups:
 
     async def sweep(self) -> None:
         """Close the windows that are due, re-emit digests left with nothing behind them, tell members."""
+        if self._unacknowledged and time.monotonic() - self._oldest >= WRITE_DELAY:
+            async with self._lock:
+                await self._write_waiting()
         now = time.time()
         due = [key for key, at in self._due.items() if at <= now]
         if not due:

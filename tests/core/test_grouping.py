@@ -99,6 +99,13 @@ def test_a_window_opens_with_its_first_member_and_closes_group_wait_later() -> N
     assert due_at(state) == 131.0 + 300.0
     next_did, _ = close_window(state, 431.0)
     assert next_did == digest_id("r", "hook", ["p"], 140.0) != did
+    # Within group_interval of the last digest the next goes at that tick, even before group_wait.
+    assert add_member(state, member("d", 720.0)) == ("joined", "")
+    assert due_at(state) == 731.0
+    close_window(state, 731.0)
+    # A group idle for longer than group_interval starts afresh: group_wait from its first member.
+    assert add_member(state, member("e", 5000.0)) == ("joined", "")
+    assert due_at(state) == 5030.0
     assert digest_message(members) == "Run failed in project p (2 runs)"
     assert digest_message(members[:1]) == "Run failed in project p"
 
