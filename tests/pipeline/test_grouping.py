@@ -14,11 +14,13 @@ from typing import Any
 from runherald.grouping import group_hash
 from runherald.publish import Publisher
 from runherald.testing.webhook import WebhookReceiver
+from runherald.topics import TOPIC_NAMES
 
-from .harness import WorkerProcess, run_dict, unique, wait_for
+from .harness import WorkerProcess, read_topic, run_dict, unique, wait_for
 
 RUNS = 200
 PROJECTS = 4
+SECRET = "grouped-s3cr3t-token"
 
 
 def _put(api: str, path: str, body: Any) -> tuple[int, Any]:
@@ -37,9 +39,12 @@ async def notifications(worker: WorkerProcess, project: str, uid: str) -> dict[s
     return body if code == 200 else {}
 
 
-def grouped_config(base: str, url: str, **rule: Any) -> dict[str, Any]:
+def grouped_config(base: str, url: str, secret: bool = False, **rule: Any) -> dict[str, Any]:
+    hook: dict[str, Any] = {"name": "hook", "kind": "webhook", "params": {"url": url}}
+    if secret:  # the URL a literal secret (sealed when stored): it must show on no topic
+        hook = {**hook, "params": {}, "secret_params": {"url": f"{url}?key={SECRET}"}}
     return {
-        "receivers": [{"name": "hook", "kind": "webhook", "params": {"url": url}}],
+        "receivers": [hook],
         "rules": [
             {
                 "name": "failures",
@@ -104,7 +109,7 @@ async def test_200_failing_runs_give_one_digest_per_group_and_each_run_says_wher
     workers = [start_worker(prefix, group, wait=False) for _ in range(2)]
     await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in workers))
     base, path = unique("p"), "/digest"
-    await configure(workers[0], grouped_config(base, receiver.url(path), group_wait="8s"))
+    await configure(workers[0], grouped_config(base, receiver.url(path), secret=True, group_wait="8s"))
     await asyncio.sleep(1)  # in force on the other worker too
     by_project = await publish_failures(workers[0], base)
 
@@ -135,6 +140,12 @@ async def test_200_failing_runs_give_one_digest_per_group_and_each_run_says_wher
         return found if found.get("status") == "sent" else {}
 
     assert (await wait_for(digest_sent, timeout=20))["sent_time"]
+    assert receiver.requests_to(path)[0].query == {"key": SECRET}
+    # No topic holds the receiver's secret: not the members, the group's records nor the digests.
+    for topic in TOPIC_NAMES:
+        records = await read_topic(workers[0].settings, topic)
+        assert records or topic == "dead-letter", topic
+        assert not [value for _, value in records if SECRET.encode() in (value or b"")], topic
 
 
 async def test_a_worker_killed_mid_wait_still_gives_one_digest_per_group_with_every_run(
