@@ -237,10 +237,10 @@ def create_pipeline(
         owns=ownership.owns,
         is_busy=dispatcher.is_busy,
     )
-    app.batch_topic(groups_topic, groups.handle)
-    app.batch_topic(
-        group_outcomes_topic, MemberOutcomes(app=app, ledger=ledger_writer, lock=batch_lock).handle
-    )
+    # Neither needs to ride along in every fetch (a group waits seconds): the runs' fetches stay small.
+    outcomes = MemberOutcomes(app=app, ledger=ledger_writer, lock=batch_lock)
+    app.batch_topic(groups_topic, groups.handle, fetch_every=DELIVERIES_FETCH_EVERY)
+    app.batch_topic(group_outcomes_topic, outcomes.handle, fetch_every=DELIVERIES_FETCH_EVERY)
 
     @app.timer(GROUP_TICK)
     async def close_group_windows() -> None:

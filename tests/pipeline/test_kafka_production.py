@@ -19,7 +19,7 @@ from runherald.doctor import diagnose
 from runherald.errors import BrokerUnavailable
 from runherald.kafka_clients import client_kwargs, plan_for, probe_cluster, start_producer
 from runherald.publish import Publisher
-from runherald.topics import ensure_topics
+from runherald.topics import TOPIC_NAMES, ensure_topics
 
 from .harness import WorkerProcess, read_topic, run_dict, unique
 
@@ -73,7 +73,7 @@ async def test_producers_try_idempotence_then_fall_back_with_acks_all(broker: Em
 
 async def test_topics_get_the_replication_and_min_insync_replicas_of_the_plan(broker: EmbeddedBroker) -> None:
     settings = fresh(broker)
-    assert len(await ensure_topics(settings)) == 5
+    assert len(await ensure_topics(settings)) == len(TOPIC_NAMES)
     assert await ensure_topics(settings) == []  # existing topics are left as they are
     report = await diagnose(settings)
     topics = {topic["name"]: topic for topic in report["topics"]}
