@@ -29,7 +29,7 @@ from runherald.testing.worker import WorkerProcess
 GROUPS = 100
 GROUP_WAIT = 5.0  # seconds
 GROUP_INTERVAL = 1.0
-PUBLISH_SECONDS = 5.0  # the live side's runs are spread over this long
+PUBLISH_SECONDS = 10.0  # the live side's runs are spread over this long (1,000 runs/s for 10,000)
 HOOK_PATH = "/grouping"
 
 

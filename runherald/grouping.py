@@ -22,7 +22,7 @@ from runherald.sealing import seal_notification
 GROUP_PROJECT = "group"  # the project part of a group's ledger key: "group/{group hash}"
 GROUP_KEYS = ("group_by", "group_wait", "group_interval", "repeat_interval")
 DEFAULT_GROUP_INTERVAL = 300.0
-KEEP_DIGESTS = 50  # digest entries a group's record keeps once their members are told
+KEEP_DIGESTS = 10  # digest entries a group's record keeps once their members are told
 
 
 def parse_grouping(data: Mapping[str, Any], path: str) -> tuple[dict[str, Any], list[Problem]]:

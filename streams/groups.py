@@ -282,7 +282,10 @@ class Groups:
         for entry in entries:
             found = ledger.entry(record, str(entry["id"]))
             if found is not None:
+                # Done with: what the members needed is in their own records now, and a group's record
+                # is read and written whole at every change.
                 found["told"] = True
+                found["runs"] = len(found.pop("members", None) or [])
                 found.pop("delivery", None)
         told_ids = [did for did, found in record["deliveries"].items() if found.get("told")]
         for did in told_ids[: max(0, len(told_ids) - grouping.KEEP_DIGESTS)]:
