@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 from collections import defaultdict
 from typing import Any
@@ -132,6 +135,17 @@ async def test_200_failing_runs_give_one_digest_per_group_and_each_run_says_wher
 
             entry = await wait_for(told, timeout=20)
             assert key_of[project] in entry["reason"] and entry["sent_time"], entry
+    # `runherald status` of a member run says the same.
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "runherald.cli", "status", f"{project}/{uid}", "--api", workers[0].api],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("RUNHERALD_")},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "skipped" in shown.stdout and key_of[project] in shown.stdout, shown.stdout
     # The group's own record: its digest sent, under the synthetic project "group".
     hashed = group_hash("failures", "hook", [project])
 
