@@ -34,7 +34,7 @@ from runherald.config import Settings
 from runherald.testing.worker import WorkerProcess, stop_process, tail, unique
 from runherald.topics import ensure_topics
 
-PHASES = ("raw", "faust", "evaluate", "rules", "deliveries", "latency", "hang", "rss")
+PHASES = ("raw", "faust", "evaluate", "rules", "grouping", "deliveries", "latency", "hang", "rss")
 FETCH_MAX_WAIT_MS = EMBEDDED_FETCH_WAIT_MS  # as `runherald dev`, for the worker and both baselines
 SESSION_TIMEOUT = 6.0
 PROJECT = "bench"
@@ -471,6 +471,12 @@ class Bench:
 
         await phase_rules(self)
 
+    async def phase_grouping(self) -> None:
+        """(3c) failing runs over 100 groups: evaluate with grouping off and on, messages, digest p99."""
+        from runherald.benchmarks.grouping import phase_grouping
+
+        await phase_grouping(self)
+
     async def follow_consumed(
         self, worker: WorkerProcess, expected: int, started: float
     ) -> tuple[float, float]:
@@ -754,6 +760,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=100_000,
         help="events for each side of phase rules (10 and 10,000 rules)",
+    )
+    parser.add_argument(
+        "--group-runs", type=int, default=10_000, help="failing runs for each side of phase grouping"
     )
     parser.add_argument(
         "--deliveries", type=int, default=3_000, help="runs (one webhook each) for deliveries"

@@ -16,6 +16,7 @@ import yaml
 
 from runherald.admission import Problem, did_you_mean, notification_problems, text_problems
 from runherald.errors import RunheraldError
+from runherald.grouping import DEFAULT_GROUP_INTERVAL, GROUP_KEYS, grouping_dict, parse_grouping
 from runherald.inhibition import INHIBIT_KEYS, inhibits_dict, parse_inhibits
 from runherald.matchers import (
     RUN_FIELDS,
@@ -35,13 +36,18 @@ TYPES = ("receiver", "rule", "silence")
 DOCUMENT_KEYS = ("receivers", "rules")
 LATER_DOCUMENT_KEYS = ("integrations", "subscriptions")
 RECEIVER_KEYS = ("name", "kind", "params", "secret_params", "rate_limit")
-RULE_KEYS = ("name", "matchers", "when", "condition", "severity", "message", "receivers", *INHIBIT_KEYS)
-LATER_RULE_KEYS = (
-    "group_by",
-    "group_wait",
-    "group_interval",
-    "repeat_interval",
+RULE_KEYS = (
+    "name",
+    "matchers",
+    "when",
+    "condition",
+    "severity",
+    "message",
+    "receivers",
+    *INHIBIT_KEYS,
+    *GROUP_KEYS,
 )
+LATER_RULE_KEYS: tuple[str, ...] = ()  # fields a later version takes: refused, never ignored
 RESERVED_RULE_NAMES = frozenset({"test"})
 
 
@@ -105,6 +111,10 @@ class Rule:
     inhibit_equal: tuple[str, ...] = ()
     inhibit_for: float = 0.0
     transitions: tuple[Transition, ...] = ()  # regressed, recovered, state_changed (runherald.transitions)
+    group_by: tuple[str, ...] = ()
+    group_wait: float = 0.0  # 0: no grouping, each run its own message
+    group_interval: float = DEFAULT_GROUP_INTERVAL
+    repeat_interval: float = 0.0  # 0: no limit
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -119,6 +129,7 @@ class Rule:
         data.update(inhibits_dict(self.inhibits, self.inhibit_equal, self.inhibit_for))
         if self.transitions:
             data["when"] = when_items(self.when, self.transitions)
+        data.update(grouping_dict(self.group_by, self.group_wait, self.group_interval, self.repeat_interval))
         return data
 
     def notification(self, receiver: Receiver, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -291,6 +302,8 @@ def parse_rule(
     states, transitions, when_problems = parse_when(data.get("when"), f"{path}.when")
     problems += when_problems
     problems += text_problems({key: value for key, value in data.items() if key != "when"}, path)
+    grouping, grouping_problems = parse_grouping(data, path)
+    problems += grouping_problems
     message = data.get("message")
     if isinstance(message, str) and is_template(message):
         why = validate_condition(message)
@@ -325,6 +338,7 @@ def parse_rule(
             message=data.get("message") or "",
             **inhibition,
             transitions=transitions,
+            **grouping,
         ),
         [],
         warnings,

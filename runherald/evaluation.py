@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from runherald import ledger, rules
+from runherald import grouping, ledger, rules
 from runherald.alerting import is_template, notification_name, with_receiver
 from runherald.config import Settings
 from runherald.delivery import Delivery, delivery_id, run_key
@@ -45,6 +45,7 @@ class Evaluation:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (notification name, why)
     dropped: str = ""  # why the whole event was ignored (e.g. out of order)
     inhibitions: list[Inhibition] = field(default_factory=list)  # started by its rules' firing
+    members: list[dict[str, Any]] = field(default_factory=list)  # for the groups topic (runherald.grouping)
 
 
 def _timestamp(value: Any) -> float | None:
@@ -249,6 +250,20 @@ def evaluate_event(
                 continue
         if redacted is None:
             redacted = rules.redact_run(run, parsed_json=True)
+        rule = alerts.rules.get(candidate.rule) if alerts is not None and candidate.rule else None
+        if rule is not None and (rule.group_wait or rule.repeat_interval):
+            # Its group's owner sends it, in a digest (runherald.grouping, streams.groups).
+            member = grouping.make_member(
+                run, notification, rule, candidate.receiver, fields=run_fields(run), redacted=redacted,
+                delivery_id=did, source=source, now=now,
+            )  # fmt: skip
+            result.members.append(member)
+            ledger.put_entry(
+                record, did, name=name, state=state, kind=member["kind"], status=ledger.PENDING,
+                source=list(source), group=member["group"],
+                reason=grouping.describe(member["group"], rule.group_wait),
+            )  # fmt: skip
+            continue
         delivery = make_delivery(run, notification, redacted=redacted, created_at=now)
         result.deliveries.append(delivery)
         ledger.put_entry(

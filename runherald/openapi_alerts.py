@@ -121,6 +121,15 @@ SCHEMAS: dict[str, Any] = {
             },
             "receivers": {"type": "array", "items": {"type": "string"}},
             **{name: {"type": "string"} for name in ("condition", "severity", "message")},
+            "group_by": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "[project, labels.team]",
+            },
+            **{
+                name: {"type": "string", "description": "a duration: 30s, 5m, 1h30m"}
+                for name in ("group_wait", "group_interval", "repeat_interval")
+            },
             "inhibits": {"type": "array", "items": {"type": "string"}, "description": "rules it mutes"},
             "inhibit_equal": {
                 "type": "array",

@@ -14,8 +14,20 @@ from runherald.kafka_clients import client_kwargs, replication
 log = logging.getLogger("runherald.topics")
 
 # outcomes: runs' terminal states keyed "{project}/{name}"; history (compacted): each name's last terminal
-# states; transitions: the transitions a run made, keyed by its run key (see streams.history).
-TOPIC_NAMES = ("runs", "deliveries", "status", "rules", "dead-letter", "outcomes", "history", "transitions")
+# states; transitions: the transitions a run made, keyed by its run key (see streams.history). groups: the
+# members of grouped rules' groups, keyed by group; group-outcomes: where each member went (streams.groups).
+TOPIC_NAMES = (
+    "runs",
+    "deliveries",
+    "status",
+    "rules",
+    "dead-letter",
+    "outcomes",
+    "history",
+    "transitions",
+    "groups",
+    "group-outcomes",
+)
 COMPACTED = frozenset({"status", "rules", "history"})
 
 

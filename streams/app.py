@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from runherald.notifiers import Notifiers, NotifierSettings
 
-from runherald import ledger, metrics
+from runherald import grouping, ledger, metrics
 from runherald.breaker import CircuitBreakers
 from runherald.config import Settings
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind, run_key
@@ -36,6 +36,7 @@ from runherald.topics import COMPACTED
 from .alert_store import AlertStore
 from .dispatch import Dispatcher, DispatchStage
 from .evaluate import LEDGER_WRITE_DELAY, EvaluateStage
+from .groups import GROUP_TICK, Groups, MemberOutcomes
 from .history import HistoryStage, TransitionStage, outcome_writer
 from .kafka import App
 from .offsets import OffsetFetcher
@@ -155,6 +156,7 @@ def create_pipeline(
         )
 
     runs_topic, deliveries_topic, dead_letter_topic = topic("runs"), topic("deliveries"), topic("dead-letter")
+    groups_topic, group_outcomes_topic = topic("groups"), topic("group-outcomes")
     ledger_table = app.Table("ledger", partitions=settings.partitions, changelog_topic=topic("status"))
     deliveries_topic_name = deliveries_topic.get_topic_name()
 
@@ -167,7 +169,10 @@ def create_pipeline(
     run_fetcher = OffsetFetcher(settings, runs_topic.get_topic_name())
 
     async def write_record(delivery: Delivery, partition: int, record: ledger.Record) -> None:
-        await ledger_writer.put(partition, run_key(delivery.project, delivery.uid).encode(), record)
+        key = run_key(delivery.project, delivery.uid).encode()
+        await ledger_writer.put(partition, key, record)
+        if delivery.project == grouping.GROUP_PROJECT:
+            groups.poke(key)  # a digest's outcome: its members are told
 
     dispatcher = Dispatcher(
         notifier_for=notifier_for or Notifiers(NotifierSettings.from_settings(settings)),
@@ -222,6 +227,7 @@ def create_pipeline(
         alerts_ready=alert_store.ready,
         inhibit=alert_store.inhibit,
         record_outcome=outcome_writer(writer, settings.topic("outcomes")),
+        groups_topic=groups_topic.get_topic_name(),
     )
     dispatch = DispatchStage(app=app, dispatcher=dispatcher, dead_letters=dead_letters, lock=batch_lock)
     app.batch_topic(runs_topic, evaluate.handle)
@@ -246,6 +252,25 @@ def create_pipeline(
     )
     app.batch_topic(topic("outcomes"), history.handle, fetch_every=DELIVERIES_FETCH_EVERY)
     app.batch_topic(topic("transitions"), transitions.handle, fetch_every=DELIVERIES_FETCH_EVERY)
+    # Grouped rules (streams.groups): members to their group's owner, digests out, members told.
+    groups = Groups(
+        app=app,
+        ledger=ledger_writer,
+        writer=writer,
+        emit=emit,
+        outcomes_topic=group_outcomes_topic.get_topic_name(),
+        lock=batch_lock,
+        owns=ownership.owns,
+        is_busy=dispatcher.is_busy,
+    )
+    # Neither needs to ride along in every fetch (a group waits seconds): the runs' fetches stay small.
+    outcomes = MemberOutcomes(app=app, ledger=ledger_writer, lock=batch_lock)
+    app.batch_topic(groups_topic, groups.handle, fetch_every=DELIVERIES_FETCH_EVERY)
+    app.batch_topic(group_outcomes_topic, outcomes.handle, fetch_every=DELIVERIES_FETCH_EVERY)
+
+    @app.timer(GROUP_TICK)
+    async def close_group_windows() -> None:
+        await groups.sweep()
 
     @app.timer(LEDGER_WRITE_DELAY)
     async def write_ledger_changes() -> None:
@@ -293,6 +318,7 @@ def create_pipeline(
             if b'"retry":[' in raw:
                 partition = ledger_writer.partitions[key]
                 dispatcher.schedule_from_record(key.decode(), partition, ledger.load(raw))
+        groups.takeover(owned_records())
         redriver.takeover()
 
     @app.task

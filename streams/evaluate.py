@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from faust.types import TP
 
-from runherald import metrics
+from runherald import grouping, metrics
 from runherald.config import Settings
 from runherald.delivery import Delivery, run_key
 from runherald.evaluation import InvalidEvent, evaluate_event, parse_event
@@ -59,6 +59,7 @@ class EvaluateStage:
         inhibit: Inhibit | None = None,
         # (run, its record): the run's terminal state to its name's history (streams.history)
         record_outcome: Callable[[dict[str, Any], Any], Awaitable[None]] | None = None,
+        groups_topic: str = "",
     ) -> None:
         self._app = app
         self._settings = settings
@@ -67,6 +68,7 @@ class EvaluateStage:
         self._dead_letters = dead_letters
         self._emit = emit
         self._runs_topic = runs_topic
+        self._groups_topic = groups_topic  # grouped rules' members go there (streams.groups)
         self._lock = lock  # shared with the dispatch stage: a rebalance waits for the batch under way
         self._unacknowledged: list[tuple[TP, list[int], int]] = []  # (partition, offsets, read epoch)
         self._oldest = 0.0  # monotonic time the oldest unacknowledged event was handled
@@ -139,6 +141,9 @@ class EvaluateStage:
         if result.record is not None:
             # In the table before any send starts: an outcome is recorded into this record.
             self._ledger.set(message.partition, key, result.record)
+        for member in result.members:
+            group_key = grouping.group_key(member["group"]).encode()
+            await self._writer.send(self._groups_topic, group_key, orjson.dumps(member))
         for delivery in result.deliveries:
             await self._emit(delivery, message.partition)
         if result.deliveries:

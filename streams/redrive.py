@@ -44,6 +44,7 @@ def stranded(record: ledger.Record, older_than: float) -> list[str]:
         for did, found in record["deliveries"].items()
         if found.get("status") == ledger.PENDING
         and not found.get("retry")
+        and not found.get("group")  # a grouped rule's: its group's owner sends it (streams.groups)
         and float(found.get("updated") or 0.0) <= older_than
     ]
 

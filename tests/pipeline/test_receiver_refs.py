@@ -71,7 +71,14 @@ async def test_a_notification_naming_a_receiver_is_sent_with_its_secrets_shown_n
     assert all(SECRET.encode() not in answer for answer in answers), answers
     for topic in TOPIC_NAMES:
         records = await read_topic(worker.settings, topic)
-        assert records or topic in {"dead-letter", "outcomes", "history", "transitions"}, topic
+        assert records or topic in {
+            "dead-letter",
+            "outcomes",
+            "history",
+            "transitions",
+            "groups",
+            "group-outcomes",
+        }, topic
         assert not [record for record in records if SECRET.encode() in (record[1] or b"")], topic
     rules_topic = dict(await read_topic(worker.settings, "rules"))
     kept = json.loads(rules_topic[f"receiver/{name}".encode()] or b"")["secret_params"]["url"]
