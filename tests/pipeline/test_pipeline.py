@@ -263,7 +263,7 @@ async def test_standard_loop_and_consumer_thread_still_deliver(
 
 
 def test_default_worker_runs_uvloop_with_the_consumer_on_its_loop(worker: WorkerProcess) -> None:
-    assert "event loop uvloop, Kafka consumer on the event loop" in worker.tail(200)
+    assert "event loop uvloop, Kafka consumer on the event loop" in worker.tail(100_000)  # its start
 
 
 async def test_pending_delivery_reaches_the_ledger_topic_while_its_send_hangs(
