@@ -216,7 +216,7 @@ def _name_problem(kind: str, name: Any, path: str) -> Problem | None:
     return None
 
 
-def _unknown_keys(
+def unknown_keys(
     data: Mapping[str, Any], known: Collection[str], path: str, later: Collection[str] = ()
 ) -> list[Problem]:
     problems = []
@@ -242,7 +242,7 @@ def parse_receiver(data: Any, path: str) -> tuple[Receiver | None, list[Problem]
     """A receiver from its dict, or the problems that keep it from being one."""
     if not isinstance(data, Mapping):
         return None, [Problem(path, "a receiver must be an object with name, kind, params, secret_params")]
-    problems = _unknown_keys(data, RECEIVER_KEYS, path)
+    problems = unknown_keys(data, RECEIVER_KEYS, path)
     named = _name_problem("receiver", data.get("name"), path)
     problems += [named] if named else []
     if not data.get("kind"):
@@ -268,7 +268,7 @@ def parse_receiver(data: Any, path: str) -> tuple[Receiver | None, list[Problem]
     ), []
 
 
-def _matchers(
+def parse_matchers(
     value: Any, path: str, allowed: Collection[str], problems: list[Problem]
 ) -> tuple[Matcher, ...]:
     if not isinstance(value, list) or not value:
@@ -291,14 +291,14 @@ def parse_rule(
     problems, warnings)."""
     if not isinstance(data, Mapping):
         return None, [Problem(path, "a rule must be an object with name, matchers, when, receivers")], []
-    problems = _unknown_keys(data, RULE_KEYS, path, LATER_RULE_KEYS)
+    problems = unknown_keys(data, RULE_KEYS, path, LATER_RULE_KEYS)
     warnings: list[Problem] = []
     named = _name_problem("rule", data.get("name"), path)
     if named is None and data.get("name") in RESERVED_RULE_NAMES:
         reserved = "is reserved (POST /api/v1/rules/test is the dry run)"
         named = Problem(f"{path}.name", f"{data['name']!r} {reserved}")
     problems += [named] if named else []
-    matchers = _matchers(data.get("matchers"), f"{path}.matchers", RUN_FIELDS, problems)
+    matchers = parse_matchers(data.get("matchers"), f"{path}.matchers", RUN_FIELDS, problems)
     states, transitions, when_problems = parse_when(data.get("when"), f"{path}.when")
     problems += when_problems
     problems += text_problems({key: value for key, value in data.items() if key != "when"}, path)
@@ -360,7 +360,7 @@ def check_document(
     if not isinstance(doc, Mapping):
         result.problems.append(Problem("", "the document must be an object with receivers and rules"))
         return result
-    result.problems += _unknown_keys(doc, DOCUMENT_KEYS, "", LATER_DOCUMENT_KEYS)
+    result.problems += unknown_keys(doc, DOCUMENT_KEYS, "", LATER_DOCUMENT_KEYS)
     result.problems = [Problem(problem.path.lstrip("."), problem.message) for problem in result.problems]
     sections = {key: [] if doc.get(key) is None else doc[key] for key in DOCUMENT_KEYS}
     for key, items in sections.items():
@@ -423,9 +423,11 @@ __all__ = [
     "is_template",
     "load_text",
     "notification_name",
+    "parse_matchers",
     "parse_receiver",
     "parse_rule",
     "record_key",
     "render_message",
+    "unknown_keys",
     "with_receiver",
 ]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runherald.admission import Problem
-from runherald.alerting import NAME, NAME_RULE, InvalidConfig, _matchers, _unknown_keys
+from runherald.alerting import NAME, NAME_RULE, InvalidConfig, parse_matchers, unknown_keys
 from runherald.matchers import RUN_FIELDS, SILENCE_FIELDS, Matcher, format_duration, parse_duration
 
 SILENCE_KEYS = ("id", "matchers", "starts_at", "ends_at", "duration", "author", "comment", "created_at")
@@ -92,8 +92,9 @@ def parse_silence(data: Any, now: float | None = None) -> Silence:
         raise InvalidConfig(
             [Problem("", "a silence must be an object with matchers, duration or ends_at, comment")]
         )
-    problems += _unknown_keys(data, SILENCE_KEYS, "silence")
-    matchers = _matchers(data.get("matchers"), "silence.matchers", (*RUN_FIELDS, *SILENCE_FIELDS), problems)
+    problems += unknown_keys(data, SILENCE_KEYS, "silence")
+    fields = (*RUN_FIELDS, *SILENCE_FIELDS)
+    matchers = parse_matchers(data.get("matchers"), "silence.matchers", fields, problems)
     starts = _timestamp(data["starts_at"], "silence.starts_at", problems) if data.get("starts_at") else now
     ends: float | None = None
     if data.get("ends_at") and data.get("duration"):
