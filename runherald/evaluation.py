@@ -166,6 +166,7 @@ def evaluate_event(
 
     duplicate_names = rules.check_unique_names((run.get("spec") or {}).get("notifications") or [])
     now = time.time()
+    fields: dict[str, str] = {}  # the run's matcher fields, made when a silence or rule first needs them
     for candidate in found:
         notification, name = candidate.notification, candidate.name
         when = rules.when_states(notification)
@@ -209,44 +210,25 @@ def evaluate_event(
         if not decision.send:
             result.skipped.append((name, decision.reason))
             continue
+        if alerts is not None and (alerts.silences or candidate.rule):
+            fields = fields or run_fields(run)  # once per event, and only for who needs them
         if alerts is not None and candidate.rule in alerts.inhibiting:
-            _start_inhibition(result, alerts, candidate.rule, now)
+            _start_inhibition(result, alerts, candidate.rule, fields, now)
         if alerts is not None and alerts.silences:
-            fields = {**run_fields(run), "notification": name, "receiver": candidate.receiver}
-            silence = alerts.silence_for(fields, now)
+            muted_by = {**fields, "notification": name, "receiver": candidate.receiver}
+            silence = alerts.silence_for(muted_by, now)
             if silence is not None:
                 why = f"muted by {silence.describe()}"
-                ledger.put_entry(
-                    record,
-                    did,
-                    name=name,
-                    state=state,
-                    kind=notification.get("kind", "slack"),
-                    status=ledger.SKIPPED,
-                    reason=ledger.short_reason(why),
-                    silence=silence.id,
-                )
-                result.skipped.append((name, why))
+                _skip(result, record, did, candidate, state, why, silence=silence.id)
                 continue
         if (
             candidate.rule
             and alerts is not None
             and alerts.inhibitions.may_mute(candidate.rule, result.inhibitions)
         ):
-            inhibition = muting(alerts.inhibitions, result.inhibitions, candidate.rule, run_fields(run), now)
+            inhibition = muting(alerts.inhibitions, result.inhibitions, candidate.rule, fields, now)
             if inhibition is not None:
-                why = inhibition.describe()
-                ledger.put_entry(
-                    record,
-                    did,
-                    name=name,
-                    state=state,
-                    kind=notification.get("kind", "slack"),
-                    status=ledger.SKIPPED,
-                    reason=ledger.short_reason(why),
-                    inhibition=inhibition.key,
-                )
-                result.skipped.append((name, why))
+                _skip(result, record, did, candidate, state, inhibition.describe(), inhibition=inhibition.key)
                 continue
         if redacted is None:
             redacted = rules.redact_run(run, parsed_json=True)
@@ -254,7 +236,7 @@ def evaluate_event(
         if rule is not None and (rule.group_wait or rule.repeat_interval):
             # Its group's owner sends it, in a digest (runherald.grouping, streams.groups).
             member = grouping.make_member(
-                run, notification, rule, candidate.receiver, fields=run_fields(run), redacted=redacted,
+                run, notification, rule, candidate.receiver, fields=fields, redacted=redacted,
                 delivery_id=did, source=source, now=now,
             )  # fmt: skip
             result.members.append(member)
@@ -279,12 +261,36 @@ def evaluate_event(
     return result
 
 
-def _start_inhibition(result: Evaluation, alerts: AlertConfig, rule_name: str, now: float) -> None:
+def _skip(
+    result: Evaluation,
+    record: ledger.Record,
+    did: str,
+    candidate: Candidate,
+    state: str,
+    why: str,
+    **extra: Any,
+) -> None:
+    """Record a delivery decided against (silenced, inhibited) as `skipped`, the reason saying why."""
+    ledger.put_entry(
+        record,
+        did,
+        name=candidate.name,
+        state=state,
+        kind=candidate.notification.get("kind", "slack"),
+        status=ledger.SKIPPED,
+        reason=ledger.short_reason(why),
+        **extra,
+    )
+    result.skipped.append((candidate.name, why))
+
+
+def _start_inhibition(
+    result: Evaluation, alerts: AlertConfig, rule_name: str, fields: dict[str, str], now: float
+) -> None:
     """Rule `rule_name` fired for the run: it inhibits (once per event, whatever its receivers)."""
     if any(inhibition.source == rule_name for inhibition in result.inhibitions):
         return
     rule = alerts.rules[rule_name]
-    fields = run_fields(result.run)
     result.inhibitions.append(
         start_inhibition(
             rule.name, rule.inhibits, rule.inhibit_equal, rule.inhibit_for, fields, result.key, now
