@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from runherald.config_layers import ENV_PREFIX, Layer, build, from_file, redact
 from runherald.errors import ConfigError
 from runherald.kafka_checks import (
     KAFKA_IDEMPOTENCE,
@@ -35,7 +35,6 @@ from runherald.kafka_checks import (
     kafka_security_problem,
 )
 
-ENV_PREFIX = "RUNHERALD_"
 CONFIG_ENV = "RUNHERALD_CONFIG"
 SLACK_API_URL = "https://slack.com/api/"
 
@@ -67,10 +66,6 @@ NOT_SETTINGS = {
 NOT_SETTINGS_PREFIXES = (
     "RUNHERALD_SECRET_",  # secrets that secret_params refer to as ${RUNHERALD_SECRET_...}
 )
-
-_SECRET_NAME_PARTS = frozenset({"key", "password", "passwd", "token", "secret", "webhook", "credentials"})
-_URL_PASSWORD = re.compile(r"(?<=://)([^/@:\s]+):[^/@\s]+@")
-REDACTED = "REDACTED"
 
 
 class SettingsWarning(UserWarning):
@@ -297,7 +292,7 @@ class Settings(BaseSettings):
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some values changed (validated), keeping where the others came from."""
-        changed = _build(type(self), {**self.model_dump(), **changes}, dict.fromkeys(changes, "changed"))
+        changed = build(type(self), {**self.model_dump(), **changes}, dict.fromkeys(changes, "changed"))
         changed._sources = {**self._sources, **dict.fromkeys(changes, "changed")}
         return changed
 
@@ -323,7 +318,7 @@ class Settings(BaseSettings):
         layers = [
             _from_flags(flags or {}),
             _from_environment(env),
-            _from_file(Path(file_name)) if file_name else {},
+            from_file(Path(file_name), list(cls.model_fields)) if file_name else {},
             _from_mlrun_environment(env),
         ]
         values: dict[str, Any] = {}
@@ -332,7 +327,7 @@ class Settings(BaseSettings):
             for name, (value, source) in layer.items():
                 values[name] = value
                 sources[name] = source
-        settings = _build(cls, values, sources)
+        settings = build(cls, values, sources)
         settings._sources = sources
         return settings
 
@@ -374,18 +369,6 @@ def environment_warnings(env: Mapping[str, str]) -> list[str]:
     return found
 
 
-def redact(name: str, value: Any) -> Any:
-    """A setting's value fit to print: secrets (by their name) and passwords in URLs redacted."""
-    if not isinstance(value, str) or not value:
-        return value
-    if _SECRET_NAME_PARTS & set(name.lower().split("_")):
-        return REDACTED
-    return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", value)
-
-
-Layer = dict[str, tuple[Any, str]]
-
-
 def _from_flags(flags: Mapping[str, Any]) -> Layer:
     unknown = sorted(set(flags) - set(Settings.model_fields))
     if unknown:
@@ -411,64 +394,6 @@ def _from_environment(env: Mapping[str, str]) -> Layer:
 
 def _from_mlrun_environment(env: Mapping[str, str]) -> Layer:
     return {name: (env[var], f"env {var}") for var, name in MLRUN_ENV.items() if env.get(var)}
-
-
-def _from_file(path: Path) -> Layer:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"settings file {path}: cannot read it: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        problem = getattr(exc, "problem", None) or "not YAML"
-        raise ConfigError(f"settings file {path}: not valid YAML{line}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"settings file {path}: expected a mapping of setting names to values")
-    fields = list(Settings.model_fields)
-    for key in data:
-        if key not in fields:
-            guess = str(key).lower().removeprefix(ENV_PREFIX.lower())
-            close = difflib.get_close_matches(guess, fields, n=1, cutoff=0.75)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"settings file {path}: {key!r} is not a setting{hint}")
-    return {name: (value, f"file {path}") for name, value in data.items() if value is not None}
-
-
-_TYPE_MESSAGES = {
-    "bool_parsing": "expected a boolean (true or false)",
-    "bool_type": "expected a boolean (true or false)",
-    "int_parsing": "expected a whole number",
-    "int_type": "expected a whole number",
-    "int_from_float": "expected a whole number",
-    "float_parsing": "expected a number",
-    "float_type": "expected a number",
-    "string_type": "expected text",
-}
-
-
-def _build(cls: type[Settings], values: dict[str, Any], sources: Mapping[str, str]) -> Settings:
-    """cls(**values), or ConfigError naming where the first bad value came from, on one line."""
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        name = str(error["loc"][0]) if error["loc"] else ""
-        if not name:  # a check across settings (a model validator): its message names them
-            raise ConfigError(str(error.get("ctx", {}).get("error", error["msg"]))) from None
-        source = sources.get(name, "default")
-        kind, _, origin = source.partition(" ")
-        where = {"env": origin, "flag": origin, "file": f"settings file {origin}: {name}"}.get(kind, name)
-        if error["type"] == "value_error":
-            message = str(error.get("ctx", {}).get("error", error["msg"]))
-        else:
-            message = _TYPE_MESSAGES.get(error["type"], error["msg"])
-        if kind == "file" and message.startswith(f"{name} "):
-            where = f"settings file {origin}"
-        shown = redact(name, values.get(name))
-        raise ConfigError(f"{where}: {message}, got {shown!r}") from None
 
 
 def _bootstrap_servers(broker: str) -> str:
