@@ -21,6 +21,7 @@ from runherald import ledger, metrics
 from runherald.api_rule_test import add_rule_test_routes
 from runherald.api_rules import add_rule_routes
 from runherald.api_silences import add_silence_routes, unknown_receiver_problems
+from runherald.api_subscriptions import add_subscription_routes
 from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
 from runherald.openapi import OPENAPI
@@ -238,5 +239,6 @@ def create_api(
     if alerts is not None:
         add_rule_routes(app, alerts)
         add_silence_routes(app, alerts)
+        add_subscription_routes(app, alerts)
         add_rule_test_routes(app, alerts, publisher.settings)
     return app
