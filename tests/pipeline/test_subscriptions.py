@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,3 +183,52 @@ async def test_the_cli_adds_lists_and_deletes_and_refuses_what_is_wrong(
     assert name not in [item["name"] for item in json.loads(listed.stdout)]
     missing = await runherald(subscribed, "subscriptions", "delete", name)
     assert missing.returncode == 1 and "no subscription named" in missing.stderr
+
+
+def _request(api: str, method: str, path: str, body: Any) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    sent = urllib.request.Request(api + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(sent, timeout=15) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+async def call(worker: WorkerProcess, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    return await asyncio.to_thread(_request, worker.api, method, path, body)
+
+
+async def test_the_api_creates_replaces_and_refuses_with_paths(subscribed: WorkerProcess) -> None:
+    url = "https://hooks.example.com/runs"
+    code, created = await call(subscribed, "POST", "/api/v1/subscriptions", {"url": url, "secret": SECRET})
+    assert code == 201 and created["generated_name"] is True and created["states"] == []
+    assert created["secret"] == "REDACTED"  # the answer shows what was given, never the secret
+    name = created["name"]
+    code, again = await call(subscribed, "POST", "/api/v1/subscriptions", {"name": name, "url": url})
+    assert code == 409 and name in again["error"]
+
+    one = f"/api/v1/subscriptions/{name}"
+    stored = (await call(subscribed, "GET", one))[1]
+    assert stored["secret"]["sealed"].startswith("rhs1.")
+    # The same content again is left as it is (the sealed secret opened to compare), a change is not.
+    assert await call(subscribed, "PUT", one, {"url": url, "secret": SECRET}) == (
+        200,
+        {"name": name, "action": "unchanged"},
+    )
+    changed = {"url": url, "secret": SECRET, "states": ["error"]}
+    assert (await call(subscribed, "PUT", one, changed))[1]["action"] == "updated"
+    assert (await call(subscribed, "GET", one))[1]["states"] == ["error"]
+
+    code, refused = await call(
+        subscribed, "PUT", one, {"url": url, "matchers": ['labels.team="a"', 'stat="x"'], "state": []}
+    )
+    assert code == 400 and "nothing was stored" in refused["error"]
+    problems = {p["path"]: p["message"] for p in refused["problems"]}
+    assert set(problems) == {f"subscriptions.{name}.matchers[1]", f"subscriptions.{name}.state"}
+    assert "did you mean 'states'" in problems[f"subscriptions.{name}.state"]
+    code, refused = await call(subscribed, "PUT", one, {"name": "other", "url": url})
+    assert code == 400 and refused["problems"][0]["path"] == f"subscriptions.{name}.name"
+
+    assert await call(subscribed, "DELETE", one) == (200, {"name": name, "action": "deleted"})
+    assert (await call(subscribed, "GET", one))[0] == 404
