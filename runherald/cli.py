@@ -30,6 +30,7 @@ from runherald.cli_common import (
     read_runs,
 )
 from runherald.cli_doctor import doctor_command
+from runherald.cli_integrations import COMMANDS as INTEGRATION_COMMANDS
 from runherald.cli_keys import keys as keys_group
 from runherald.cli_rule_test import COMMANDS as RULE_TEST_COMMANDS
 from runherald.cli_rules import COMMANDS as RULE_COMMANDS
@@ -73,7 +74,7 @@ def cli(ctx: click.Context) -> None:
 cli.add_command(keys_group)
 cli.add_command(token)
 cli.add_command(doctor_command(RunheraldCommand))
-for _command in [*RULE_COMMANDS, *SILENCE_COMMANDS]:
+for _command in [*RULE_COMMANDS, *SILENCE_COMMANDS, *INTEGRATION_COMMANDS]:
     cli.add_command(_command)
 for _command in RULE_TEST_COMMANDS:
     rules_group.add_command(_command)
