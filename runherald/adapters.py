@@ -15,6 +15,8 @@ adapter's reason.
 - ``mlrun-run``: a run dict, as the runs topic carries it.
 - ``generic``: ``{project, uid, name, state, results, labels, error, last_update}`` for CI systems and
   schedulers; `project` falls back to the default project.
+- ``github-workflow-run``: a GitHub Actions ``workflow_run`` webhook payload (runherald.adapters_github);
+  only where an integration names it (NAMED_ONLY), never tried to recognise a record.
 
 A record may also be a JSON array or NDJSON of these. Hops (loop prevention): `hops_from` reads a
 request's ``X-Runherald-Hops``, `stamp_hops` stores it in each run's ``runherald.hops`` and refuses
@@ -31,11 +33,13 @@ from typing import Any
 
 import orjson
 
+from runherald.adapters_github import workflow_run_to_run
 from runherald.events import NOT_A_RUN, NOT_JSON, InvalidEvent, validate_run
 
 __all__ = [
     "ADAPTERS",
     "HOPS_HEADER",
+    "NAMED_ONLY",
     "Adapted",
     "Adapter",
     "NotThisShape",
@@ -284,7 +288,7 @@ def cloudevents(value: Any, headers: Mapping[str, str], default_project: str) ->
         raise NotThisShape("the CloudEvent has no JSON data" if data is None else "the data is not JSON")
     if isinstance(data, str):  # JSON data sent as a JSON string holding JSON
         data = _parse_json(data.encode())
-    inner = [name for name in ADAPTERS if name != CLOUDEVENTS]
+    inner = [name for name in ADAPTERS if name != CLOUDEVENTS and name not in NAMED_ONLY]
     items = data if isinstance(data, list) else [data]
     runs: list[dict[str, Any]] = []
     for i, item in enumerate(items):
@@ -302,14 +306,31 @@ def cloudevents(value: Any, headers: Mapping[str, str], default_project: str) ->
     return runs
 
 
+# -- github-workflow-run ---------------------------------------------------------------------------------
+
+
+def github_workflow_run(value: Any, headers: Mapping[str, str], default_project: str) -> list[dict[str, Any]]:
+    """A GitHub Actions ``workflow_run`` webhook payload (runherald.adapters_github: the project is the
+    repository's, whatever the default)."""
+    if not isinstance(value, dict) or "workflow_run" not in value:
+        raise NotThisShape("not a GitHub workflow_run payload (no workflow_run object)")
+    try:
+        return [_checked(workflow_run_to_run(value))]
+    except InvalidEvent as exc:
+        raise NotThisShape(str(exc)) from None
+
+
 # The adapters, by name, in the order `adapt` tries them.
 ADAPTERS: dict[str, Adapter] = {
     CLOUDEVENTS: cloudevents,
     MLRUN_WEBHOOK: mlrun_webhook,
     "mlrun-run": mlrun_run,
     "generic": generic,
-    # "github-workflow-run": helper B registers its adapter here (runherald/adapters_github.py).
+    "github-workflow-run": github_workflow_run,
 }
+# Adapters tried only where they are named (an integration's adapter), never to recognise a record: a
+# GitHub payload is taken where GitHub's signature is checked (runherald.api_integrations).
+NAMED_ONLY = frozenset({"github-workflow-run"})
 
 
 # -- adapt ----------------------------------------------------------------------------------------------
@@ -369,7 +390,7 @@ def adapt(
     ADAPTERS that recognises it (or only by `adapter`), or Unrecognised with each adapter's reason."""
     if adapter is not None and adapter not in ADAPTERS:
         raise ValueError(f"unknown adapter {adapter!r} (known: {', '.join(ADAPTERS)})")
-    names = [adapter] if adapter is not None else list(ADAPTERS)
+    names = [adapter] if adapter is not None else [name for name in ADAPTERS if name not in NAMED_ONLY]
     lowered = headers_of(headers)
     if not body.strip():
         raise Unrecognised({name: "the record is empty" for name in names}, NOT_JSON)

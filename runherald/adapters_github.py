@@ -61,7 +61,9 @@ def run_state(status: Any, conclusion: Any) -> str:
             f"workflow_run.conclusion {conclusion!r} is not one this adapter knows ({known})", INVALID_FIELD
         )
     known = ", ".join([*sorted(PENDING_STATUSES), "in_progress", "completed"])
-    raise InvalidEvent(f"workflow_run.status {status!r} is not one this adapter knows ({known})", INVALID_FIELD)
+    raise InvalidEvent(
+        f"workflow_run.status {status!r} is not one this adapter knows ({known})", INVALID_FIELD
+    )
 
 
 def _project(payload: Mapping[str, Any], workflow_run: Mapping[str, Any]) -> str:

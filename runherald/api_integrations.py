@@ -38,6 +38,9 @@ from runherald.streams.alert_store import AlertStore, NotInForce
 
 log = logging.getLogger("runherald.api")
 
+# STAND-IN until helper A's max_hops setting lands (runherald.adapters.stamp_hops takes it): then the
+# setting is used, this default no more.
+DEFAULT_MAX_HOPS = 3
 READY_TIMEOUT = 10.0  # how long a request waits for a starting worker to load the rules topic
 GITHUB_PING = "ping"
 GITHUB_WORKFLOW_RUN = "workflow_run"
@@ -105,7 +108,9 @@ def add_integration_routes(app: web.Application, alerts: AlertStore, publisher: 
                 integration, problems = parse_integration({**body, "name": name}, path)
             if integration is not None:
                 problems = unresolved_secret_problems(
-                    [integration], secrets_dir=settings.secrets_dir or None, env_allow=settings.secret_env_names
+                    [integration],
+                    secrets_dir=settings.secrets_dir or None,
+                    env_allow=settings.secret_env_names,
                 )
                 integration = None if problems else integration
             if integration is None:
@@ -185,14 +190,14 @@ def add_integration_routes(app: web.Application, alerts: AlertStore, publisher: 
     async def publish(request: web.Request, body: bytes, adapter: str, project: str) -> web.Response:
         try:
             adapted = adapt(body, request.headers, adapter=adapter, project=project)
-            runs = stamp_hops(adapted.runs, hops_from(request.headers), settings.max_hops)
+            runs = stamp_hops(
+                adapted.runs, hops_from(request.headers), int(getattr(settings, "max_hops", DEFAULT_MAX_HOPS))
+            )
         except InvalidEvent as exc:
             return refuse(request, 422, str(exc))
         missing = unknown_receiver_problems(runs, alerts.config.receivers, as_list=len(runs) > 1)
         try:
-            prepared = prepare_runs(
-                runs, as_list=len(runs) > 1, slack_fallback=bool(settings.slack_webhook)
-            )
+            prepared = prepare_runs(runs, as_list=len(runs) > 1, slack_fallback=bool(settings.slack_webhook))
             refused = InvalidRuns(missing) if missing else None
         except InvalidRuns as exc:
             refused = InvalidRuns([*exc.problems, *(p for p in missing if p not in exc.problems)])
@@ -204,7 +209,9 @@ def add_integration_routes(app: web.Application, alerts: AlertStore, publisher: 
             problems = [problem.as_dict() for problem in refused.problems]
             return refuse(request, 422, refused.summary, problems=problems)
         keys = await publisher.send_prepared(prepared)
-        log.info("integration %s: accepted %d run(s) (%s)", request.match_info["name"], len(keys), adapted.adapter)
+        log.info(
+            "integration %s: accepted %d run(s) (%s)", request.match_info["name"], len(keys), adapted.adapter
+        )
         return _json({"accepted": len(keys), "runs": keys}, 202)
 
     app.router.add_get("/api/v1/integrations", answers(list_integrations))

@@ -38,7 +38,12 @@ def _table(items: Sequence[Mapping[str, Any]]) -> None:
         return
     rows = [("NAME", "ADAPTER", "PROJECT", "AUTH")]
     rows += [
-        (item["name"], str(item.get("adapter") or ""), str(item.get("project") or "-"), _auth_text(item.get("auth")))
+        (
+            item["name"],
+            str(item.get("adapter") or ""),
+            str(item.get("project") or "-"),
+            _auth_text(item.get("auth")),
+        )
         for item in items
     ]
     print_table(rows)
@@ -51,7 +56,9 @@ def integrations() -> None:
     `integrations:` in the configuration document and apply it with `runherald rules apply -f FILE`."""
 
 
-@integrations.command(name="list", short_help="every integration: adapter, project, auth (secrets never shown)")
+@integrations.command(
+    name="list", short_help="every integration: adapter, project, auth (secrets never shown)"
+)
 @click.pass_context
 def integrations_list(ctx: click.Context) -> None:
     """Every stored integration. -o yaml prints a document `rules apply -f` takes back (secrets sealed)."""

@@ -129,7 +129,9 @@ def resolve_secret(
         env_allow=env_allow,
     )["value"]
     if not isinstance(value, str) or not value:
-        raise SecretResolutionError(f"the {integration.auth_kind} of integration {integration.name!r} is empty")
+        raise SecretResolutionError(
+            f"the {integration.auth_kind} of integration {integration.name!r} is empty"
+        )
     return value
 
 
@@ -224,7 +226,9 @@ def parse_integration(data: Any, path: str) -> tuple[Integration | None, list[Pr
         problems.append(Problem(f"{path}.name", f"{name!r} is not a valid name: {NAME_RULE}"))
     adapter = data.get("adapter")
     if not isinstance(adapter, str) or not adapter:
-        problems.append(Problem(f"{path}.adapter", f"an integration needs an adapter ({', '.join(ADAPTER_NAMES)})"))
+        problems.append(
+            Problem(f"{path}.adapter", f"an integration needs an adapter ({', '.join(ADAPTER_NAMES)})")
+        )
     elif adapter not in ADAPTER_NAMES:
         problems.append(
             Problem(f"{path}.adapter", f"unknown adapter {adapter!r}{did_you_mean(adapter, ADAPTER_NAMES)}")
@@ -237,7 +241,10 @@ def parse_integration(data: Any, path: str) -> tuple[Integration | None, list[Pr
         return None, problems
     auth = data["auth"]
     kind = next(kind for kind in AUTH_KINDS if kind in auth)
-    return Integration(name=data["name"], adapter=adapter, auth={kind: auth[kind]}, project=project or ""), []
+    integration = Integration(
+        name=data["name"], adapter=str(adapter), auth={kind: auth[kind]}, project=project or ""
+    )
+    return integration, []
 
 
 def parse_integrations(items: Any, section: str = "integrations") -> tuple[list[Integration], list[Problem]]:
