@@ -38,9 +38,6 @@ from runherald.streams.alert_store import AlertStore, NotInForce
 
 log = logging.getLogger("runherald.api")
 
-# STAND-IN until helper A's max_hops setting lands (runherald.adapters.stamp_hops takes it): then the
-# setting is used, this default no more.
-DEFAULT_MAX_HOPS = 3
 READY_TIMEOUT = 10.0  # how long a request waits for a starting worker to load the rules topic
 GITHUB_PING = "ping"
 GITHUB_WORKFLOW_RUN = "workflow_run"
@@ -190,9 +187,7 @@ def add_integration_routes(app: web.Application, alerts: AlertStore, publisher: 
     async def publish(request: web.Request, body: bytes, adapter: str, project: str) -> web.Response:
         try:
             adapted = adapt(body, request.headers, adapter=adapter, project=project)
-            runs = stamp_hops(
-                adapted.runs, hops_from(request.headers), int(getattr(settings, "max_hops", DEFAULT_MAX_HOPS))
-            )
+            runs = stamp_hops(adapted.runs, hops_from(request.headers), settings.max_hops)
         except InvalidEvent as exc:
             return refuse(request, 422, str(exc))
         missing = unknown_receiver_problems(runs, alerts.config.receivers, as_list=len(runs) > 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -423,3 +424,21 @@ def test_next_hops_is_one_more_than_the_runs() -> None:
     assert next_hops([run(runherald={"hops": 2}), run()]) == 3
     assert hops_of(run(runherald={"hops": True})) == 0
     assert hops_of(run(runherald={"hops": "9"})) == 0
+
+
+# -- the body mlrun 1.12.1 really sends (tests/fixtures/adapters/generate.py) ------------------------------
+
+MLRUN_FIXTURE = Path(__file__).parents[1] / "fixtures" / "adapters" / "mlrun_webhook_body.json"
+
+
+def test_the_body_mlrun_posts_is_an_mlrun_webhook_body() -> None:
+    fixture = orjson.loads(MLRUN_FIXTURE.read_bytes())
+    adapted = adapt(js(fixture["body"]), {"Content-Type": fixture["content_type"]})
+    assert adapted.adapter == "mlrun-webhook"
+    (only,) = adapted.runs
+    assert only["metadata"]["project"] == "fraud-demo"
+    assert only["metadata"]["uid"] == "8f2d6c1e4b7a4e0c9d3f5a1b2c3d4e5f"
+    assert only["status"]["results"] == {"accuracy": 0.97}
+    assert only["runherald"]["notified_by_source"] is True
+    check_runs(adapted.runs)
+    assert candidates(only, None) == []  # its webhook to runherald is not sent again

@@ -230,6 +230,7 @@ async def test_each_authentication_and_refusal_and_nothing_refused_reaches_kafka
     await refused(token, b'{"shape": "unknown"}', bearer, 422, "no adapter recognised")
     await refused(token, b"x" * 250_000, bearer, 413, "larger than")
     await refused(unique("nobody"), generic(), bearer, 404, "no integration named")
+    await refused(token, generic(), {**bearer, "X-Runherald-Hops": "4"}, 422, "loop detected")
     uid = unique("u")
     code, accepted = await call(
         integrating, "POST", f"/api/v1/integrations/{token}", token=None, headers=bearer,
