@@ -109,6 +109,9 @@ def run_problems(run: Any, *, slack_fallback: bool = False) -> list[Problem]:
         if not isinstance(notifications, list):
             problems.append(Problem("spec.notifications", "must be a list"))
             notifications = []
+    mark = run.get("runherald")
+    if isinstance(mark, Mapping) and mark.get("notified_by_source"):
+        notifications = []  # already sent by the run's source (MLRun): runherald never sends them
     names: dict[str, int] = {}
     for i, notification in enumerate(notifications):
         path = f"spec.notifications[{i}]"

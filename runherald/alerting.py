@@ -18,6 +18,7 @@ from runherald.admission import Problem, did_you_mean, notification_problems, te
 from runherald.errors import RunheraldError
 from runherald.grouping import DEFAULT_GROUP_INTERVAL, GROUP_KEYS, grouping_dict, parse_grouping
 from runherald.inhibition import INHIBIT_KEYS, inhibits_dict, parse_inhibits
+from runherald.integrations import Integration, parse_integrations
 from runherald.matchers import (
     RUN_FIELDS,
     Matcher,
@@ -33,8 +34,8 @@ from runherald.transitions import Transition, parse_when, when_items, when_label
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/')"
 TYPES = ("receiver", "rule", "silence")
-DOCUMENT_KEYS = ("receivers", "rules")
-LATER_DOCUMENT_KEYS = ("integrations", "subscriptions")
+DOCUMENT_KEYS = ("receivers", "rules", "integrations")
+LATER_DOCUMENT_KEYS = ("subscriptions",)
 RECEIVER_KEYS = ("name", "kind", "params", "secret_params", "rate_limit")
 RULE_KEYS = (
     "name",
@@ -189,6 +190,7 @@ class Document:
 
     receivers: list[Receiver] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
+    integrations: list[Integration] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
 
@@ -362,7 +364,9 @@ def check_document(
         return result
     result.problems += unknown_keys(doc, DOCUMENT_KEYS, "", LATER_DOCUMENT_KEYS)
     result.problems = [Problem(problem.path.lstrip("."), problem.message) for problem in result.problems]
-    sections = {key: [] if doc.get(key) is None else doc[key] for key in DOCUMENT_KEYS}
+    result.integrations, integration_problems = parse_integrations(doc.get("integrations"))
+    result.problems += integration_problems
+    sections = {key: [] if doc.get(key) is None else doc[key] for key in ("receivers", "rules")}
     for key, items in sections.items():
         if not isinstance(items, list):
             result.problems.append(Problem(key, f"{key} must be a list"))

@@ -2,7 +2,9 @@
 
 Every error is JSON ``{"error": "..."}``, aiohttp's own (404, 405, 413) included. With a tokens
 file, every request but the public ones (PUBLIC_PATHS) needs a bearer token with the route's scope
-(`required_scope`); the document of it all is `runherald.openapi`.
+(`required_scope`), except an integration's ingress (SELF_AUTHENTICATED), which its integration's own
+auth checks (runherald.api_integrations) whether or not there is a tokens file; the document of it all
+is `runherald.openapi`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from runherald import ledger, metrics
+from runherald.api_integrations import add_integration_routes
 from runherald.api_rule_test import add_rule_test_routes
 from runherald.api_rules import add_rule_routes
 from runherald.api_silences import add_silence_routes, unknown_receiver_problems
@@ -40,9 +43,10 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.js
 # POSTs that are not configuration changes; every other change needs admin.
 _POST_SCOPES = {
     "/api/v1/runs": "publish",
-    "/api/v1/integrations/{name}": "publish",
     "/api/v1/rules/test": "read",
 }
+# Checked by the integration's own auth (a sender such as GitHub cannot send a bearer token of ours).
+SELF_AUTHENTICATED = frozenset({("POST", "/api/v1/integrations/{name}")})
 _HEADERS_KEPT = ("Allow", "WWW-Authenticate")
 
 
@@ -97,12 +101,15 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 def required_scope(request: web.Request) -> str | None:
     """The scope the matched route needs (admin for any change not listed), "" for a request that
-    matched no route (a token, any scope, before 404 or 405), None for the public paths."""
+    matched no route (a token, any scope, before 404 or 405), None for the public paths and for those
+    the route authenticates itself (SELF_AUTHENTICATED)."""
     if request.path in PUBLIC_PATHS:
         return None
     resource = request.match_info.route.resource
     if resource is None or request.match_info.http_exception is not None:
         return ""
+    if (request.method, resource.canonical) in SELF_AUTHENTICATED:
+        return None
     if request.method in {"GET", "HEAD"}:
         return "read"
     return _POST_SCOPES.get(resource.canonical, "admin") if request.method == "POST" else "admin"
@@ -241,4 +248,5 @@ def create_api(
         add_silence_routes(app, alerts)
         add_subscription_routes(app, alerts)
         add_rule_test_routes(app, alerts, publisher.settings)
+        add_integration_routes(app, alerts, publisher)
     return app

@@ -28,6 +28,8 @@ from runherald.alerting import (
     parse_rule,
     record_key,
 )
+from runherald.integrations import Integration, record_value, same_integration, unresolved_secret_problems
+from runherald.integrations import literal_secret_warnings as integration_secret_warnings
 from runherald.rule_index import AlertConfig
 from runherald.sealing import SealKeyError, open_sealed, seal_notification
 from runherald.secret_values import SecretResolutionError, is_reference, is_sealed
@@ -125,30 +127,43 @@ def rule_change(rule: Rule, stored: Mapping[str, Any] | None) -> Change:
     return Change("rule", rule.name, "created" if stored is None else "updated", new)
 
 
+def integration_change(integration: Integration, stored: Mapping[str, Any] | None) -> Change:
+    """Applying one integration; the value to write has a literal secret sealed (SealKeyError)."""
+    if same_integration(integration.to_dict(), stored):
+        return Change("integration", integration.name, "unchanged")
+    action = "created" if stored is None else "updated"
+    return Change("integration", integration.name, action, record_value(integration))
+
+
 def plan_document(
     document: Document,
     stored_receivers: Mapping[str, Mapping[str, Any]],
     stored_rules: Mapping[str, Mapping[str, Any]],
     *,
     prune: bool = False,
+    stored_integrations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Change]:
-    """The changes that apply a checked document, in the order they are written: receivers, rules, then
-    (with prune) the rules and then the receivers the document no longer holds, so that no stored rule
-    ever names a receiver that is not stored."""
+    """The changes that apply a checked document, in the order they are written: receivers, rules,
+    integrations, then (with prune) the rules, the receivers and the integrations the document no longer
+    holds, so that no stored rule ever names a receiver that is not stored."""
+    stored_integrations = stored_integrations or {}
     changes = [receiver_change(r, stored_receivers.get(r.name)) for r in document.receivers]
     changes += [rule_change(rule, stored_rules.get(rule.name)) for rule in document.rules]
+    changes += [integration_change(i, stored_integrations.get(i.name)) for i in document.integrations]
     if prune:
         for kind, stored, kept in (
             ("rule", stored_rules, {rule.name for rule in document.rules}),
             ("receiver", stored_receivers, {receiver.name for receiver in document.receivers}),
+            ("integration", stored_integrations, {i.name for i in document.integrations}),
         ):
             changes += [Change(kind, name, "deleted") for name in sorted(stored) if name not in kept]
     return changes
 
 
 def literal_secret_warnings(document: Document) -> list[Problem]:
-    """A receiver whose secret_params hold a literal value: stored sealed, but the file holds the secret."""
-    return [
+    """A receiver whose secret_params hold a literal value (or an integration whose secret is one):
+    stored sealed, but the file holds the secret."""
+    return integration_secret_warnings(document.integrations) + [
         Problem(
             f"receivers.{receiver.name}.secret_params.{key}",
             "a literal secret: sealed before it is stored, but the file holds it"
@@ -335,12 +350,23 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
                 stored_receivers=() if prune else set(config.receivers),
                 stored_rules=() if prune else set(config.rules),
             )
+            document.problems += unresolved_secret_problems(
+                document.integrations,
+                secrets_dir=alerts.settings.secrets_dir or None,
+                env_allow=alerts.settings.secret_env_names,
+            )
             if document.problems:
                 problems = (
                     _with_prune_hint(document.problems, config.receivers) if prune else document.problems
                 )
                 raise _invalid(InvalidConfig(problems).summary, problems, document.warnings)
-            changes = plan_document(document, alerts.values("receiver"), alerts.values("rule"), prune=prune)
+            changes = plan_document(
+                document,
+                alerts.values("receiver"),
+                alerts.values("rule"),
+                prune=prune,
+                stored_integrations=alerts.values("integration"),
+            )
             if not dry_run:
                 await write(changes)
         warnings = [*document.warnings, *literal_secret_warnings(document)]
@@ -369,7 +395,14 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
 def _phases(changes: Iterable[Change]) -> list[list[Change]]:
     """The changes that change something, grouped in the order they must be in force: the writes of
     receivers, of rules, then the deletions of rules, of receivers. Each group is written at once."""
-    order = {("receiver", False): 0, ("rule", False): 1, ("rule", True): 2, ("receiver", True): 3}
+    order = {
+        ("receiver", False): 0,
+        ("integration", False): 0,
+        ("rule", False): 1,
+        ("rule", True): 2,
+        ("receiver", True): 3,
+        ("integration", True): 3,
+    }
     groups: list[list[Change]] = [[], [], [], []]
     for change in changes:
         if change.action != "unchanged":
@@ -380,6 +413,7 @@ def _phases(changes: Iterable[Change]) -> list[list[Change]]:
 __all__ = [
     "Change",
     "add_rule_routes",
+    "integration_change",
     "literal_secret_warnings",
     "plan_document",
     "receiver_change",

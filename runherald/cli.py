@@ -30,6 +30,7 @@ from runherald.cli_common import (
     read_runs,
 )
 from runherald.cli_doctor import doctor_command
+from runherald.cli_integrations import COMMANDS as INTEGRATION_COMMANDS
 from runherald.cli_keys import keys as keys_group
 from runherald.cli_rule_test import COMMANDS as RULE_TEST_COMMANDS
 from runherald.cli_rules import COMMANDS as RULE_COMMANDS
@@ -74,17 +75,32 @@ def cli(ctx: click.Context) -> None:
 cli.add_command(keys_group)
 cli.add_command(token)
 cli.add_command(doctor_command(RunheraldCommand))
-for _command in [*RULE_COMMANDS, *SILENCE_COMMANDS, *SUBSCRIPTION_COMMANDS]:
+for _command in [*RULE_COMMANDS, *SILENCE_COMMANDS, *SUBSCRIPTION_COMMANDS, *INTEGRATION_COMMANDS]:
     cli.add_command(_command)
 for _command in RULE_TEST_COMMANDS:
     rules_group.add_command(_command)
 
 
+def run_source_options(command: Any) -> Any:
+    """--run-topics and --run-topic-pattern (runherald.run_sources), on `worker` and `dev`."""
+    command = click.option(
+        "--run-topic-pattern",
+        metavar="REGEX",
+        help="also read runs from every topic whose whole name matches, topics created later included",
+    )(command)
+    return click.option(
+        "--run-topics",
+        metavar="A,B",
+        help="also read runs from these topics: run dicts, MLRun webhook bodies, CloudEvents, generic",
+    )(command)
+
+
 @cli.command(short_help="embedded broker, a worker and the API, in the foreground")
 @click.option("--web-port", type=int, envvar=env_name("web_port"), show_envvar=True, help="HTTP API port")
 @click.option("--broker-port", type=int, help="embedded broker port  [default: 9092, or a free one]")
+@run_source_options
 @click.pass_context
-def dev(ctx: click.Context, web_port: int | None, broker_port: int | None) -> None:
+def dev(ctx: click.Context, web_port: int | None, broker_port: int | None, **sources: str | None) -> None:
     """Embedded broker, a worker and the HTTP API, in the foreground.
 
     With --broker, that Kafka instead of the embedded broker. Ctrl-C stops everything.
@@ -92,7 +108,7 @@ def dev(ctx: click.Context, web_port: int | None, broker_port: int | None) -> No
     from runherald.worker import run_dev
 
     state = ctx.ensure_object(CliState)
-    settings = state.settings(**given(ctx, web_port=web_port))
+    settings = state.settings(**given(ctx, web_port=web_port, **sources))
     code = run_dev(
         settings, broker_port=broker_port, external_broker="broker" in state.given, verbose=state.verbose
     )
@@ -101,13 +117,14 @@ def dev(ctx: click.Context, web_port: int | None, broker_port: int | None) -> No
 
 @cli.command(short_help="one pipeline worker against --broker")
 @click.option("--web-port", type=int, envvar=env_name("web_port"), show_envvar=True, help="HTTP API port")
+@run_source_options
 @click.pass_context
-def worker(ctx: click.Context, web_port: int | None) -> None:
+def worker(ctx: click.Context, web_port: int | None, **sources: str | None) -> None:
     """One pipeline worker against --broker (one --web-port per worker on a host)."""
     from runherald.worker import run_worker
 
     state = ctx.ensure_object(CliState)
-    settings = state.settings(**given(ctx, web_port=web_port))
+    settings = state.settings(**given(ctx, web_port=web_port, **sources))
     log_level = "info" if state.verbose and settings.log_level not in {"debug", "info"} else None
     ctx.exit(run_worker(settings, log_level=log_level, banner=state.verbose))
 

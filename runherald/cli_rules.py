@@ -95,7 +95,7 @@ def receivers() -> None:
 @click.option("--dry-run", is_flag=True, help="say what would change, change nothing")
 @click.pass_context
 def rules_apply(ctx: click.Context, file: IO[bytes], prune: bool, dry_run: bool) -> None:
-    """Apply a configuration document (receivers and rules) through the API, idempotently.
+    """Apply a configuration document (receivers, rules, integrations) through the API, idempotently.
 
     The whole file is checked first, here (every problem with its path; exit 2, nothing applied), then
     again by the worker against what is stored. Receivers are written before the rules that name them.
@@ -110,7 +110,7 @@ def rules_apply(ctx: click.Context, file: IO[bytes], prune: bool, dry_run: bool)
     def table() -> None:
         changes = answer.get("changes") or []
         if not changes:
-            click.echo("the file holds no receivers or rules; nothing changed")
+            click.echo("the file holds no receivers, rules or integrations; nothing changed")
             return
         action = "WOULD" if answer.get("dry_run") else "ACTION"
         print_table([("TYPE", "NAME", action), *((c["type"], c["name"], c["action"]) for c in changes)])
@@ -228,10 +228,12 @@ def receivers_delete(ctx: click.Context, name: str) -> None:
 
 def _summary(document: Document) -> str:
     receivers_count, rules_count = len(document.receivers), len(document.rules)
-    return (
+    summary = (
         f"{receivers_count} receiver{'s' if receivers_count != 1 else ''}, "
-        f"{rules_count} rule{'s' if rules_count != 1 else ''}: OK"
+        f"{rules_count} rule{'s' if rules_count != 1 else ''}"
     )
+    count = len(document.integrations)
+    return summary + (f", {count} integration{'s' if count != 1 else ''}: OK" if count else ": OK")
 
 
 @click.command(name="check-config", cls=RunheraldCommand, short_help="check a configuration file, offline")
@@ -248,6 +250,7 @@ def check_config(ctx: click.Context, file: IO[bytes]) -> None:
             "ok": not document.problems,
             "receivers": [receiver.name for receiver in document.receivers],
             "rules": [rule.name for rule in document.rules],
+            "integrations": [integration.name for integration in document.integrations],
             "problems": [problem.as_dict() for problem in document.problems],
             "warnings": [warning.as_dict() for warning in document.warnings],
         }

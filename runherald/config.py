@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
     kafka_ssl_keyfile: str = ""
+    # Run sources besides the runs topic (runherald.run_sources): topic names, comma-separated, and a
+    # regular expression of whole topic names (topics created later included); any shape adapters know.
+    run_topics: str = ""
+    run_topic_pattern: str = ""
+    # A run that came back through runherald's own ingress more than this many times is refused (a loop).
+    max_hops: int = 3
 
     # Where each value came from ("env RUNHERALD_BROKER", "file x.yaml", "flag --broker"); see source_of.
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -227,6 +233,43 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"not environment variable names: {', '.join(bad)}")
         return ",".join(names)
+
+    @field_validator("run_topics")
+    @classmethod
+    def _run_topics(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        bad = [name for name in names if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", name)]
+        if bad:
+            raise ValueError(f"not Kafka topic names: {', '.join(bad)}")
+        return ",".join(names)
+
+    @field_validator("run_topic_pattern")
+    @classmethod
+    def _run_topic_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"run_topic_pattern is not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("max_hops")
+    @classmethod
+    def _max_hops(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("max_hops must be 0 or more")
+        return value
+
+    @model_validator(mode="after")
+    def _run_sources_not_ours(self) -> Settings:
+        ours = [name for name in self.run_topic_names if name.startswith(self.topic_prefix)]
+        if ours:
+            raise ValueError(f"run_topics must not name runherald's own topics ({', '.join(ours)})")
+        return self
+
+    @property
+    def run_topic_names(self) -> list[str]:
+        """The run topics by name (run_topics), besides the runs topic."""
+        return [name for name in self.run_topics.split(",") if name]
 
     @property
     def secret_env_names(self) -> frozenset[str]:

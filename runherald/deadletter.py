@@ -32,14 +32,17 @@ from runherald.secrets import REDACTED, redact_secret_params
 READ_TIMEOUT = 30.0
 
 
-def dead_letter_value(*, reason: str, stage: str, source: dict[str, Any], payload: Any = None) -> bytes:
+def dead_letter_value(
+    *, reason: str, stage: str, source: dict[str, Any], payload: Any = None, **extra: Any
+) -> bytes:
     """A dead-letter record as the pipeline writes it: why, which stage, where from, and the payload
-    (secrets redacted) when there is one to replay."""
+    (secrets redacted) when there is one to replay; `extra`: more fields (a source record's `reasons`)."""
     record: dict[str, Any] = {
         "reason": reason,
         "stage": stage,
         "source": source,
         "time": datetime.now(UTC).isoformat(),
+        **extra,
     }
     if payload is not None:
         record["payload"] = payload

@@ -88,6 +88,9 @@ def candidates(
     """The run's own notifications, then one per (matching rule, receiver), each with what it needs to
     be sent; rules are matched against the alert configuration in force now."""
     own: list[dict[str, Any]] = (run.get("spec") or {}).get("notifications") or []
+    mark = run.get("runherald")
+    if isinstance(mark, dict) and mark.get("notified_by_source"):
+        own = []  # the source (MLRun, for a webhook body's runs) already sent the run's own notifications
     found: list[Candidate] = []
     for notification in own:
         name = str(notification.get("name") or "")

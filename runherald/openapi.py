@@ -11,6 +11,8 @@ from typing import Any
 from runherald.auth import SCOPES
 from runherald.openapi_alerts import PATHS as ALERT_PATHS
 from runherald.openapi_alerts import SCHEMAS as ALERT_SCHEMAS
+from runherald.openapi_integrations import PATHS as INTEGRATION_PATHS
+from runherald.openapi_integrations import SCHEMAS as INTEGRATION_SCHEMAS
 from runherald.openapi_parts import ERROR_RESPONSES, NULLABLE_TEXT, errors, json_body, operation, ref
 from runherald.openapi_subscriptions import PATHS as SUBSCRIPTION_PATHS
 from runherald.openapi_subscriptions import SCHEMAS as SUBSCRIPTION_SCHEMAS
@@ -178,6 +180,7 @@ _PATHS: dict[str, Any] = {
     },
     **ALERT_PATHS,
     **SUBSCRIPTION_PATHS,
+    **INTEGRATION_PATHS,
     "/api/v1/openapi.json": {
         "get": operation(
             "This document",
@@ -229,7 +232,7 @@ OPENAPI: dict[str, Any] = {
     },
     "paths": _PATHS,
     "components": {
-        "schemas": {**_SCHEMAS, **ALERT_SCHEMAS, **SUBSCRIPTION_SCHEMAS},
+        "schemas": {**_SCHEMAS, **ALERT_SCHEMAS, **SUBSCRIPTION_SCHEMAS, **INTEGRATION_SCHEMAS},
         "responses": {
             name: json_body(ref("Error"), description) for name, description in ERROR_RESPONSES.values()
         },

@@ -192,7 +192,7 @@ SCHEMAS: dict[str, Any] = {
                     "type": "object",
                     "required": ["type", "name", "action"],
                     "properties": {
-                        "type": {"type": "string", "enum": ["receiver", "rule"]},
+                        "type": {"type": "string", "enum": ["receiver", "rule", "integration"]},
                         "name": {"type": "string"},
                         "action": {"type": "string", "enum": ["created", "updated", "unchanged", "deleted"]},
                     },

@@ -15,6 +15,7 @@ from typing import Any
 
 from runherald.alerting import InvalidConfig, Receiver, Rule, parse_receiver, parse_rule
 from runherald.inhibition import KEY_PREFIX, Inhibition, Inhibitions
+from runherald.integrations import Integration, parse_integration
 from runherald.matchers import LABEL_PREFIX, Matcher, matches_all
 from runherald.silences import Silence, parse_silence
 from runherald.subscriptions import Subscription, parse_subscription
@@ -76,9 +77,10 @@ def parse_inhibition(key: str, value: Mapping[str, Any]) -> Inhibition | None:
     return inhibition
 
 
-def parse_record(
-    key: str, value: Mapping[str, Any]
-) -> Receiver | Rule | Silence | Inhibition | Subscription | None:
+Stored = Receiver | Rule | Silence | Inhibition | Subscription | Integration
+
+
+def parse_record(key: str, value: Mapping[str, Any]) -> Stored | None:
     """The object a rules-topic record holds; a value that no longer parses (written by another
     version, or by hand) is logged and left out, never fatal."""
     kind, _, name = key.partition("/")
@@ -102,6 +104,10 @@ def parse_record(
             subscription, problems = parse_subscription(value, f"subscriptions.{name}")
             if subscription is not None and subscription.name == name:
                 return subscription
+        elif kind == "integration":
+            integration, problems = parse_integration(value, f"integrations.{name}")
+            if integration is not None and integration.name == name:
+                return integration
         else:
             problems = ["unknown type"]
     except InvalidConfig as exc:
@@ -113,7 +119,7 @@ def parse_record(
 
 @dataclass
 class AlertConfig:
-    """Receivers, rules and silences as the rules topic holds them, with the rules indexed."""
+    """Receivers, rules, silences and integrations as the rules topic holds them, the rules indexed."""
 
     receivers: dict[str, Receiver] = field(default_factory=dict)
     rules: dict[str, Rule] = field(default_factory=dict)
@@ -124,11 +130,10 @@ class AlertConfig:
     inhibiting: frozenset[str] = frozenset()  # the rules that inhibit others
     uses_transitions: bool = False  # some rule's `when` names a transition: terminal states make history
     subscriptions: dict[str, Subscription] = field(default_factory=dict)  # runherald.subscriptions
+    integrations: dict[str, Integration] = field(default_factory=dict)  # inbound webhooks, by name
 
     @classmethod
-    def from_objects(
-        cls, objects: Iterable[Receiver | Rule | Silence | Inhibition | Subscription | None]
-    ) -> AlertConfig:
+    def from_objects(cls, objects: Iterable[Stored | None]) -> AlertConfig:
         config = cls()
         for obj in objects:
             if isinstance(obj, Receiver):
@@ -141,6 +146,8 @@ class AlertConfig:
                 config.inhibitions.put(obj.key, obj)
             elif isinstance(obj, Subscription):
                 config.subscriptions[obj.name] = obj
+            elif isinstance(obj, Integration):
+                config.integrations[obj.name] = obj
         config.index = RuleIndex(config.rules.values())
         config.rule_states = frozenset(state for rule in config.rules.values() for state in rule.when)
         config.inhibiting = frozenset(rule.name for rule in config.rules.values() if rule.inhibits)
@@ -171,4 +178,4 @@ class AlertConfig:
         return self.inhibitions.muting(rule_name, fields, now)
 
 
-__all__ = ["AlertConfig", "RuleIndex", "parse_inhibition", "parse_record"]
+__all__ = ["AlertConfig", "RuleIndex", "Stored", "parse_inhibition", "parse_record"]

@@ -22,13 +22,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from runherald.alerting import Receiver, Rule
 from runherald.config import Settings
 from runherald.inhibition import KEY_PREFIX, Inhibition, Inhibitions
 from runherald.kafka_clients import client_kwargs
-from runherald.rule_index import AlertConfig, parse_inhibition, parse_record
-from runherald.silences import Silence
-from runherald.subscriptions import Subscription
+from runherald.rule_index import AlertConfig, Stored, parse_inhibition, parse_record
 
 log = logging.getLogger("runherald.rules")
 
@@ -51,7 +48,7 @@ class AlertStore:
         self._settings = settings
         self.topic = topic
         self._send = send
-        self._objects: dict[str, Receiver | Rule | Silence | Subscription] = {}
+        self._objects: dict[str, Stored] = {}
         self._values: dict[str, dict[str, Any]] = {}
         self.inhibitions = Inhibitions()  # shared with every config built here
         self._config = AlertConfig(inhibitions=self.inhibitions)
@@ -65,6 +62,10 @@ class AlertStore:
         self._consumer: AIOKafkaConsumer | None = None
 
     # -- what the pipeline and the API read --------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
     @property
     def config(self) -> AlertConfig:
@@ -225,10 +226,11 @@ class AlertStore:
             self.loaded_at = time.time()
             config = self.config
             log.info(
-                "alert configuration loaded: %d rules, %d receivers, %d silences",
+                "alert configuration loaded: %d rules, %d receivers, %d silences, %d integrations",
                 len(config.rules),
                 len(config.receivers),
                 len(config.silences),
+                len(config.integrations),
             )
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:

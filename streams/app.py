@@ -41,6 +41,7 @@ from .history import HistoryStage, TransitionStage, outcome_writer
 from .kafka import App
 from .offsets import OffsetFetcher
 from .redrive import Redriver
+from .sources import RunSources
 from .throttle import Throttle
 from .writers import DeadLetterWriter, LedgerWriter, Writer
 
@@ -310,6 +311,13 @@ def create_pipeline(
     @app.task
     async def follow_alert_configuration() -> None:
         alert_store.start()
+
+    sources = RunSources(settings, idempotent=kafka.idempotent if kafka else False)
+    if sources.pattern is not None:  # run_topics / run_topic_pattern (streams.sources)
+
+        @app.task
+        async def read_run_sources() -> None:
+            await sources.run()
 
     @ledger_table.on_recover
     async def after_takeover() -> None:

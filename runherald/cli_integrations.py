@@ -1,0 +1,90 @@
+"""``runherald integrations list|get|delete``: named integrations (inbound webhooks), through the HTTP API.
+
+They are created and changed with the configuration document (``integrations:``, `runherald rules apply
+-f FILE`) or ``PUT /api/v1/integrations/{name}``; a secret is never shown (sealed, or REDACTED).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from runherald.api_client import call_api
+from runherald.cli_common import CliState, RunheraldGroup, api_get, emit, print_table
+
+
+def _path(name: str) -> str:
+    return f"/api/v1/integrations/{quote(name, safe='')}"
+
+
+def _auth_text(auth: Any) -> str:
+    """The auth kind, and for a secret whether it is a reference, sealed or REDACTED (never a value)."""
+    if not isinstance(auth, Mapping) or not auth:
+        return "-"
+    kind, value = next(iter(auth.items()))
+    if kind == "token_sha256":
+        return f"{kind} {str(value)[:12]}..."
+    if isinstance(value, Mapping):
+        return f"{kind} ({'sealed' if 'sealed' in value else 'secret ' + str(value.get('secret'))})"
+    return f"{kind} ({value})"  # a ${VAR} reference, or REDACTED
+
+
+def _table(items: Sequence[Mapping[str, Any]]) -> None:
+    if not items:
+        click.echo("no integrations")
+        return
+    rows = [("NAME", "ADAPTER", "PROJECT", "AUTH")]
+    rows += [
+        (
+            item["name"],
+            str(item.get("adapter") or ""),
+            str(item.get("project") or "-"),
+            _auth_text(item.get("auth")),
+        )
+        for item in items
+    ]
+    print_table(rows)
+
+
+@click.group(cls=RunheraldGroup, short_help="inbound webhooks: list, get, delete")
+def integrations() -> None:
+    """Named integrations: each is an inbound webhook, POST /api/v1/integrations/NAME, with its own
+    adapter, default project and authentication (see the README, "Integrations"). Define them under
+    `integrations:` in the configuration document and apply it with `runherald rules apply -f FILE`."""
+
+
+@integrations.command(
+    name="list", short_help="every integration: adapter, project, auth (secrets never shown)"
+)
+@click.pass_context
+def integrations_list(ctx: click.Context) -> None:
+    """Every stored integration. -o yaml prints a document `rules apply -f` takes back (secrets sealed)."""
+    state = ctx.ensure_object(CliState)
+    answer = api_get(state, "/api/v1/integrations")
+    emit(state, answer, lambda: _table(answer.get("integrations") or []))
+
+
+@integrations.command(name="get", short_help="one integration")
+@click.argument("name")
+@click.pass_context
+def integrations_get(ctx: click.Context, name: str) -> None:
+    """One stored integration, by name (its secret never shown)."""
+    state = ctx.ensure_object(CliState)
+    answer = api_get(state, _path(name))
+    emit(state, answer, lambda: _table([answer]))
+
+
+@integrations.command(name="delete", short_help="delete one integration")
+@click.argument("name")
+@click.pass_context
+def integrations_delete(ctx: click.Context, name: str) -> None:
+    """Delete one integration: its webhook answers 404 from then on."""
+    state = ctx.ensure_object(CliState)
+    answer = call_api(state.api, state.token, "DELETE", _path(name))
+    emit(state, answer, lambda: click.echo(f"integration {name} deleted"))
+
+
+COMMANDS: list[click.Command] = [integrations]
