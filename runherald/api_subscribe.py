@@ -77,7 +77,8 @@ def add_subscribe_routes(app: web.Application, feed: RunFeed, *, heartbeat: floa
 
 def _bound_send_buffer(request: web.Request) -> None:
     """Cap the kernel's send buffer of a stream's connection (else it grows to megabytes): a client that
-    stops reading then fills its queue soon and is dropped, instead of pinning that memory per client."""
+    stops reading then soon has `subscribe_queue` events waiting and is dropped, instead of pinning that
+    memory per client."""
     sock = request.transport.get_extra_info("socket") if request.transport is not None else None
     if sock is not None:
         with contextlib.suppress(OSError):
@@ -89,12 +90,16 @@ async def _stream(response: web.StreamResponse, subscriber: Subscriber, heartbea
     while True:
         waiting = subscriber.waiting()
         if waiting:
-            await response.write(waiting)
+            subscriber.writing = True
+            try:
+                await response.write(waiting)
+            finally:
+                subscriber.writing = False
             continue
         if subscriber.ended:
             await response.write(encode_comment(subscriber.ended))
             return
-        subscriber.ready.clear()  # no await since the queue was found empty: a later frame sets it
+        subscriber.ready.clear()  # no await since nothing was found waiting: a later wake sets it
         try:
             async with asyncio.timeout(heartbeat):
                 await subscriber.ready.wait()

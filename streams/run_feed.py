@@ -6,12 +6,15 @@ nobody subscribes to pays nothing for it (no fetches, no decoding of every run).
 true end of each partition then) and keeps running once started.
 
 A subscriber has its own position on every partition (the next offset it has seen to), a filter and a
-bounded queue of encoded events; its cursor (``id:``) is those positions (``runherald.sse.encode_cursor``).
-The shared reader offers it every record at or after its position, never awaits it, and drops it when its
-queue is full: the stream then ends with a comment and the client resumes with Last-Event-ID.
+bounded list of encoded events waiting for its writer; its cursor (``id:``) is those positions
+(``runherald.sse.encode_cursor``). The shared reader offers it every record at or after its position, never
+awaits it, and drops it when the list is full: the stream then ends with a comment and the client resumes
+with Last-Event-ID. Writers are woken at most every WAKE_INTERVAL: under load, a few writes a second per
+client carry several events each (one write per event per client cost the pipeline more than a core with
+a hundred clients at 100 runs/s).
 
 A subscriber that starts in the past (a cursor, or ``since``) reads with a consumer of its own (waiting on
-its own queue: only it is slowed by a slow client) until its position on every partition has reached the
+its own writer: only it is slowed by a slow client) until its position on every partition has reached the
 shared reader's; it then joins in the same step, with no await between the check and the join, so
 nothing is missed. The shared reader skips what such a subscriber already had: no gaps, no duplicates.
 
@@ -44,6 +47,7 @@ from .kafka import true_end_offsets
 log = logging.getLogger("runherald.subscribe")
 
 BATCH = 500  # records a reader hands on per fetch
+WAKE_INTERVAL = 0.05  # seconds: the writers of live streams are woken at most this often (see _wake_all)
 TOO_SLOW = "disconnected: this client fell too far behind; reconnect with Last-Event-ID to resume"
 STOPPING = "the worker is stopping; reconnect with Last-Event-ID to resume"
 
@@ -70,7 +74,7 @@ def feed_event(key: bytes | None, value: bytes | None, max_bytes: int) -> FeedEv
 
 
 class Subscriber:
-    """One client's stream: its filter, positions and queue of encoded events (None never queued)."""
+    """One client's stream: its filter, positions and the encoded events waiting for its writer."""
 
     def __init__(
         self, run_filter: RunFilter, positions: dict[int, int], limit: int, not_before_ms: int = 0
@@ -78,31 +82,41 @@ class Subscriber:
         self.filter = run_filter
         self.positions = positions  # partition -> next offset this subscriber has seen to
         self.not_before_ms = not_before_ms  # `since`: older records are skipped
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(limit)
-        self.ended = ""  # why the stream must end once its queue is written (too slow, stopping)
-        self.ready = asyncio.Event()  # set on every frame queued and on the end: the writer waits on it
+        self.limit = limit  # events that may wait for the writer
+        self.frames: list[bytes] = []  # encoded events waiting for the writer
+        self.ended = ""  # why the stream must end once what waits is written (too slow, stopping)
+        self.ready = asyncio.Event()  # set when there is something to write, or the end: the writer waits
+        self.drained = asyncio.Event()  # set when the writer takes what waits: its own reader waits
         self.reader: asyncio.Task[None] | None = None  # its own reader while it catches up
+        self.writing = False  # its writer is in a write (a client that does not read keeps it there)
 
     def end(self, why: str) -> None:
         if not self.ended:
             self.ended = why
             self.ready.set()
+            self.drained.set()  # its own reader, if waiting, stops
 
     def push(self, frame: bytes) -> bool:
-        """Queue a frame without waiting; False when the queue is full."""
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            return False
-        self.ready.set()
+        """Add a frame for the writer (woken later, by `wake`). False, too slow, when `limit` frames wait
+        while the writer is stuck in a write (the client does not read); a writer that only has not run
+        yet is woken instead (it runs at the reader's next turn)."""
+        if len(self.frames) >= self.limit:
+            if self.writing:
+                return False
+            self.ready.set()
+        self.frames.append(frame)
         return True
 
+    def wake(self) -> None:
+        if self.frames:
+            self.ready.set()
+
     def waiting(self) -> bytes:
-        """Every frame queued, taken at once (empty when none): the writer sends them in one write."""
-        taken = []
-        while not self.queue.empty():
-            taken.append(self.queue.get_nowait())
-        return b"".join(taken)
+        """Every frame waiting, taken at once (empty when none): the writer sends them in one write."""
+        taken = b"".join(self.frames)
+        self.frames.clear()
+        self.drained.set()
+        return taken
 
     def frame(self, partition: int, offset: int, timestamp: int, event: FeedEvent | None) -> bytes | None:
         """Advance past one record; its encoded event when this subscriber is to get it."""
@@ -127,6 +141,8 @@ class RunFeed:
         self._task: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
         self._stopped = False
+        self._waking: asyncio.TimerHandle | None = None  # the writers' next wake-up, when one is due
+        self._woken = 0.0  # loop time of the last one
 
     @property
     def subscribers(self) -> int:
@@ -166,6 +182,8 @@ class RunFeed:
                 subscriber.reader.cancel()
         self._subscribers.clear()
         self._catching_up.clear()
+        if self._waking is not None:
+            self._waking.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -203,6 +221,7 @@ class RunFeed:
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         max_bytes = self.settings.max_event_bytes
+        loop = asyncio.get_running_loop()
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=BATCH)
             for tp, messages in batches.items():
@@ -213,10 +232,21 @@ class RunFeed:
                         self._offer(partition, message.offset, message.timestamp, event)
                     self.positions[partition] = message.offset + 1  # with the offer: no await between
                 await asyncio.sleep(0)  # the pipeline and the API get a turn between partitions
+            if batches and self._waking is None:
+                delay = max(0.0, self._woken + WAKE_INTERVAL - loop.time())
+                self._waking = loop.call_later(delay, self._wake_all)
+
+    def _wake_all(self) -> None:
+        """Wake the writers of every subscriber with frames waiting: at most once a WAKE_INTERVAL, so
+        that under load each client gets a few writes a second of several events, not one per event."""
+        self._waking = None
+        self._woken = asyncio.get_running_loop().time()
+        for subscriber in self._subscribers:
+            subscriber.wake()
 
     def _offer(self, partition: int, offset: int, timestamp: int, event: FeedEvent | None) -> None:
         """Hand one record to every joined subscriber (before the reader's positions pass it); one whose
-        queue is full is dropped."""
+        frames are `limit` already is dropped."""
         shared: bytes | None = None  # the frame of every subscriber in step with the reader
         for subscriber in list(self._subscribers):
             if subscriber.positions == self.positions and not subscriber.not_before_ms:
@@ -274,9 +304,14 @@ class RunFeed:
                     for message in messages:
                         event = feed_event(message.key, message.value, max_bytes)
                         frame = subscriber.frame(tp.partition, message.offset, message.timestamp, event)
-                        if frame is not None:
-                            await subscriber.queue.put(frame)  # a slow client slows only this reader
-                            subscriber.ready.set()
+                        if frame is None:
+                            continue
+                        while len(subscriber.frames) >= subscriber.limit and not subscriber.ended:
+                            subscriber.wake()
+                            subscriber.drained.clear()
+                            await subscriber.drained.wait()  # a slow client slows only this reader
+                        subscriber.frames.append(frame)
+                    subscriber.wake()
                     # Past records the log no longer has (or offsets without records): the reader's
                     # position is where this subscriber has seen to.
                     position = await consumer.position(tp)

@@ -29,7 +29,7 @@ from runherald.sse import SseEvent, iter_events
 
 from .harness import WorkerProcess, fast_worker, run_dict, unique, wait_for, webhook
 
-QUEUE = 20  # the worker's subscribe_queue: small, so that a client that does not read falls behind soon
+QUEUE = 100  # the worker's subscribe_queue: small, so that a client that does not read falls behind soon
 
 
 @pytest.fixture(scope="module")
@@ -230,14 +230,15 @@ def slow_client(port: int, project: str) -> socket.socket:
 
 async def test_a_slow_client_is_dropped_without_slowing_the_others(live: WorkerProcess) -> None:
     project = unique("slow")
-    count = 400
-    padding = "x" * 4000  # 1.6 MB in all: more than the slow client's queue and socket buffers hold
+    count = 600
+    padding = "x" * 4000  # 2.4 MB in all: more than the slow client's queue and socket buffers hold
     runs = [run_dict(project, unique("u"), "running", [], results={"pad": padding}) for _ in range(count)]
     slow = await asyncio.to_thread(slow_client, live.web_port, project)
     try:
         async with stream(live, [("project", project)]) as events:
             await asyncio.sleep(0.5)  # the slow client's request is in
-            await post_runs(live, runs)
+            await post_runs(live, runs[: count // 2])
+            await post_runs(live, runs[count // 2 :])
             got = await events.take(count, within=60)
             assert len({e.json()["metadata"]["uid"] for e in got}) == count
         # The slow one was ended, with a comment saying how to resume.
@@ -314,3 +315,30 @@ async def test_runherald_subscribe_exit_codes(live: WorkerProcess) -> None:
     nowhere = subscribe_cli(live, "--api", f"http://127.0.0.1:{free_port()}")
     assert await asyncio.to_thread(nowhere.wait, 20) == 1
     assert "cannot reach the API" in (nowhere.stderr.read() if nowhere.stderr else "")
+
+
+async def test_catching_up_while_runs_flow_misses_nothing_and_repeats_nothing(live: WorkerProcess) -> None:
+    """A subscriber from `since` reads with its own reader while runs go on arriving, then joins the
+    shared reader: every run exactly once, each run's states in order."""
+    project = unique("join")
+    uids = [unique("u") for _ in range(40)]
+
+    async def publish_paced() -> None:
+        for i, uid in enumerate(uids):
+            await post_runs(
+                live, [run_dict(project, uid, s, [], last_update=stamp(k)) for k, s in enumerate(STATES)]
+            )
+            if i % 4 == 3:
+                await asyncio.sleep(0.05)
+
+    async with stream(live, [("project", "nobody-*")]):  # the shared reader is running
+        publishing = asyncio.create_task(publish_paced())
+        await asyncio.sleep(0.3)  # some runs are in the past, the rest arrive while it catches up
+        async with stream(live, [("project", project), ("since", "1m")]) as events:
+            got = await events.take(3 * len(uids), within=60)
+            await publishing
+            assert await events.nothing_more()
+    seen: dict[str, list[str]] = {}
+    for uid, state in states(got):
+        seen.setdefault(uid, []).append(state)
+    assert seen == {uid: STATES for uid in uids}
