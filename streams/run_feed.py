@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from runherald.config import Settings
 from runherald.delivery import run_key
@@ -51,6 +52,7 @@ BATCH = 500  # records a reader hands on per fetch
 WAKE_INTERVAL = 0.1  # seconds: the writers of live streams are woken at most this often (see _wake_all)
 TOO_SLOW = "disconnected: this client fell too far behind; reconnect with Last-Event-ID to resume"
 STOPPING = "the worker is stopping; reconnect with Last-Event-ID to resume"
+READER_FAILED = "this worker could not read the runs topic; reconnect with Last-Event-ID to resume"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +223,19 @@ class RunFeed:
             log.info("live subscriptions: reading %s from %s", self.topic, self.positions)
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            await self._read(consumer)
+        except Exception as exc:
+            # Every stream ends (its client resumes from its cursor) and the next subscriber starts a
+            # new reader: no client waits for ever on one that is gone.
+            log.error("live subscriptions: the shared reader of %s failed: %r", self.topic, exc)
+            for subscriber in [*self._subscribers, *self._catching_up]:
+                self.unsubscribe(subscriber)
+                subscriber.ended = READER_FAILED
+            self._consumer, self.positions = None, {}
+            await consumer.stop()
+
+    async def _read(self, consumer: AIOKafkaConsumer) -> None:
         max_bytes = self.settings.max_event_bytes
         loop = asyncio.get_running_loop()
         while True:
@@ -279,6 +294,9 @@ class RunFeed:
         try:
             tps = [TopicPartition(self.topic, partition) for partition in partitions]
             found = await consumer.offsets_for_times(dict.fromkeys(tps, not_before_ms))
+        except KafkaError as exc:  # a broker without ListOffsets by time: scan, by record timestamp
+            log.info("live subscriptions: offsets by time unavailable (%r): reading from the beginning", exc)
+            return dict.fromkeys(partitions, 0)
         finally:
             await consumer.stop()
         # None: no record at or after it, so none before the shared reader's position either.
@@ -289,6 +307,14 @@ class RunFeed:
 
     async def _catch_up(self, subscriber: Subscriber) -> None:
         """Read for one subscriber from its positions until the shared reader's, then join it."""
+        try:
+            await self._read_until_joined(subscriber)
+        except Exception as exc:
+            log.error("live subscriptions: a subscriber's own reader failed: %r", exc)
+            self.unsubscribe(subscriber)
+            subscriber.ended = READER_FAILED
+
+    async def _read_until_joined(self, subscriber: Subscriber) -> None:
         consumer = self._new_consumer()
         await consumer.start()
         try:
