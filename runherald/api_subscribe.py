@@ -72,7 +72,7 @@ def add_subscribe_routes(app: web.Application, feed: RunFeed, *, heartbeat: floa
             feed.unsubscribe(subscriber)
         return response
 
-    app.router.add_get(SUBSCRIBE_PATH, subscribe)
+    app.router.add_get(SUBSCRIBE_PATH, subscribe, allow_head=False)  # a HEAD would hold a stream open
 
 
 def _bound_send_buffer(request: web.Request) -> None:

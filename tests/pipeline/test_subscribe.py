@@ -312,6 +312,8 @@ async def test_runherald_subscribe_exit_codes(live: WorkerProcess) -> None:
     bad = subscribe_cli(live, "--state", "bogus")
     assert await asyncio.to_thread(bad.wait, 20) == 2
     assert "--state: unknown run state 'bogus'" in (bad.stderr.read() if bad.stderr else "")
+    yaml = subscribe_cli(live, "-o", "yaml")
+    assert await asyncio.to_thread(yaml.wait, 20) == 2
     nowhere = subscribe_cli(live, "--api", f"http://127.0.0.1:{free_port()}")
     assert await asyncio.to_thread(nowhere.wait, 20) == 1
     assert "cannot reach the API" in (nowhere.stderr.read() if nowhere.stderr else "")
