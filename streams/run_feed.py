@@ -7,12 +7,14 @@ true end of each partition then) and keeps running once started.
 
 A subscriber has its own position on every partition (the next offset it has seen to), a filter and a
 bounded list of encoded events waiting for its writer; its cursor (``id:``) is those positions
-(``runherald.sse.encode_cursor``). The shared reader offers it every record at or after its position, never
-awaits it, and drops it when the list is full while its writer is stuck in a write (the client does not
-read): the stream then ends with a comment and the client resumes with Last-Event-ID. Writers are woken at most every WAKE_INTERVAL: under load, a few writes a second per
-client carry several events each. One write per event per client (10,000 a second for a hundred clients
-at 100 runs/s) took the pipeline's p99 from 42 to 921 ms in `runherald bench --only sse`; every 50 ms,
-30 to 52 ms; every 100 ms, 29 to 34 ms (events reach clients with a p99 of 127 ms).
+(``runherald.sse.encode_cursor``). The shared reader offers it every record at or after its position,
+never awaits it, and drops it when the list is full while its writer is stuck in a write (the client
+does not read): the stream then ends with a comment and the client resumes with Last-Event-ID.
+
+Writers are woken at most every WAKE_INTERVAL: under load, a few writes a second per client carry
+several events each. One write per event per client (10,000 a second for a hundred clients at 100 runs/s)
+took the pipeline's p99 from 42 to 921 ms in `runherald bench --only sse`; every 50 ms, 30 to 52 ms;
+every 100 ms, 29 to 34 ms (events reach clients with a p99 of 127 ms).
 
 A subscriber that starts in the past (a cursor, or ``since``) reads with a consumer of its own (waiting on
 its own writer: only it is slowed by a slow client) until its position on every partition has reached the
