@@ -14,6 +14,7 @@ from runherald.openapi_alerts import SCHEMAS as ALERT_SCHEMAS
 from runherald.openapi_integrations import PATHS as INTEGRATION_PATHS
 from runherald.openapi_integrations import SCHEMAS as INTEGRATION_SCHEMAS
 from runherald.openapi_parts import ERROR_RESPONSES, NULLABLE_TEXT, errors, json_body, operation, ref
+from runherald.openapi_subscribe import PATHS as SUBSCRIBE_PATHS
 from runherald.openapi_subscriptions import PATHS as SUBSCRIPTION_PATHS
 from runherald.openapi_subscriptions import SCHEMAS as SUBSCRIPTION_SCHEMAS
 
@@ -181,6 +182,7 @@ _PATHS: dict[str, Any] = {
     **ALERT_PATHS,
     **SUBSCRIPTION_PATHS,
     **INTEGRATION_PATHS,
+    **SUBSCRIBE_PATHS,
     "/api/v1/openapi.json": {
         "get": operation(
             "This document",

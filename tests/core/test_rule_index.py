@@ -69,7 +69,8 @@ def test_each_matching_rule_and_receiver_is_a_notification() -> None:
     }
     assert record["run"]["offset"] == [0, 7]  # tracked although the run has no notifications of its own
     nothing, untouched = evaluate(config, run("dev-a"))
-    assert nothing.deliveries == [] and nothing.record is None and untouched["deliveries"] == {}
+    assert nothing.deliveries == [] and untouched["deliveries"] == {}
+    assert nothing.record is not None and nothing.record["run"]["state"] == "error"  # known, nothing to send
 
 
 def test_when_applies_to_rules() -> None:
