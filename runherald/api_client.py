@@ -49,23 +49,27 @@ def call_api(
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        try:
-            answer = json.loads(exc.read())
-            message = answer.get("error")
-        except (ValueError, AttributeError):
-            answer, message = None, None
-        problems = _problems(answer) if exc.code == 400 else []
-        if message and problems:
-            raise ApiProblems(message, exc.code, problems) from None
-        error = ApiNotFound if exc.code == 404 else ApiError
-        raise error(
-            _refusal(api, token, exc.code, message or f"the API answered {exc.code} {exc.reason}"), exc.code
-        ) from None
+        raise error_answer(api, token, exc.code, exc.reason, exc.read()) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise ApiUnavailable(f"cannot reach the API at {api}: {_network_reason(reason, timeout)}") from None
     except ValueError as exc:
         raise ApiError(f"the API at {api} answered something that is not JSON: {exc}", 200) from None
+
+
+def error_answer(api: str, token: str | None, status: int, reason: str, body: bytes) -> ApiError:
+    """The error for an error status and its body: ApiProblems for a 400 with problems, ApiNotFound for
+    a 404, else ApiError, with the answer's ``error`` (for 401/403, what to do about the token)."""
+    try:
+        answer = json.loads(body)
+        message = answer.get("error")
+    except (ValueError, AttributeError):
+        answer, message = None, None
+    problems = _problems(answer) if status == 400 else []
+    if message and problems:
+        return ApiProblems(message, status, problems)
+    error = ApiNotFound if status == 404 else ApiError
+    return error(_refusal(api, token, status, message or f"the API answered {status} {reason}"), status)
 
 
 def _problems(answer: Any) -> list[Problem]:
@@ -101,4 +105,4 @@ def _network_reason(reason: Any, timeout: float) -> str:
     return str(reason)
 
 
-__all__ = ["API_TIMEOUT", "DEFAULT_API", "ApiProblems", "call_api"]
+__all__ = ["API_TIMEOUT", "DEFAULT_API", "ApiProblems", "call_api", "error_answer"]

@@ -19,7 +19,6 @@ RunObject.wait_for_completion): runs go in as dicts or objects with `to_dict()`,
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -29,9 +28,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from runherald.api_client import API_TIMEOUT, DEFAULT_API, ApiProblems, call_api
+from runherald.api_client import API_TIMEOUT, DEFAULT_API, ApiProblems, call_api, error_answer
 from runherald.errors import (
-    ApiError,
     ApiNotFound,
     ApiUnavailable,
     InvalidArgumentError,
@@ -165,34 +163,45 @@ class Client:
         """Run state changes as they happen (``GET /api/v1/subscribe``), as run dicts, until the caller
         stops: `project` a glob, `state` one or several, `labels` ``{key: value}`` or ``["k=v"]``, `since`
         RFC 3339, a datetime, a timedelta back from now or a duration ("15m"). A broken stream resumes
-        where it broke (Last-Event-ID); a refusal raises ApiError, an API never reached ApiUnavailable."""
+        where it broke (Last-Event-ID); a refusal raises ApiError (ApiProblems for a bad query), an API
+        not reached on the first try ApiUnavailable."""
+        import asyncio  # here, as aiohttp: `import runherald.client` stays quick for synchronous code
+
         import aiohttp
 
         from runherald import sse
 
-        params = _subscribe_params(project, state, labels, since)
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        url = self.url + "/api/v1/subscribe"
-        cursor, reached = last_event_id, False
-        async with aiohttp.ClientSession() as session:
+        query = _subscribe_params(project, state, labels, since)
+        parser = sse.SseParser()
+        parser.last_id = last_event_id
+        reached = False
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
+                headers = {"Accept": sse.CONTENT_TYPE}
+                if self._token:
+                    headers["Authorization"] = f"Bearer {self._token}"
+                if parser.last_id:  # the cursor says where to resume: `since` would rewind
+                    headers["Last-Event-ID"] = parser.last_id
+                    query = [(key, value) for key, value in query if key != "since"]
                 try:
-                    async for event in sse.subscribe(
-                        session, url, params=params, headers=headers, last_event_id=cursor, reconnect=False
-                    ):
-                        reached, cursor = True, event.id or cursor
-                        if event.event == sse.RUN_EVENT:
-                            yield event.json()
-                    reached = True
-                except sse.SubscribeRefused as exc:
-                    refusal = f"the API at {self.url} refused the subscription: {exc}"
-                    raise ApiError(refusal, exc.status) from None
+                    async with session.get(
+                        self.url + "/api/v1/subscribe", params=query, headers=headers
+                    ) as got:
+                        reached = True
+                        if 400 <= got.status < 500:  # asking again would get the same answer
+                            body = await got.read()
+                            raise error_answer(self.url, self._token, got.status, got.reason or "", body)
+                        if got.status == 200:
+                            async for event in sse.iter_events(got, parser):
+                                if event.event == sse.RUN_EVENT:
+                                    yield event.json()
                 except aiohttp.ClientConnectorError as exc:
                     if not reached:
                         raise ApiUnavailable(f"cannot reach the API at {self.url}: {exc.os_error}") from None
                 except (TimeoutError, aiohttp.ClientError):
                     pass  # the stream broke: resume from the cursor
-                await asyncio.sleep(RECONNECT_DELAY)
+                await asyncio.sleep(parser.retry if parser.retry is not None else RECONNECT_DELAY)
 
 
 class ConfigObjects:
