@@ -136,17 +136,15 @@ def evaluate_event(
 ) -> Evaluation:
     """Decide, for a validated run dict, which deliveries to emit and what to record.
 
-    A run without notifications (its own, or an alert rule's) needs nothing. Otherwise the record always
-    changes: it remembers the latest accepted event (its state, last_update and offset on the runs topic)
-    for ordering and for the API, which reads the run itself back from the runs topic. `alerts` is the
+    The record always changes, with or without notifications (its own, or an alert rule's): it remembers
+    the latest accepted event (its state, last_update and offset on the runs topic) for ordering and for
+    the API, which reads the run itself back from the runs topic, so every run seen is known to the API. `alerts` is the
     alert configuration in force: its rules add notifications, its silences mute deliveries.
     """
     meta, status = run["metadata"], run["status"]
     project, uid, state = meta["project"], meta["uid"], status["state"]
     result = Evaluation(key=run_key(project, uid), run=run)
     found = candidates(run, alerts)
-    if not found:
-        return result
     if alerts is not None and alerts.inhibiting:
         # A rule that inhibits others decides first: what it mutes is muted for this run too.
         found.sort(key=lambda candidate: candidate.rule not in alerts.inhibiting)
@@ -162,6 +160,8 @@ def evaluate_event(
         return result
     record["run"] = {"state": state, "last_update": status.get("last_update"), "offset": list(source)}
     result.record = record
+    if not found:
+        return result  # nothing to send, but the API knows the run
     redacted: dict[str, Any] | None = None
 
     duplicate_names = rules.check_unique_names((run.get("spec") or {}).get("notifications") or [])
