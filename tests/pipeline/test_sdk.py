@@ -1,7 +1,8 @@
 """The Python SDK against a real worker (with bearer tokens): `runherald.Client` publishes and reads
-statuses, `RunObject.refresh()` and `RunObject.wait_for_completion()` follow a run through the API
-(completed, error with its text, raise_on_failure=False, timeout), refusals carry the API's problems,
-rules and silences are managed through it, and `subscribe` streams a run's states in order."""
+statuses, `RunObject.refresh()` and `RunObject.wait_for_completion()` follow a run through the API,
+with or without notifications (completed, error with its text, raise_on_failure=False, timeout),
+refusals carry the API's problems, rules and silences are managed through it, and `subscribe`
+streams a run's states in order."""
 
 from __future__ import annotations
 
@@ -130,6 +131,20 @@ async def test_wait_for_completion_raises_with_the_error_text_unless_told_not_to
     )
     assert state == "error"
     assert again.status.error == "CUDA out of memory"
+
+
+async def test_wait_and_refresh_follow_a_run_without_notifications(client: Client) -> None:
+    project, uid = unique("p"), unique("u")
+    run = RunObject.from_dict(run_dict(project, uid, "running", []))
+    await asyncio.to_thread(client.publish, run)
+    await wait_for(lambda: asyncio.to_thread(_state_or_none, client, project, uid))
+    assert (await asyncio.to_thread(run.refresh, client)).state() == "running"
+
+    waiting = asyncio.create_task(asyncio.to_thread(run.wait_for_completion, timeout=30, client=client))
+    await asyncio.to_thread(client.publish, run_dict(project, uid, "completed", [], results={"rows": 7}))
+    assert await asyncio.wait_for(waiting, 30) == "completed"
+    assert run.status.results == {"rows": 7}
+    assert await asyncio.to_thread(client.status, project, uid) == {}
 
 
 async def test_wait_for_completion_times_out_with_the_last_state(
