@@ -34,7 +34,7 @@ from runherald.config import Settings
 from runherald.testing.worker import WorkerProcess, stop_process, tail, unique
 from runherald.topics import ensure_topics
 
-PHASES = ("raw", "faust", "evaluate", "rules", "grouping", "deliveries", "latency", "hang", "rss")
+PHASES = ("raw", "faust", "evaluate", "rules", "grouping", "deliveries", "latency", "hang", "rss", "sse")
 FETCH_MAX_WAIT_MS = EMBEDDED_FETCH_WAIT_MS  # as `runherald dev`, for the worker and both baselines
 SESSION_TIMEOUT = 6.0
 PROJECT = "bench"
@@ -672,6 +672,12 @@ class Bench:
             f"VmHWM after {expected} runs, {mode}; RSS {rss:.0f} MB, idle {baseline:.0f} MB",
         )
 
+    async def phase_sse(self) -> None:
+        """(8) 100 SSE clients on one worker: publish-to-event p99, pipeline p99 without and with them."""
+        from runherald.benchmarks.sse import phase_sse
+
+        await phase_sse(self)
+
     def rules_ratio(self, figures: dict[str, float]) -> None:
         """evaluate events/s with 10,000 rules over with 10 (phase rules)."""
         from runherald.benchmarks import rules
@@ -777,6 +783,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs of the RSS phase: a notification that does not match (default) or one webhook each",
     )
     parser.add_argument("--send-timeout", type=float, default=5.0, help="RUNHERALD_SEND_TIMEOUT for hang")
+    parser.add_argument("--sse-clients", type=int, default=100, help="SSE clients of phase sse")
+    parser.add_argument("--sse-rate", type=float, default=100.0, help="offered runs/s of phase sse")
+    parser.add_argument("--sse-seconds", type=float, default=10.0, help="each round of phase sse")
     parser.add_argument("--partitions", type=int, default=Settings().partitions, help="partitions per topic")
     parser.add_argument(
         "--worker-env",
@@ -835,6 +844,10 @@ def main(argv: list[str]) -> int:
     """`runherald bench`: run the benchmark and print its figures; returns the exit code."""
     if argv and argv[0] == BARE_FAUST:
         return bare_faust_main(argv[1:])
+    if argv and argv[0] == "_sse-clients":  # runherald.benchmarks.sse.CLIENTS_MAIN
+        from runherald.benchmarks.sse import clients_main
+
+        return clients_main(argv[1:])
     if argv and argv[0] == "--":  # `runherald bench -- --runs N` hands the separator on
         argv = argv[1:]
     parser = build_parser()

@@ -21,12 +21,14 @@ from runherald import ledger, metrics
 from runherald.api_rule_test import add_rule_test_routes
 from runherald.api_rules import add_rule_routes
 from runherald.api_silences import add_silence_routes, unknown_receiver_problems
+from runherald.api_subscribe import add_subscribe_routes
 from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
 from runherald.openapi import OPENAPI
 from runherald.publish import InvalidRuns, Publisher, PublishError, is_list_input, parse_runs, prepare_runs
 from runherald.sealing import SealKeyError
 from runherald.streams.alert_store import AlertStore
+from runherald.streams.run_feed import RunFeed
 
 log = logging.getLogger("runherald.api")
 
@@ -153,10 +155,12 @@ def create_api(
     max_body_bytes: int,
     tokens: TokenTable | None = None,
     alerts: AlertStore | None = None,
+    feed: RunFeed | None = None,
 ) -> web.Application:
     """An aiohttp application over a publisher, the ledger (by run key) and a reader of runs by record;
     with `tokens`, every request but the public ones needs one of them (without, it is all open);
-    with `alerts` (the worker's copy of the rules topic), the alert configuration routes too."""
+    with `alerts` (the worker's copy of the rules topic), the alert configuration routes too; with
+    `feed` (the worker's shared reader of the runs topic), the live subscription (SSE) route."""
 
     async def post_runs(request: web.Request) -> web.Response:
         body = await request.read()
@@ -239,4 +243,6 @@ def create_api(
         add_rule_routes(app, alerts)
         add_silence_routes(app, alerts)
         add_rule_test_routes(app, alerts, publisher.settings)
+    if feed is not None:
+        add_subscribe_routes(app, feed)
     return app

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     condition_error_policy: str = "send"
     notify_iterations: bool = False
     max_in_flight: int = 2000
+    # Events a live subscriber (GET /api/v1/subscribe) may have waiting; one further behind is
+    # disconnected, so a slow client never slows the others (it resumes with Last-Event-ID).
+    subscribe_queue: int = 1000
     send_timeout: float = 10.0
     retry_max_attempts: int = 8
     retry_max_elapsed: float = 6 * 3600.0
@@ -184,11 +187,11 @@ class Settings(BaseSettings):
             raise ValueError("broker must be a URL such as kafka://host:9092")
         return value
 
-    @field_validator("retry_max_attempts")
+    @field_validator("retry_max_attempts", "subscribe_queue")
     @classmethod
-    def _attempts(cls, value: int) -> int:
+    def _at_least_one(cls, value: int, info: ValidationInfo) -> int:
         if value < 1:
-            raise ValueError("retry_max_attempts must be at least 1")
+            raise ValueError(f"{info.field_name} must be at least 1")
         return value
 
     @field_validator("circuit_threshold")

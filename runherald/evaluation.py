@@ -138,8 +138,8 @@ def evaluate_event(
 
     The record always changes, with or without notifications (its own, or an alert rule's): it remembers
     the latest accepted event (its state, last_update and offset on the runs topic) for ordering and for
-    the API, which reads the run itself back from the runs topic, so every run seen is known to the API. `alerts` is the
-    alert configuration in force: its rules add notifications, its silences mute deliveries.
+    the API, which reads the run itself back from the runs topic, so every run seen is known to the API.
+    `alerts` is the alert configuration in force: its rules add notifications, its silences mute deliveries.
     """
     meta, status = run["metadata"], run["status"]
     project, uid, state = meta["project"], meta["uid"], status["state"]

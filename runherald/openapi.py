@@ -12,6 +12,7 @@ from runherald.auth import SCOPES
 from runherald.openapi_alerts import PATHS as ALERT_PATHS
 from runherald.openapi_alerts import SCHEMAS as ALERT_SCHEMAS
 from runherald.openapi_parts import ERROR_RESPONSES, NULLABLE_TEXT, errors, json_body, operation, ref
+from runherald.openapi_subscribe import PATHS as SUBSCRIBE_PATHS
 
 _RUN_PARAMETERS = [
     {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
@@ -175,6 +176,7 @@ _PATHS: dict[str, Any] = {
         ),
     },
     **ALERT_PATHS,
+    **SUBSCRIBE_PATHS,
     "/api/v1/openapi.json": {
         "get": operation(
             "This document",

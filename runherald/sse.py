@@ -152,15 +152,18 @@ async def subscribe(
     last_event_id: str = "",
     reconnect: bool = True,
     reconnect_delay: float = RECONNECT_DELAY,
+    retry_first: bool = True,
 ) -> AsyncIterator[SseEvent]:
     """The events of ``GET url``, reconnecting with ``Last-Event-ID`` when the stream ends or breaks.
 
     A 4xx raises SubscribeRefused (reconnecting would get the same answer); a 5xx or a broken connection
     is retried after the server's ``retry:`` delay (else `reconnect_delay`). With `reconnect` False it
-    stops at the end of the first stream, and a connection error propagates.
+    stops at the end of the first stream, and a connection error propagates; with `retry_first` False
+    only the first connection's error does (the server cannot be reached at all).
     """
     parser = SseParser()
     parser.last_id = last_event_id
+    first = True
     while True:
         request_headers = {"Accept": CONTENT_TYPE, **(headers or {})}
         if parser.last_id:
@@ -176,8 +179,9 @@ async def subscribe(
                     async for event in iter_events(response, parser):
                         yield event
         except (TimeoutError, aiohttp.ClientError):
-            if not reconnect:
+            if not reconnect or (first and not retry_first):
                 raise
+        first = False
         if not reconnect:
             return
         await asyncio.sleep(parser.retry if parser.retry is not None else reconnect_delay)

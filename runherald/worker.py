@@ -37,6 +37,7 @@ from runherald.sealing import (
 )
 from runherald.secrets import SecretLogFilter
 from runherald.streams.app import Pipeline, create_pipeline
+from runherald.streams.run_feed import RunFeed
 from runherald.topics import ensure_topics
 from runherald.view import LedgerView
 
@@ -68,6 +69,7 @@ class ApiService(mode.Service):
         self.settings = pipeline.settings
         self.announce = announce
         self.view = LedgerView(self.settings)
+        self.feed = RunFeed(self.settings)  # live subscriptions' shared reader: starts with the first
         self.publisher = Publisher(self.settings, create_topics=False, idempotent=idempotent)
         self._runner: web.AppRunner | None = None
 
@@ -132,6 +134,7 @@ class ApiService(mode.Service):
             max_body_bytes=self.settings.max_event_bytes * 16,
             tokens=self.tokens,
             alerts=self.pipeline.alerts,
+            feed=self.feed,
         )
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()
@@ -149,6 +152,7 @@ class ApiService(mode.Service):
         await self.pipeline.dispatcher.drain()
         if self.notifiers is not None:
             await self.notifiers.close()
+        await self.feed.stop()  # first: it ends every live stream, which the runner would wait for
         if self._runner is not None:
             await self._runner.cleanup()
         await self.view.stop()

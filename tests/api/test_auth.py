@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from runherald.streams.alert_store import AlertStore
+from runherald.streams.run_feed import RunFeed
 
 from runherald.api import create_api
 from runherald.auth import ApiToken, TokenTable, hash_token
@@ -98,6 +99,7 @@ def test_every_route_is_in_the_openapi_document() -> None:
         health=dict,
         max_body_bytes=1,
         alerts=AlertStore(Settings(), "rules"),  # never started: only its routes are wanted
+        feed=RunFeed(Settings()),  # never started either
     )
     routes = {
         (route.resource.canonical, route.method.lower())
