@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from runherald.notifiers.base import ChannelPreview, Notifier
+from runherald.notifiers.cloudevent import CloudEventNotifier
 from runherald.notifiers.console import ConsoleNotifier
 from runherald.notifiers.mail import MailNotifier
 from runherald.notifiers.settings import NotifierSettings
@@ -22,12 +23,20 @@ SENDERS: dict[str, NotifierFactory] = {
 }
 
 
+# Kinds runherald sends for itself (a webhook subscription's CloudEvents): not channels.KINDS, so no run's
+# own notification may name them.
+INTERNAL_SENDERS: dict[str, NotifierFactory] = {CloudEventNotifier.kind: CloudEventNotifier}
+
+
 class UnknownNotifierKind(channels.UnknownKind):
     """The notification kind is not one runherald knows."""
 
 
 def get_notifier(kind: str, settings: NotifierSettings | None = None) -> Notifier:
     """A notifier for one notification kind (MLRun's kinds; git and ipython answer "not supported")."""
+    internal = INTERNAL_SENDERS.get(kind)
+    if internal is not None:
+        return internal(settings or NotifierSettings())
     try:
         channel = channels.kind(kind)
     except channels.UnknownKind:
@@ -59,8 +68,10 @@ class Notifiers:
 
 
 __all__ = [
+    "INTERNAL_SENDERS",
     "SENDERS",
     "ChannelPreview",
+    "CloudEventNotifier",
     "ConsoleNotifier",
     "MailNotifier",
     "Notifier",

@@ -171,6 +171,22 @@ class WebhookNotifier:
             {"body": text, "content_type": content_type}, f"webhook body ({content_type}):\n{text}"
         )
 
+    def request_body(self, delivery: Delivery, params: Mapping[str, Any]) -> tuple[bytes, str]:
+        """The body to send and its content type (a subclass sends another body the same way)."""
+        return build_webhook_body(
+            delivery.message,
+            delivery.severity,
+            delivery.runs,
+            params,
+            self.renderer,
+            name=delivery.name,
+            delivery=delivery,
+        )
+
+    def extra_headers(self, delivery: Delivery) -> dict[str, str]:
+        """Headers a subclass adds to every request; none here."""
+        return {}
+
     async def send(self, delivery: Delivery, params: Mapping[str, Any]) -> DeliveryOutcome:
         """Make the request once; 408, 429, 5xx, timeouts and connection errors are retryable."""
         scrubber = SecretScrubber(secret_values_of(params, delivery.notification))
@@ -180,21 +196,14 @@ class WebhookNotifier:
             return DeliveryOutcome.permanent(str(exc))
         timeout = float(params.get("timeout") or self.settings.timeout)
         try:
-            body, content_type = build_webhook_body(
-                delivery.message,
-                delivery.severity,
-                delivery.runs,
-                params,
-                self.renderer,
-                name=delivery.name,
-                delivery=delivery,
-            )
+            body, content_type = self.request_body(delivery, params)
         except Exception as exc:
             return scrubbed(DeliveryOutcome.permanent(f"body_template failed: {exc}"), scrubber)
         url = str(params["url"])
         headers = {str(key): str(value) for key, value in (params.get("headers") or {}).items()}
         headers["Content-Type"] = content_type
         headers["Idempotency-Key"] = delivery.id
+        headers.update(self.extra_headers(delivery))
         if params.get("signing_secret"):
             try:
                 headers.update(signature_headers(params["signing_secret"], delivery.id, body))

@@ -22,6 +22,7 @@ from runherald.api_rule_test import add_rule_test_routes
 from runherald.api_rules import add_rule_routes
 from runherald.api_silences import add_silence_routes, unknown_receiver_problems
 from runherald.api_subscribe import add_subscribe_routes
+from runherald.api_subscriptions import add_subscription_routes
 from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
 from runherald.openapi import OPENAPI
@@ -242,6 +243,7 @@ def create_api(
     if alerts is not None:
         add_rule_routes(app, alerts)
         add_silence_routes(app, alerts)
+        add_subscription_routes(app, alerts)
         add_rule_test_routes(app, alerts, publisher.settings)
     if feed is not None:
         add_subscribe_routes(app, feed)

@@ -36,6 +36,7 @@ from runherald.cli_rules import COMMANDS as RULE_COMMANDS
 from runherald.cli_rules import rules as rules_group
 from runherald.cli_silences import COMMANDS as SILENCE_COMMANDS
 from runherald.cli_subscribe import COMMANDS as SUBSCRIBE_COMMANDS
+from runherald.cli_subscriptions import COMMANDS as SUBSCRIPTION_COMMANDS
 from runherald.cli_tokens import token
 from runherald.config import SettingsWarning, env_name, redact
 from runherald.errors import InvalidArgumentError
@@ -74,7 +75,7 @@ def cli(ctx: click.Context) -> None:
 cli.add_command(keys_group)
 cli.add_command(token)
 cli.add_command(doctor_command(RunheraldCommand))
-for _command in [*RULE_COMMANDS, *SILENCE_COMMANDS, *SUBSCRIBE_COMMANDS]:
+for _command in [*RULE_COMMANDS, *SILENCE_COMMANDS, *SUBSCRIBE_COMMANDS, *SUBSCRIPTION_COMMANDS]:
     cli.add_command(_command)
 for _command in RULE_TEST_COMMANDS:
     rules_group.add_command(_command)

@@ -29,6 +29,8 @@ from runherald.inhibition import Inhibition, muting, start_inhibition
 from runherald.matchers import run_fields
 from runherald.rule_index import AlertConfig
 from runherald.sealing import seal_notification
+from runherald.subscriptions import decide as subscription_decision
+from runherald.subscriptions import matching
 from runherald.transitions import when_labels
 
 NOTIFYING_STATES = frozenset({"completed", "error", "aborted", "running"})
@@ -77,6 +79,7 @@ class Candidate(NamedTuple):
     receiver: str = ""
     rule: str = ""
     error: str = ""
+    subscription: str = ""  # a webhook subscription's (runherald.subscriptions)
 
 
 def candidates(
@@ -99,6 +102,8 @@ def candidates(
             found.append(Candidate(notification, name, str(receiver_name), error=error))
         else:
             found.append(Candidate(with_receiver(notification, receiver), name, receiver.name))
+    if alerts is not None and alerts.subscriptions:
+        found += _subscribed(run, alerts, fields, {candidate.name for candidate in found})
     if alerts is None or run["status"]["state"] not in alerts.rule_states:
         return found  # no rule is sent in this state, whatever it matches
     own_names = {candidate.name for candidate in found}
@@ -123,6 +128,21 @@ def candidates(
                     redacted = rules.redact_run(run)
                 notification = rule.notification(receiver, redacted)
                 found.append(Candidate(notification, name, receiver_name, rule.name))
+    return found
+
+
+def _subscribed(
+    run: dict[str, Any], alerts: AlertConfig, fields: dict[str, str] | None, own_names: set[str]
+) -> list[Candidate]:
+    """One candidate per webhook subscription that wants the run in its state (its `when` is that state)."""
+    state = run["status"]["state"]
+    wanted = alerts.subscriptions.values()
+    found = []
+    for subscription in matching(wanted, state, fields if fields is not None else run_fields(run)):
+        notification, name = subscription.notification(state), subscription.notification_name
+        clash = f"subscription {subscription.name!r}: the run has its own notification named {name!r}"
+        error = clash if name in own_names else ""
+        found.append(Candidate(notification, name, error=error, subscription=subscription.name))
     return found
 
 
@@ -170,7 +190,9 @@ def evaluate_event(
     for candidate in found:
         notification, name = candidate.notification, candidate.name
         when = rules.when_states(notification)
-        error = candidate.error or (duplicate_names if not candidate.rule else None)
+        error = candidate.error or (
+            duplicate_names if not (candidate.rule or candidate.subscription) else None
+        )
         if state not in when and not error:
             # Never sent in this state whatever else holds (rules.evaluate says the same, later and
             # dearer): most events of a run take this path.
@@ -201,11 +223,15 @@ def evaluate_event(
             # An earlier event already emitted this delivery; the dispatcher owns it now.
             result.skipped.append((name, "already queued"))
             continue
-        decision = rules.evaluate(
-            run,
-            notification,
-            condition_error_policy=settings.condition_error_policy,
-            notify_iterations=settings.notify_iterations,
+        decision = (
+            subscription_decision(run, settings.notify_iterations)
+            if candidate.subscription
+            else rules.evaluate(
+                run,
+                notification,
+                condition_error_policy=settings.condition_error_policy,
+                notify_iterations=settings.notify_iterations,
+            )
         )
         if not decision.send:
             result.skipped.append((name, decision.reason))

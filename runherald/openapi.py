@@ -13,6 +13,8 @@ from runherald.openapi_alerts import PATHS as ALERT_PATHS
 from runherald.openapi_alerts import SCHEMAS as ALERT_SCHEMAS
 from runherald.openapi_parts import ERROR_RESPONSES, NULLABLE_TEXT, errors, json_body, operation, ref
 from runherald.openapi_subscribe import PATHS as SUBSCRIBE_PATHS
+from runherald.openapi_subscriptions import PATHS as SUBSCRIPTION_PATHS
+from runherald.openapi_subscriptions import SCHEMAS as SUBSCRIPTION_SCHEMAS
 
 _RUN_PARAMETERS = [
     {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
@@ -177,6 +179,7 @@ _PATHS: dict[str, Any] = {
     },
     **ALERT_PATHS,
     **SUBSCRIBE_PATHS,
+    **SUBSCRIPTION_PATHS,
     "/api/v1/openapi.json": {
         "get": operation(
             "This document",
@@ -228,7 +231,7 @@ OPENAPI: dict[str, Any] = {
     },
     "paths": _PATHS,
     "components": {
-        "schemas": {**_SCHEMAS, **ALERT_SCHEMAS},
+        "schemas": {**_SCHEMAS, **ALERT_SCHEMAS, **SUBSCRIPTION_SCHEMAS},
         "responses": {
             name: json_body(ref("Error"), description) for name, description in ERROR_RESPONSES.values()
         },

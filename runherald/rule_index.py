@@ -17,6 +17,7 @@ from runherald.alerting import InvalidConfig, Receiver, Rule, parse_receiver, pa
 from runherald.inhibition import KEY_PREFIX, Inhibition, Inhibitions
 from runherald.matchers import LABEL_PREFIX, Matcher, matches_all
 from runherald.silences import Silence, parse_silence
+from runherald.subscriptions import Subscription, parse_subscription
 
 log = logging.getLogger("runherald.rules")
 
@@ -75,7 +76,9 @@ def parse_inhibition(key: str, value: Mapping[str, Any]) -> Inhibition | None:
     return inhibition
 
 
-def parse_record(key: str, value: Mapping[str, Any]) -> Receiver | Rule | Silence | Inhibition | None:
+def parse_record(
+    key: str, value: Mapping[str, Any]
+) -> Receiver | Rule | Silence | Inhibition | Subscription | None:
     """The object a rules-topic record holds; a value that no longer parses (written by another
     version, or by hand) is logged and left out, never fatal."""
     kind, _, name = key.partition("/")
@@ -95,6 +98,10 @@ def parse_record(key: str, value: Mapping[str, Any]) -> Receiver | Rule | Silenc
             silence = parse_silence(value, now=0.0)
             if silence.id == name:
                 return silence
+        elif kind == "subscription":
+            subscription, problems = parse_subscription(value, f"subscriptions.{name}")
+            if subscription is not None and subscription.name == name:
+                return subscription
         else:
             problems = ["unknown type"]
     except InvalidConfig as exc:
@@ -116,9 +123,12 @@ class AlertConfig:
     inhibitions: Inhibitions = field(default_factory=Inhibitions)  # the AlertStore's own, kept up to date
     inhibiting: frozenset[str] = frozenset()  # the rules that inhibit others
     uses_transitions: bool = False  # some rule's `when` names a transition: terminal states make history
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)  # runherald.subscriptions
 
     @classmethod
-    def from_objects(cls, objects: Iterable[Receiver | Rule | Silence | Inhibition | None]) -> AlertConfig:
+    def from_objects(
+        cls, objects: Iterable[Receiver | Rule | Silence | Inhibition | Subscription | None]
+    ) -> AlertConfig:
         config = cls()
         for obj in objects:
             if isinstance(obj, Receiver):
@@ -129,6 +139,8 @@ class AlertConfig:
                 config.silences[obj.id] = obj
             elif isinstance(obj, Inhibition):
                 config.inhibitions.put(obj.key, obj)
+            elif isinstance(obj, Subscription):
+                config.subscriptions[obj.name] = obj
         config.index = RuleIndex(config.rules.values())
         config.rule_states = frozenset(state for rule in config.rules.values() for state in rule.when)
         config.inhibiting = frozenset(rule.name for rule in config.rules.values() if rule.inhibits)

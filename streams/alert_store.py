@@ -28,6 +28,7 @@ from runherald.inhibition import KEY_PREFIX, Inhibition, Inhibitions
 from runherald.kafka_clients import client_kwargs
 from runherald.rule_index import AlertConfig, parse_inhibition, parse_record
 from runherald.silences import Silence
+from runherald.subscriptions import Subscription
 
 log = logging.getLogger("runherald.rules")
 
@@ -50,7 +51,7 @@ class AlertStore:
         self._settings = settings
         self.topic = topic
         self._send = send
-        self._objects: dict[str, Receiver | Rule | Silence] = {}
+        self._objects: dict[str, Receiver | Rule | Silence | Subscription] = {}
         self._values: dict[str, dict[str, Any]] = {}
         self.inhibitions = Inhibitions()  # shared with every config built here
         self._config = AlertConfig(inhibitions=self.inhibitions)

@@ -1,0 +1,215 @@
+"""Webhook subscriptions: every state change of the runs a subscription matches, POSTed to its URL.
+
+A subscription ``{name, url, matchers, states, secret}`` is stored on the rules topic as
+``subscription/<name>``. For each run event whose fields satisfy its matchers (Alertmanager syntax, as a
+rule's) and whose state it wants (`states`; none: every state), the pipeline sends one delivery named
+``subscription:<name>`` (a name no rule's ``{rule}/{receiver}`` can take), of the internal kind
+``cloudevent``: a CloudEvent of the run, signed with Standard Webhooks when `secret` is set. It goes
+through the same delivery ids, retries, circuit breakers, rate limits, ledger and dead letter as a
+notification. Pure: parsing, checking and what a subscription sends; the sender is
+``runherald.notifiers.cloudevent``.
+"""
+
+from __future__ import annotations
+
+import secrets as random
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from runherald.admission import RUN_STATES, Problem, did_you_mean
+from runherald.alerting import NAME, InvalidConfig, unknown_keys
+from runherald.matchers import RUN_FIELDS, Matcher, MatcherError, matches_all, parse_matcher
+from runherald.rules import Decision
+from runherald.sealing import seal_notification
+from runherald.secret_values import is_reference
+from runherald.secrets import REDACTED
+
+KIND = "cloudevent"  # the notifier kind of a subscription's deliveries: never a run's own notification kind
+NAME_PREFIX = "subscription:"
+SECRET_PARAM = "signing_secret"  # as the webhook notifier names it
+KEYS = ("name", "url", "matchers", "states", "secret")
+STATES = tuple(sorted(RUN_STATES))
+EVENT_TYPE = "io.runherald.run.state"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Where every matching run state change goes; `secret` signs it (a literal is sealed before it is
+    stored, a reference or a sealed value is kept as it is; None: unsigned)."""
+
+    name: str
+    url: str
+    matchers: tuple[Matcher, ...] = ()
+    states: tuple[str, ...] = ()  # () = every state
+    secret: Any = None
+
+    @property
+    def notification_name(self) -> str:
+        return NAME_PREFIX + self.name
+
+    def wants(self, state: str, fields: Mapping[str, str]) -> bool:
+        """Whether a run in `state` with these matcher fields is sent to this subscription."""
+        if self.states and state not in self.states:
+            return False
+        return matches_all(self.matchers, fields) is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As stored on the rules topic (`secret` as held: `sealed` seals a literal first)."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "url": self.url,
+            "matchers": [str(matcher) for matcher in self.matchers],
+            "states": list(self.states),
+        }
+        if self.secret is not None:
+            data["secret"] = self.secret
+        return data
+
+    def sealed(self) -> dict[str, Any]:
+        """`to_dict` with a literal secret sealed (runherald.sealing; SealKeyError without a key)."""
+        data = self.to_dict()
+        if self.secret is not None:
+            data["secret"] = seal_notification({"secret_params": {SECRET_PARAM: self.secret}})[
+                "secret_params"
+            ][SECRET_PARAM]
+        return data
+
+    def public_dict(self) -> dict[str, Any]:
+        """As the API and CLI show it: a literal secret REDACTED; references and sealed values kept."""
+        data = self.to_dict()
+        if self.secret is not None and not is_reference(self.secret):
+            data["secret"] = REDACTED
+        return data
+
+    def notification(self, state: str) -> dict[str, Any]:
+        """The notification a run in `state` sends to this subscription (its `when` is that state)."""
+        notification: dict[str, Any] = {
+            "kind": KIND,
+            "name": self.notification_name,
+            "when": [state],
+            "params": {"url": self.url},
+        }
+        if self.secret is not None:
+            notification["secret_params"] = {SECRET_PARAM: self.secret}
+        return notification
+
+
+def new_name() -> str:
+    """A generated subscription name: ``sub-`` and 12 hex digits."""
+    return "sub-" + random.token_hex(6)
+
+
+def _url_problems(url: Any, path: str) -> list[Problem]:
+    if not isinstance(url, str) or not url:
+        return [Problem(path, "a subscription needs a url (http:// or https://)")]
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as exc:
+        return [Problem(path, f"is not a URL: {exc}")]
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return [Problem(path, f"{url!r} is not an http:// or https:// URL with a host")]
+    if any(char.isspace() for char in url):
+        return [Problem(path, "a URL cannot hold whitespace")]
+    return []
+
+
+def _states(value: Any, path: str, problems: list[Problem]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(state, str) for state in value):
+        problems.append(Problem(path, f"must be a list of run states ({', '.join(STATES)})"))
+        return ()
+    for i, state in enumerate(value):
+        if state not in RUN_STATES:
+            problems.append(Problem(f"{path}[{i}]", f"unknown state {state!r}{did_you_mean(state, STATES)}"))
+        elif value.index(state) != i:
+            problems.append(Problem(f"{path}[{i}]", f"state {state!r} is named twice"))
+    return tuple(value)
+
+
+def _matchers(value: Any, path: str, problems: list[Problem]) -> tuple[Matcher, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.append(Problem(path, "must be a list of matchers, such as 'project=\"alpha\"'"))
+        return ()
+    parsed = []
+    for i, text in enumerate(value):
+        try:
+            parsed.append(parse_matcher(text, RUN_FIELDS))
+        except MatcherError as exc:
+            problems.append(Problem(f"{path}[{i}]", str(exc)))
+    return tuple(parsed)
+
+
+def _secret_problems(secret: Any, path: str) -> list[Problem]:
+    if secret is None or is_reference(secret):
+        return []
+    if not isinstance(secret, str) or not secret:
+        why = "must be a non-empty string, a reference (${VAR}, {secret: NAME}) or a sealed value"
+        return [Problem(path, why)]
+    return []
+
+
+def parse_subscription(data: Any, path: str) -> tuple[Subscription | None, list[Problem]]:
+    """A subscription from its dict, or every problem that keeps it from being one (paths under `path`,
+    e.g. ``subscriptions.<name>.url``)."""
+    if not isinstance(data, Mapping):
+        return None, [Problem(path, "a subscription must be an object with name, url, matchers, states")]
+    problems = unknown_keys(data, KEYS, path)
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append(Problem(f"{path}.name", "a subscription needs a name"))
+    elif not NAME.match(name):
+        problems.append(
+            Problem(f"{path}.name", f"{name!r} is not a valid name: 1 to 63 letters, digits, '.', '_' or '-'")
+        )
+    problems += _url_problems(data.get("url"), f"{path}.url")
+    matchers = _matchers(data.get("matchers"), f"{path}.matchers", problems)
+    states = _states(data.get("states"), f"{path}.states", problems)
+    problems += _secret_problems(data.get("secret"), f"{path}.secret")
+    if problems:
+        return None, problems
+    return Subscription(str(name), str(data["url"]), matchers, states, data.get("secret")), []
+
+
+def check_subscription(data: Any, path: str) -> Subscription:
+    """parse_subscription, raising InvalidConfig with the problems."""
+    subscription, problems = parse_subscription(data, path)
+    if subscription is None:
+        raise InvalidConfig(problems)
+    return subscription
+
+
+def decide(run: Mapping[str, Any], notify_iterations: bool) -> Decision:
+    """Whether a subscription's delivery is sent: always, but for a child iteration (as notifications,
+    unless notify_iterations), since an iteration shares its parent's delivery ids."""
+    iteration = (run.get("metadata") or {}).get("iteration") or 0
+    if not notify_iterations and isinstance(iteration, int) and iteration > 0:
+        return Decision(False, f"child iteration {iteration} is not notified")
+    return Decision(True, "subscribed")
+
+
+def matching(
+    subscriptions: Collection[Subscription], state: str, fields: Mapping[str, str]
+) -> list[Subscription]:
+    """The subscriptions a run in `state` with these fields is sent to, by name."""
+    return sorted((s for s in subscriptions if s.wants(state, fields)), key=lambda s: s.name)
+
+
+__all__ = [
+    "EVENT_TYPE",
+    "KIND",
+    "NAME_PREFIX",
+    "SECRET_PARAM",
+    "STATES",
+    "Subscription",
+    "check_subscription",
+    "decide",
+    "matching",
+    "new_name",
+    "parse_subscription",
+]
