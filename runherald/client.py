@@ -157,8 +157,6 @@ class Client:
         state: str | Sequence[str] | None = None,
         labels: Mapping[str, str] | Sequence[str] | None = None,
         since: str | datetime | timedelta | None = None,
-        *,
-        last_event_id: str = "",
     ) -> AsyncIterator[dict[str, Any]]:
         """Run state changes as they happen (``GET /api/v1/subscribe``), as run dicts, until the caller
         stops: `project` a glob, `state` one or several, `labels` ``{key: value}`` or ``["k=v"]``, `since`
@@ -172,8 +170,7 @@ class Client:
         from runherald import sse
 
         query = _subscribe_params(project, state, labels, since)
-        parser = sse.SseParser()
-        parser.last_id = last_event_id
+        parser = sse.SseParser()  # keeps the last event id, to resume from after a break
         reached = False
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
         async with aiohttp.ClientSession(timeout=timeout) as session:

@@ -7,7 +7,6 @@ streams a run's states in order."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -271,10 +270,6 @@ async def test_silences_added_listed_and_expired_through_the_client(client: Clie
     assert [p.path for p in refused.value.problems] == ["silence.matchers[0]"]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("runherald.api_subscriptions") is None,
-    reason="/api/v1/subscriptions is helper D's (branch h-d15), not merged into this branch yet",
-)
 async def test_subscriptions_added_listed_and_deleted_through_the_client(
     client: Client, receiver: WebhookReceiver
 ) -> None:
@@ -297,10 +292,6 @@ async def test_subscriptions_added_listed_and_deleted_through_the_client(
     assert name not in [found["name"] for found in await asyncio.to_thread(client.subscriptions.list)]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("runherald.api_subscribe") is None,
-    reason="GET /api/v1/subscribe is helper C's (branch h-c15), not merged into this branch yet",
-)
 async def test_subscribe_streams_a_runs_states_in_order(client: Client, receiver: WebhookReceiver) -> None:
     project, uid, other = unique("p"), unique("u"), unique("u")
     seen: list[tuple[str, str]] = []
