@@ -59,7 +59,9 @@ class Client:
     """runherald's HTTP API, from Python. `url` and `token` default to RUNHERALD_API (else
     http://127.0.0.1:6066) and RUNHERALD_TOKEN; `timeout` bounds each request, in seconds."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = API_TIMEOUT):
+    def __init__(
+        self, url: str | None = None, token: str | None = None, *, timeout: float = API_TIMEOUT
+    ) -> None:
         self.url = (url or os.environ.get(API_ENV) or DEFAULT_API).rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             raise InvalidArgumentError(f"the API URL must be http:// or https://, got {self.url!r}")
