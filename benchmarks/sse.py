@@ -1,8 +1,8 @@
 """The live-subscription figures of ``runherald bench`` (phase ``sse``): SSE fan-out and its pipeline cost.
 
 One worker; runs offered at --sse-rate runs/s, each with one webhook notification to a loopback receiver.
-Rounds alternate without and with CLIENTS SSE clients connected to that worker (``GET /api/v1/subscribe``,
-every run), each round --sse-seconds long, the first preceded by a second of warm-up:
+Rounds go without, with, with, without CLIENTS SSE clients connected to that worker
+(``GET /api/v1/subscribe``, every run), each --sse-seconds long, the first after a second of warm-up:
 
 - ``sse_p50`` / ``sse_p99``: from publish (the time the bench sent the run, carried in a label) to the
   event's arrival at a client, over every event of every client;
@@ -42,7 +42,7 @@ from runherald.testing.worker import WorkerProcess, stop_process, tail
 CLIENTS = 100
 CLIENTS_MAIN = "_sse-clients"  # hidden first argument of the bench: run the clients (a subprocess)
 PATH = "/sse-bench"
-ROUNDS = ("without", "with", "without", "with")
+ROUNDS = ("without", "with", "with", "without")  # counterbalanced: drift over the phase favours neither
 
 
 # -- the clients (a subprocess) ------------------------------------------------------------------------
@@ -205,8 +205,15 @@ async def phase_sse(bench: Any) -> None:
                 try:
                     warmup = max(1, int(float(bench.args.sse_rate))) if index == 0 else 0
                     cpu, began = _cpu_seconds(worker.pid), time.monotonic()
+                    clients_cpu = _cpu_seconds(process.pid) if process is not None else 0.0
                     pipeline[label] += await _offer(bench, worker, receiver, f"{label}{index}", warmup)
-                    busy[label].append((_cpu_seconds(worker.pid) - cpu) / (time.monotonic() - began))
+                    took = time.monotonic() - began
+                    busy[label].append((_cpu_seconds(worker.pid) - cpu) / took)
+                    if process is not None:
+                        share = 100 * (_cpu_seconds(process.pid) - clients_cpu) / took
+                        bench.report.note(
+                            f"sse: round {index}: the clients' process used {share:.0f}% of a core"
+                        )
                 finally:
                     if process is not None:
                         await _stop_clients(process)

@@ -29,6 +29,10 @@ FIGURES = {
     "hang_others_p50": "ms",
     "hang_others_p99": "ms",
     "worker_peak_rss": "MB",
+    "sse_p50": "ms",
+    "sse_p99": "ms",
+    **{f"pipeline_{p}_{side}_clients": "ms" for p in ("p50", "p99") for side in ("without", "with")},
+    **{f"worker_cpu_{side}_clients": "% of a core" for side in ("without", "with")},
 }
 RATIOS = (
     "evaluate_vs_bare_faust",
@@ -38,6 +42,7 @@ RATIOS = (
     "p99_vs_target",
     "hang_p99_ratio",
     "rss_vs_target",
+    "sse_pipeline_p99_ratio",
 )
 TINY = [
     "--runs",
@@ -58,6 +63,7 @@ TINY = [
     "2",
     "--send-timeout",
     "1",
+    *("--sse-clients", "5", "--sse-rate", "20", "--sse-seconds", "1"),
     "--json",
 ]
 
