@@ -12,13 +12,13 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from runherald import channels
 from runherald.errors import PublishError
 from runherald.events import InvalidEvent, validate_run
 from runherald.model import NotificationSeverity, RunStates
+from runherald.problems import Problem
 from runherald.ratelimit import PARAM as RATE_LIMIT
 from runherald.ratelimit import rate_limit_problems
 from runherald.rules import NOTIFYING_STATES
@@ -29,20 +29,6 @@ SEVERITIES = tuple(severity.value for severity in NotificationSeverity)
 # MLRun's run states: a `when` state among them that does not notify is said so, any other is unknown.
 RUN_STATES = frozenset(v for k, v in vars(RunStates).items() if not k.startswith("_") and isinstance(v, str))
 _PARAMETER = re.compile(r"Parameter '([^']+)'")
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a run: where (``spec.notifications[0].kind``) and what."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-    def as_dict(self) -> dict[str, str]:
-        return {"path": self.path, "message": self.message}
 
 
 class InvalidRuns(PublishError):

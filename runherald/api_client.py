@@ -1,8 +1,10 @@
-"""The command line's client of runherald's HTTP API: JSON over urllib, the bearer token on every call.
+"""The command line's and the SDK's (runherald.client) way to runherald's HTTP API: JSON over urllib,
+the bearer token on every call.
 
 Every failure is a RunheraldError of one line: ApiUnavailable (no answer), ApiError (an error
-status; 401 and 403 say what to do about the token). A 400 with ``problems`` is ApiProblems (an
-ApiError, exit 2): its message is the server's summary, then one ``path: message`` line per problem.
+status; 401 and 403 say what to do about the token; 404 is ApiNotFound). A 400 with ``problems`` is
+ApiProblems (an ApiError, exit 2): its message is the server's summary, then one ``path: message``
+line per problem.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from runherald.admission import Problem
-from runherald.errors import ApiError, ApiUnavailable
+from runherald.errors import ApiError, ApiNotFound, ApiUnavailable
+from runherald.problems import Problem
 
 API_TIMEOUT = 10.0
+DEFAULT_API = "http://127.0.0.1:6066"
 
 
 class ApiProblems(ApiError):
@@ -30,7 +33,9 @@ class ApiProblems(ApiError):
         self.problems = problems
 
 
-def call_api(api: str, token: str | None, method: str, path: str, body: Any = None) -> Any:
+def call_api(
+    api: str, token: str | None, method: str, path: str, body: Any = None, *, timeout: float = API_TIMEOUT
+) -> Any:
     """Send one request (body as JSON, if any) and return the decoded JSON answer."""
     headers = {"Accept": "application/json"}
     if token:
@@ -41,25 +46,30 @@ def call_api(api: str, token: str | None, method: str, path: str, body: Any = No
         headers["Content-Type"] = "application/json"
     request = urllib.request.Request(api.rstrip("/") + path, data=data, headers=headers, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        try:
-            answer = json.loads(exc.read())
-            message = answer.get("error")
-        except (ValueError, AttributeError):
-            answer, message = None, None
-        problems = _problems(answer) if exc.code == 400 else []
-        if message and problems:
-            raise ApiProblems(message, exc.code, problems) from None
-        raise ApiError(
-            _refusal(api, token, exc.code, message or f"the API answered {exc.code} {exc.reason}"), exc.code
-        ) from None
+        raise error_answer(api, token, exc.code, exc.reason, exc.read()) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        raise ApiUnavailable(f"cannot reach the API at {api}: {_network_reason(reason)}") from None
+        raise ApiUnavailable(f"cannot reach the API at {api}: {_network_reason(reason, timeout)}") from None
     except ValueError as exc:
         raise ApiError(f"the API at {api} answered something that is not JSON: {exc}", 200) from None
+
+
+def error_answer(api: str, token: str | None, status: int, reason: str, body: bytes) -> ApiError:
+    """The error for an error status and its body: ApiProblems for a 400 with problems, ApiNotFound for
+    a 404, else ApiError, with the answer's ``error`` (for 401/403, what to do about the token)."""
+    try:
+        answer = json.loads(body)
+        message = answer.get("error")
+    except (ValueError, AttributeError):
+        answer, message = None, None
+    problems = _problems(answer) if status == 400 else []
+    if message and problems:
+        return ApiProblems(message, status, problems)
+    error = ApiNotFound if status == 404 else ApiError
+    return error(_refusal(api, token, status, message or f"the API answered {status} {reason}"), status)
 
 
 def _problems(answer: Any) -> list[Problem]:
@@ -85,14 +95,14 @@ def _refusal(api: str, token: str | None, status: int, message: str) -> str:
     return message
 
 
-def _network_reason(reason: Any) -> str:
+def _network_reason(reason: Any, timeout: float) -> str:
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"
     if isinstance(reason, TimeoutError):
-        return f"no answer within {API_TIMEOUT:g}s"
+        return f"no answer within {timeout:g}s"
     if isinstance(reason, socket.gaierror):
         return "unknown host"
     return str(reason)
 
 
-__all__ = ["API_TIMEOUT", "ApiProblems", "call_api"]
+__all__ = ["API_TIMEOUT", "DEFAULT_API", "ApiProblems", "call_api", "error_answer"]

@@ -16,11 +16,10 @@ import click
 import yaml
 from click.core import ParameterSource
 
-from runherald.api_client import call_api
+from runherald.api_client import DEFAULT_API, call_api
 from runherald.config import CONFIG_ENV, Settings, env_name
 from runherald.errors import BrokerUnavailable, RunheraldError
 
-DEFAULT_API = "http://127.0.0.1:6066"
 OUTPUTS = ("table", "json", "yaml")
 
 T = TypeVar("T")

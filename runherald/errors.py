@@ -11,12 +11,19 @@ One tree; a caller that wants every failure runherald raises on purpose catches 
     ├── Unavailable              a part did not answer, so it could not be done           exit 1
     │   ├── BrokerUnavailable    no Kafka broker answered in time
     │   └── ApiUnavailable       the HTTP API did not answer
-    └── ApiError                 the HTTP API answered with an error status               exit 1
+    ├── ApiError                 the HTTP API answered with an error status               exit 1
+    │   └── ApiNotFound          it has no such thing (404): a run it has not seen, a rule
+    ├── RunFailedError           a run waited for ended, but not `completed`              exit 1
+    └── RunTimeoutError          a run waited for did not end in time (a TimeoutError)    exit 1
 
-`MLRunInvalidArgumentError` and `MLRunValueError` are the MLRun names of the two ValueErrors.
+`MLRunInvalidArgumentError` and `MLRunValueError` are the MLRun names of the two ValueErrors;
+`MLRunNotFoundError`, `MLRunRuntimeError` and `MLRunTimeoutError` those of the last three, which
+`RunObject.wait_for_completion` raises where MLRun's does.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class RunheraldError(Exception):
@@ -65,18 +72,44 @@ class ApiError(RunheraldError):
         self.status = status
 
 
+class ApiNotFound(ApiError):
+    """The HTTP API answered 404: no such run (not seen by runherald), rule, receiver or silence."""
+
+
+class RunFailedError(RunheraldError):
+    """A run that was waited for ended in a state other than `completed`; the message has its error
+    text, `run` is the run dict as the API last gave it (MLRun's `MLRunRuntimeError`)."""
+
+    def __init__(self, message: str, run: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.run = run
+
+
+class RunTimeoutError(RunheraldError, TimeoutError):
+    """A run that was waited for did not reach a terminal state in time (MLRun's `MLRunTimeoutError`)."""
+
+
 MLRunInvalidArgumentError = InvalidArgumentError
 MLRunValueError = RunheraldValueError
+MLRunNotFoundError = ApiNotFound
+MLRunRuntimeError = RunFailedError
+MLRunTimeoutError = RunTimeoutError
 
 __all__ = [
     "ApiError",
+    "ApiNotFound",
     "ApiUnavailable",
     "BrokerUnavailable",
     "ConfigError",
     "InvalidArgumentError",
     "MLRunInvalidArgumentError",
+    "MLRunNotFoundError",
+    "MLRunRuntimeError",
+    "MLRunTimeoutError",
     "MLRunValueError",
     "PublishError",
+    "RunFailedError",
+    "RunTimeoutError",
     "RunheraldError",
     "RunheraldValueError",
     "Unavailable",

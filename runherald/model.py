@@ -12,13 +12,17 @@ from copy import deepcopy
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum, StrEnum
-from typing import Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import yaml
 
 from runherald import channels
-from runherald.errors import InvalidArgumentError, RunheraldValueError
+from runherald.errors import InvalidArgumentError, RunFailedError, RunheraldValueError
+from runherald.run_states import RunStates, error_text
 from runherald.secret_values import env_allowed, secret_env_name
+
+if TYPE_CHECKING:
+    from runherald.client import Client
 
 # The placeholder a feature-store target path uses for the run id; MLRun stores paths with it verbatim.
 RUN_ID_PLACE_HOLDER = "{run_id}"
@@ -77,67 +81,6 @@ class NotificationLimits(Enum):
     """Size limits MLRun enforces on notifications."""
 
     max_params_size = 900 * 1024
-
-
-class RunStates:
-    """Run state names, as MLRun spells them."""
-
-    completed = "completed"
-    error = "error"
-    running = "running"
-    created = "created"
-    pending = "pending"
-    unknown = "unknown"
-    aborted = "aborted"
-    aborting = "aborting"
-    skipped = "skipped"
-    pending_retry = "pendingRetry"
-
-    @staticmethod
-    def all() -> list[str]:
-        """Every run state."""
-        return [
-            RunStates.completed,
-            RunStates.error,
-            RunStates.running,
-            RunStates.created,
-            RunStates.pending,
-            RunStates.unknown,
-            RunStates.aborted,
-            RunStates.aborting,
-            RunStates.skipped,
-            RunStates.pending_retry,
-        ]
-
-    @staticmethod
-    def terminal_states() -> list[str]:
-        """States a run never leaves."""
-        return [RunStates.completed, RunStates.error, RunStates.aborted, RunStates.skipped]
-
-    @staticmethod
-    def error_states() -> list[str]:
-        """States that mean the run failed."""
-        return [RunStates.error, RunStates.aborted, RunStates.pending_retry]
-
-    @staticmethod
-    def abortion_states() -> list[str]:
-        """States that mean the run was (being) aborted."""
-        return [RunStates.aborted, RunStates.aborting]
-
-    @staticmethod
-    def error_and_abortion_states() -> list[str]:
-        """Failure or abortion states."""
-        return list(dict.fromkeys(RunStates.error_states() + RunStates.abortion_states()))
-
-    @staticmethod
-    def non_terminal_states() -> list[str]:
-        """States a run can still leave."""
-        return [state for state in RunStates.all() if state not in RunStates.terminal_states()]
-
-    @staticmethod
-    def notification_states() -> list[str]:
-        """States that can trigger a notification."""
-        return [*RunStates.terminal_states(), RunStates.running]
 
 
 class HyperParamStrategies:
@@ -1122,11 +1065,11 @@ class RunObject(RunTemplate):
     @property
     def error(self) -> str:
         """The error text of a failed or aborted run, else an empty string."""
-        state = self.status.state if self.status else None
-        if state not in RunStates.error_and_abortion_states():
+        status = self.status
+        if not status:
             return ""
-        fallback = "Run was aborted" if state in RunStates.abortion_states() else "Unknown error"
-        return self.status.error or self.status.status_text or self.status.reason or fallback
+        fields = ("state", "error", "status_text", "reason")
+        return error_text({field: getattr(status, field) for field in fields})
 
     def uid(self) -> str | None:
         """The run's unique id."""
@@ -1135,6 +1078,55 @@ class RunObject(RunTemplate):
     def state(self) -> str:
         """The run's state as carried in the object (MLRun would refresh a non-terminal one from its DB)."""
         return self.status.state or "unknown"
+
+    def refresh(self, client: Client | None = None) -> Self:
+        """Read the run's latest status from runherald's API (``GET /api/v1/runs/{project}/{uid}``), as
+        MLRun's reads its DB; artifacts the answer lacks are kept. `client` defaults to
+        `runherald.Client()` (RUNHERALD_API, RUNHERALD_TOKEN). ApiNotFound: runherald has not seen it."""
+        from runherald.client import Client
+
+        self._take_status((client or Client()).run(self.metadata.project or "", self.metadata.uid or ""))
+        return self
+
+    def wait_for_completion(
+        self,
+        sleep: float = 3,
+        timeout: float = 0,
+        raise_on_failure: bool = True,
+        show_logs: bool | None = None,
+        logs_interval: float | None = None,
+        *,
+        client: Client | None = None,
+    ) -> str:
+        """Wait for the run to reach a terminal state and return it, as MLRun's does; `status` follows.
+
+        Polls runherald's API (runherald.client.Client.wait): after 0.1 s, then twice as long each time,
+        up to `sleep` seconds apart. `timeout` seconds (0: no limit) raises RunTimeoutError
+        (MLRunTimeoutError); with `raise_on_failure`, a run that ended other than `completed` raises
+        RunFailedError (MLRunRuntimeError) with its error text. `show_logs` and `logs_interval` are
+        accepted for MLRun callers: runherald has no logs to show. `client` as for `refresh`.
+        """
+        from runherald.client import Client
+
+        try:
+            found = (client or Client()).wait(
+                self.metadata.project or "",
+                self.metadata.uid or "",
+                sleep=sleep,
+                timeout=timeout,
+                raise_on_failure=raise_on_failure,
+            )
+        except RunFailedError as exc:
+            self._take_status(exc.run)
+            raise
+        self._take_status(found)
+        return self.state()
+
+    def _take_status(self, run: Mapping[str, Any]) -> None:
+        status = dict(run.get("status") or {})
+        if not status.get("artifacts"):  # as MLRun's refresh: artifacts are the object's own
+            status["artifacts"] = self.status.artifacts
+        self.status = RunStatus.from_dict(status)
 
     @property
     def ui_url(self) -> str | None:
