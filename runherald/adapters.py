@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,9 +43,11 @@ __all__ = [
     "TooManyHops",
     "Unrecognised",
     "adapt",
+    "declares_cloudevent",
     "headers_of",
     "hops_from",
     "hops_of",
+    "is_binary_cloudevent",
     "next_hops",
     "stamp_hops",
 ]
@@ -174,15 +177,24 @@ def _mlrun_webhook_run(run: Any, i: int, default_project: str) -> dict[str, Any]
     if not isinstance(status, dict) or not status.get("state"):
         raise NotThisShape(f"runs[{i}].status.state is missing")
     project = _project(metadata.get("project"), default_project, f"runs[{i}].metadata.project")
+    spec = run.get("spec")
+    if spec is not None and not isinstance(spec, dict):
+        raise NotThisShape(f"runs[{i}].spec must be an object, not {_describe(spec)}")
     filled = {
         **run,
         "metadata": {**metadata, "project": project},
-        "spec": run.get("spec") if isinstance(run.get("spec"), dict) else {},
+        "spec": dict(spec or {}),
         MARK: {**_mark(run), "adapter": MLRUN_WEBHOOK, "notified_by_source": True},
     }
     if filled["metadata"].get("labels") is None:
         filled["metadata"].pop("labels", None)
-    return _checked(filled, f"runs[{i}]: ")
+    _checked(filled, f"runs[{i}]: ")
+    notifications = filled["spec"].get("notifications")
+    if notifications:  # MLRun sent them and runherald never will: their secrets are not kept
+        filled["spec"]["notifications"] = [
+            {key: value for key, value in item.items() if key != "secret_params"} for item in notifications
+        ]
+    return filled
 
 
 def _mark(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -240,6 +252,12 @@ def is_binary_cloudevent(headers: Mapping[str, str]) -> bool:
     return "specversion" in _ce_headers(headers)
 
 
+def declares_cloudevent(headers: Mapping[str, str]) -> bool:
+    """Whether a record says it is a CloudEvent: binary-mode headers, or a CloudEvents content type."""
+    media = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    return is_binary_cloudevent(headers) or media.startswith("application/cloudevents")
+
+
 def _is_json_type(content_type: str | None) -> bool:
     if not content_type:
         return True  # CloudEvents: data without datacontenttype is JSON in the JSON format
@@ -267,18 +285,28 @@ def cloudevents(value: Any, headers: Mapping[str, str], default_project: str) ->
             )
         event = value
         if "data_base64" in event and "data" not in event:
+            if not isinstance(event["data_base64"], str):
+                raise NotThisShape("data_base64 must be a string")
             try:
-                decoded = base64.b64decode(str(event["data_base64"]), validate=True)
+                decoded = base64.b64decode(event["data_base64"], validate=True)
             except (binascii.Error, ValueError):
                 raise NotThisShape("data_base64 is not base64") from None
             event = {**event, "data": _parse_json(decoded)}
-        if not _is_json_type(event.get("datacontenttype")):
-            raise NotThisShape(f"datacontenttype {event.get('datacontenttype')!r} is not JSON")
-    if str(event.get("specversion")) != "1.0":
-        raise NotThisShape(f"specversion {event.get('specversion')!r} is not 1.0")
+        content_type = event.get("datacontenttype")
+        if content_type is not None and not isinstance(content_type, str):
+            raise NotThisShape("datacontenttype must be a string")
+        if not _is_json_type(content_type):
+            raise NotThisShape(f"datacontenttype {content_type!r} is not JSON")
+    if event.get("specversion") != "1.0":
+        raise NotThisShape(f"specversion {event.get('specversion')!r} is not '1.0'")
     missing = [name for name in CE_REQUIRED if not event.get(name)]
     if missing:
         raise NotThisShape(f"the CloudEvent lacks its required attribute(s) {', '.join(missing)}")
+    not_text = [
+        name for name in (*CE_REQUIRED, "time", "subject") if not isinstance(event.get(name, ""), str)
+    ]
+    if not_text:
+        raise NotThisShape(f"the CloudEvent attribute(s) {', '.join(not_text)} must be strings")
     data = event.get("data")
     if data is None or isinstance(data, _Raw):
         raise NotThisShape("the CloudEvent has no JSON data" if data is None else "the data is not JSON")
@@ -369,8 +397,10 @@ def adapt(
     ADAPTERS that recognises it (or only by `adapter`), or Unrecognised with each adapter's reason."""
     if adapter is not None and adapter not in ADAPTERS:
         raise ValueError(f"unknown adapter {adapter!r} (known: {', '.join(ADAPTERS)})")
-    names = [adapter] if adapter is not None else list(ADAPTERS)
     lowered = headers_of(headers)
+    names = [adapter] if adapter is not None else list(ADAPTERS)
+    if adapter is None and declares_cloudevent(lowered):
+        names = [CLOUDEVENTS]  # a record that says it is a CloudEvent is one, or is refused as one
     if not body.strip():
         raise Unrecognised({name: "the record is empty" for name in names}, NOT_JSON)
     value, listed = _parse(body)
@@ -403,10 +433,8 @@ def hops_from(headers: Mapping[str, str] | None) -> int | None:
     value = headers_of(headers).get(HOPS_HEADER.lower())
     if value is None:
         return None
-    try:
-        hops = int(value.strip())
-    except ValueError:
-        hops = -1
+    digits = value.strip()
+    hops = min(int(digits[:19]), 10**18) if re.fullmatch(r"[0-9]+", digits) else -1  # huge is still a loop
     if hops < 0:
         raise InvalidEvent(f"{HOPS_HEADER} must be a non-negative integer, not {value[:20]!r}", NOT_A_RUN)
     return hops
