@@ -16,16 +16,16 @@ adapter's reason.
 - ``generic``: ``{project, uid, name, state, results, labels, error, last_update}`` for CI systems and
   schedulers; `project` falls back to the default project.
 
-A record may also be a JSON array or NDJSON of these. Hops (loop prevention): `hops_from` reads a
-request's ``X-Runherald-Hops``, `stamp_hops` stores it in each run's ``runherald.hops`` and refuses
-past the limit (TooManyHops); the webhook channel sends ``hops + 1`` onwards (`next_hops`).
+A record may also be a JSON array or NDJSON of these. Hops (loop prevention, runherald.hops, re-exported
+here): `hops_from` reads a request's ``X-Runherald-Hops``, `stamp_hops` stores it in each run's
+``runherald.hops`` and refuses past the limit (TooManyHops); the webhook channel sends ``hops + 1``
+onwards (`next_hops`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,12 +33,25 @@ from typing import Any
 import orjson
 
 from runherald.events import NOT_A_RUN, NOT_JSON, InvalidEvent, validate_run
+from runherald.hops import (
+    HOPS_HEADER,
+    MARK,
+    HeadersIn,
+    TooManyHops,
+    headers_of,
+    hops_from,
+    hops_of,
+    mark_of,
+    next_hops,
+    stamp_hops,
+)
 
 __all__ = [
     "ADAPTERS",
     "HOPS_HEADER",
     "Adapted",
     "Adapter",
+    "HeadersIn",
     "NotThisShape",
     "TooManyHops",
     "Unrecognised",
@@ -52,9 +65,6 @@ __all__ = [
     "stamp_hops",
 ]
 
-HOPS_HEADER = "X-Runherald-Hops"
-TOO_MANY_HOPS = "too_many_hops"  # a dead-letter reason label, beside events' codes
-MARK = "runherald"  # the top-level key of a run dict that carries what runherald knows of its way in
 MLRUN_WEBHOOK = "mlrun-webhook"
 CLOUDEVENTS = "cloudevents"
 _JSON_TYPES = ("application/json", "text/json")
@@ -73,18 +83,6 @@ class Unrecognised(InvalidEvent):
         self.where = where
         said = "; ".join(f"{name}: {why}" for name, why in self.reasons.items())
         super().__init__(f"{where + ': ' if where else ''}no adapter recognised the record ({said})", code)
-
-
-class TooManyHops(InvalidEvent):
-    """A run that came back through runherald's ingress more often than max_hops allows (a loop)."""
-
-    def __init__(self, hops: int, max_hops: int) -> None:
-        self.hops, self.max_hops = hops, max_hops
-        super().__init__(
-            f"loop detected: {HOPS_HEADER} is {hops}, over max_hops {max_hops} (a notification that leads"
-            " back into runherald's ingress)",
-            TOO_MANY_HOPS,
-        )
 
 
 @dataclass(frozen=True)
@@ -184,7 +182,7 @@ def _mlrun_webhook_run(run: Any, i: int, default_project: str) -> dict[str, Any]
         **run,
         "metadata": {**metadata, "project": project},
         "spec": dict(spec or {}),
-        MARK: {**_mark(run), "adapter": MLRUN_WEBHOOK, "notified_by_source": True},
+        MARK: {**mark_of(run), "adapter": MLRUN_WEBHOOK, "notified_by_source": True},
     }
     if filled["metadata"].get("labels") is None:
         filled["metadata"].pop("labels", None)
@@ -195,11 +193,6 @@ def _mlrun_webhook_run(run: Any, i: int, default_project: str) -> dict[str, Any]
             {key: value for key, value in item.items() if key != "secret_params"} for item in notifications
         ]
     return filled
-
-
-def _mark(run: Mapping[str, Any]) -> dict[str, Any]:
-    mark = run.get(MARK)
-    return dict(mark) if isinstance(mark, dict) else {}
 
 
 # -- generic --------------------------------------------------------------------------------------------
@@ -374,22 +367,6 @@ def _adapt_item(
     raise Unrecognised(reasons, NOT_JSON if isinstance(value, _Raw) else NOT_A_RUN)
 
 
-HeadersIn = Mapping[str, str] | Iterable[tuple[str, bytes | str | None]] | None
-
-
-def headers_of(headers: HeadersIn) -> dict[str, str]:
-    """Header names lower-cased, values text: from an HTTP request's or a Kafka record's headers."""
-    if headers is None:
-        return {}
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    found: dict[str, str] = {}
-    for name, value in pairs:
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        found[str(name).lower()] = "" if value is None else str(value)
-    return found
-
-
 def adapt(
     body: bytes, headers: Mapping[str, str] | None = None, *, adapter: str | None = None, project: str = ""
 ) -> Adapted:
@@ -422,42 +399,3 @@ def adapt(
         if name not in used:
             used.append(name)
     return Adapted(runs, ",".join(used))
-
-
-# -- hops -----------------------------------------------------------------------------------------------
-
-
-def hops_from(headers: Mapping[str, str] | None) -> int | None:
-    """The ``X-Runherald-Hops`` of a request or record (None without one); InvalidEvent when it is not a
-    non-negative integer."""
-    value = headers_of(headers).get(HOPS_HEADER.lower())
-    if value is None:
-        return None
-    digits = value.strip()
-    hops = min(int(digits[:19]), 10**18) if re.fullmatch(r"[0-9]+", digits) else -1  # huge is still a loop
-    if hops < 0:
-        raise InvalidEvent(f"{HOPS_HEADER} must be a non-negative integer, not {value[:20]!r}", NOT_A_RUN)
-    return hops
-
-
-def hops_of(run: Mapping[str, Any]) -> int:
-    """How many times the run came back through runherald's ingress (``runherald.hops``, 0 when absent)."""
-    hops = _mark(run).get("hops")
-    return hops if isinstance(hops, int) and not isinstance(hops, bool) and hops > 0 else 0
-
-
-def next_hops(runs: Iterable[Mapping[str, Any]]) -> int:
-    """The ``X-Runherald-Hops`` an outgoing notification about these runs carries: their hops + 1."""
-    return max((hops_of(run) for run in runs), default=0) + 1
-
-
-def stamp_hops(runs: list[dict[str, Any]], hops: int | None, max_hops: int) -> list[dict[str, Any]]:
-    """Each run with ``runherald.hops`` = the larger of `hops` (the request's header) and its own;
-    TooManyHops when one is over `max_hops` (nothing of the request is then to be published)."""
-    stamped = []
-    for run in runs:
-        count = max(hops or 0, hops_of(run))
-        if count > max_hops:
-            raise TooManyHops(count, max_hops)
-        stamped.append({**run, MARK: {**_mark(run), "hops": count}} if count else run)
-    return stamped
