@@ -28,6 +28,11 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["error"],
         "properties": {
             "error": {"type": "string", "description": "what went wrong, in one line"},
+            "reasons": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "a body no adapter recognised: why not, by adapter",
+            },
             "problems": {
                 "type": "array",
                 "description": "validation problems, each at a field's path (spec.notifications[0].kind)",
