@@ -34,7 +34,19 @@ from runherald.config import Settings
 from runherald.testing.worker import WorkerProcess, stop_process, tail, unique
 from runherald.topics import ensure_topics
 
-PHASES = ("raw", "faust", "evaluate", "rules", "grouping", "deliveries", "latency", "hang", "rss", "sse")
+PHASES = (
+    "raw",
+    "faust",
+    "evaluate",
+    "rules",
+    "grouping",
+    "deliveries",
+    "latency",
+    "ingress",
+    "hang",
+    "rss",
+    "sse",
+)
 FETCH_MAX_WAIT_MS = EMBEDDED_FETCH_WAIT_MS  # as `runherald dev`, for the worker and both baselines
 SESSION_TIMEOUT = 6.0
 PROJECT = "bench"
@@ -624,6 +636,12 @@ class Bench:
         self.report.figure("latency_p50", percentile(measured, 0.50), "ms", detail)
         self.report.figure("latency_p99", percentile(measured, 0.99), "ms", detail)
 
+    async def phase_ingress(self) -> None:
+        """(5b) POST /api/v1/runs -> receiver latency at --ingress-rates, beside the runs topic's."""
+        from runherald.benchmarks.ingress import phase_ingress
+
+        await phase_ingress(self)
+
     async def phase_hang(self) -> None:
         """(6) The same latency when one of ten endpoints never answers; p99 of the other nine."""
         paths = [f"/hook{i}" for i in range(10)]
@@ -775,6 +793,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--rate", type=float, default=200.0, help="offered runs/s for latency and hang")
     parser.add_argument("--seconds", type=float, default=15.0, help="how long to offer --rate")
+    parser.add_argument(
+        "--ingress-rates",
+        default="200,1000",
+        help="offered runs/s for ingress (HTTP and Kafka), comma-separated",
+    )
     parser.add_argument("--rss-runs", type=int, default=100_000, help="runs before reading peak RSS")
     parser.add_argument(
         "--rss-mode",

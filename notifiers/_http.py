@@ -54,10 +54,14 @@ def header_value(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
+LOOP_DETECTED = 508
+
+
 def classify_status(
     status: int, headers: Mapping[str, str] | None = None, body: str = "", what: str = "HTTP"
 ) -> DeliveryOutcome:
-    """Outcome for a response status: 2xx sent; 408, 429 and 5xx retryable; other codes permanent."""
+    """Outcome for a response status: 2xx sent; 408, 429 and 5xx retryable (but 508 Loop Detected: a
+    runherald ingress refusing a loop, which the same request would meet again); others permanent."""
     if 200 <= status < 300:
         return DeliveryOutcome.sent()
     try:
@@ -68,7 +72,7 @@ def classify_status(
     detail = " ".join(body.split())[:MAX_REASON_BODY]
     if detail:
         reason = f"{reason}: {detail}"
-    if status in RETRYABLE_STATUSES or status >= 500:
+    if status in RETRYABLE_STATUSES or (status >= 500 and status != LOOP_DETECTED):
         retry_after = parse_retry_after(header_value(headers, "Retry-After"))
         return DeliveryOutcome.retryable(reason, retry_after)
     return DeliveryOutcome.permanent(reason)

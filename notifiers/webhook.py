@@ -19,6 +19,7 @@ from runherald.notifiers._http import (
 from runherald.notifiers.base import ChannelPreview
 from runherald.notifiers.settings import NotifierSettings
 
+from runherald.adapters import HOPS_HEADER, next_hops
 from runherald.channels import WEBHOOK
 from runherald.delivery import Delivery, DeliveryOutcome
 from runherald.secrets import SecretScrubber, secret_values_of
@@ -200,10 +201,15 @@ class WebhookNotifier:
         except Exception as exc:
             return scrubbed(DeliveryOutcome.permanent(f"body_template failed: {exc}"), scrubber)
         url = str(params["url"])
-        headers = {str(key): str(value) for key, value in (params.get("headers") or {}).items()}
+        headers = {
+            str(key): str(value)
+            for key, value in (params.get("headers") or {}).items()
+            if str(key).lower() != HOPS_HEADER.lower()  # runherald's own count, whatever the params say
+        }
         headers["Content-Type"] = content_type
         headers["Idempotency-Key"] = delivery.id
         headers.update(self.extra_headers(delivery))
+        headers[HOPS_HEADER] = str(next_hops(delivery.runs))  # a loop back into runherald ends (adapters)
         if params.get("signing_secret"):
             try:
                 headers.update(signature_headers(params["signing_secret"], delivery.id, body))

@@ -18,9 +18,10 @@ adapter's reason.
 - ``github-workflow-run``: a GitHub Actions ``workflow_run`` webhook payload (runherald.adapters_github);
   only where an integration names it (NAMED_ONLY), never tried to recognise a record.
 
-A record may also be a JSON array or NDJSON of these. Hops (loop prevention): `hops_from` reads a
-request's ``X-Runherald-Hops``, `stamp_hops` stores it in each run's ``runherald.hops`` and refuses
-past the limit (TooManyHops); the webhook channel sends ``hops + 1`` onwards (`next_hops`).
+A record may also be a JSON array or NDJSON of these. Hops (loop prevention, runherald.hops, re-exported
+here): `hops_from` reads a request's ``X-Runherald-Hops``, `stamp_hops` stores it in each run's
+``runherald.hops`` and refuses past the limit (TooManyHops); the webhook channel sends ``hops + 1``
+onwards (`next_hops`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ import orjson
 
 from runherald.adapters_github import workflow_run_to_run
 from runherald.events import NOT_A_RUN, NOT_JSON, InvalidEvent, validate_run
+from runherald.hops import (
+    HOPS_HEADER,
+    MARK,
+    HeadersIn,
+    TooManyHops,
+    headers_of,
+    hops_from,
+    hops_of,
+    mark_of,
+    next_hops,
+    stamp_hops,
+)
 
 __all__ = [
     "ADAPTERS",
@@ -42,20 +55,20 @@ __all__ = [
     "NAMED_ONLY",
     "Adapted",
     "Adapter",
+    "HeadersIn",
     "NotThisShape",
     "TooManyHops",
     "Unrecognised",
     "adapt",
+    "declares_cloudevent",
     "headers_of",
     "hops_from",
     "hops_of",
+    "is_binary_cloudevent",
     "next_hops",
     "stamp_hops",
 ]
 
-HOPS_HEADER = "X-Runherald-Hops"
-TOO_MANY_HOPS = "too_many_hops"  # a dead-letter reason label, beside events' codes
-MARK = "runherald"  # the top-level key of a run dict that carries what runherald knows of its way in
 MLRUN_WEBHOOK = "mlrun-webhook"
 CLOUDEVENTS = "cloudevents"
 _JSON_TYPES = ("application/json", "text/json")
@@ -74,18 +87,6 @@ class Unrecognised(InvalidEvent):
         self.where = where
         said = "; ".join(f"{name}: {why}" for name, why in self.reasons.items())
         super().__init__(f"{where + ': ' if where else ''}no adapter recognised the record ({said})", code)
-
-
-class TooManyHops(InvalidEvent):
-    """A run that came back through runherald's ingress more often than max_hops allows (a loop)."""
-
-    def __init__(self, hops: int, max_hops: int) -> None:
-        self.hops, self.max_hops = hops, max_hops
-        super().__init__(
-            f"loop detected: {HOPS_HEADER} is {hops}, over max_hops {max_hops} (a notification that leads"
-            " back into runherald's ingress)",
-            TOO_MANY_HOPS,
-        )
 
 
 @dataclass(frozen=True)
@@ -178,20 +179,24 @@ def _mlrun_webhook_run(run: Any, i: int, default_project: str) -> dict[str, Any]
     if not isinstance(status, dict) or not status.get("state"):
         raise NotThisShape(f"runs[{i}].status.state is missing")
     project = _project(metadata.get("project"), default_project, f"runs[{i}].metadata.project")
+    spec = run.get("spec")
+    if spec is not None and not isinstance(spec, dict):
+        raise NotThisShape(f"runs[{i}].spec must be an object, not {_describe(spec)}")
     filled = {
         **run,
         "metadata": {**metadata, "project": project},
-        "spec": run.get("spec") if isinstance(run.get("spec"), dict) else {},
-        MARK: {**_mark(run), "adapter": MLRUN_WEBHOOK, "notified_by_source": True},
+        "spec": dict(spec or {}),
+        MARK: {**mark_of(run), "adapter": MLRUN_WEBHOOK, "notified_by_source": True},
     }
     if filled["metadata"].get("labels") is None:
         filled["metadata"].pop("labels", None)
-    return _checked(filled, f"runs[{i}]: ")
-
-
-def _mark(run: Mapping[str, Any]) -> dict[str, Any]:
-    mark = run.get(MARK)
-    return dict(mark) if isinstance(mark, dict) else {}
+    _checked(filled, f"runs[{i}]: ")
+    notifications = filled["spec"].get("notifications")
+    if notifications:  # MLRun sent them and runherald never will: their secrets are not kept
+        filled["spec"]["notifications"] = [
+            {key: value for key, value in item.items() if key != "secret_params"} for item in notifications
+        ]
+    return filled
 
 
 # -- generic --------------------------------------------------------------------------------------------
@@ -244,6 +249,12 @@ def is_binary_cloudevent(headers: Mapping[str, str]) -> bool:
     return "specversion" in _ce_headers(headers)
 
 
+def declares_cloudevent(headers: Mapping[str, str]) -> bool:
+    """Whether a record says it is a CloudEvent: binary-mode headers, or a CloudEvents content type."""
+    media = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    return is_binary_cloudevent(headers) or media.startswith("application/cloudevents")
+
+
 def _is_json_type(content_type: str | None) -> bool:
     if not content_type:
         return True  # CloudEvents: data without datacontenttype is JSON in the JSON format
@@ -271,18 +282,28 @@ def cloudevents(value: Any, headers: Mapping[str, str], default_project: str) ->
             )
         event = value
         if "data_base64" in event and "data" not in event:
+            if not isinstance(event["data_base64"], str):
+                raise NotThisShape("data_base64 must be a string")
             try:
-                decoded = base64.b64decode(str(event["data_base64"]), validate=True)
+                decoded = base64.b64decode(event["data_base64"], validate=True)
             except (binascii.Error, ValueError):
                 raise NotThisShape("data_base64 is not base64") from None
             event = {**event, "data": _parse_json(decoded)}
-        if not _is_json_type(event.get("datacontenttype")):
-            raise NotThisShape(f"datacontenttype {event.get('datacontenttype')!r} is not JSON")
-    if str(event.get("specversion")) != "1.0":
-        raise NotThisShape(f"specversion {event.get('specversion')!r} is not 1.0")
+        content_type = event.get("datacontenttype")
+        if content_type is not None and not isinstance(content_type, str):
+            raise NotThisShape("datacontenttype must be a string")
+        if not _is_json_type(content_type):
+            raise NotThisShape(f"datacontenttype {content_type!r} is not JSON")
+    if event.get("specversion") != "1.0":
+        raise NotThisShape(f"specversion {event.get('specversion')!r} is not '1.0'")
     missing = [name for name in CE_REQUIRED if not event.get(name)]
     if missing:
         raise NotThisShape(f"the CloudEvent lacks its required attribute(s) {', '.join(missing)}")
+    not_text = [
+        name for name in (*CE_REQUIRED, "time", "subject") if not isinstance(event.get(name, ""), str)
+    ]
+    if not_text:
+        raise NotThisShape(f"the CloudEvent attribute(s) {', '.join(not_text)} must be strings")
     data = event.get("data")
     if data is None or isinstance(data, _Raw):
         raise NotThisShape("the CloudEvent has no JSON data" if data is None else "the data is not JSON")
@@ -367,22 +388,6 @@ def _adapt_item(
     raise Unrecognised(reasons, NOT_JSON if isinstance(value, _Raw) else NOT_A_RUN)
 
 
-HeadersIn = Mapping[str, str] | Iterable[tuple[str, bytes | str | None]] | None
-
-
-def headers_of(headers: HeadersIn) -> dict[str, str]:
-    """Header names lower-cased, values text: from an HTTP request's or a Kafka record's headers."""
-    if headers is None:
-        return {}
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    found: dict[str, str] = {}
-    for name, value in pairs:
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        found[str(name).lower()] = "" if value is None else str(value)
-    return found
-
-
 def adapt(
     body: bytes, headers: Mapping[str, str] | None = None, *, adapter: str | None = None, project: str = ""
 ) -> Adapted:
@@ -390,8 +395,10 @@ def adapt(
     ADAPTERS that recognises it (or only by `adapter`), or Unrecognised with each adapter's reason."""
     if adapter is not None and adapter not in ADAPTERS:
         raise ValueError(f"unknown adapter {adapter!r} (known: {', '.join(ADAPTERS)})")
-    names = [adapter] if adapter is not None else [name for name in ADAPTERS if name not in NAMED_ONLY]
     lowered = headers_of(headers)
+    names = [adapter] if adapter is not None else [name for name in ADAPTERS if name not in NAMED_ONLY]
+    if adapter is None and declares_cloudevent(lowered):
+        names = [CLOUDEVENTS]  # a record that says it is a CloudEvent is one, or is refused as one
     if not body.strip():
         raise Unrecognised({name: "the record is empty" for name in names}, NOT_JSON)
     value, listed = _parse(body)
@@ -413,44 +420,3 @@ def adapt(
         if name not in used:
             used.append(name)
     return Adapted(runs, ",".join(used))
-
-
-# -- hops -----------------------------------------------------------------------------------------------
-
-
-def hops_from(headers: Mapping[str, str] | None) -> int | None:
-    """The ``X-Runherald-Hops`` of a request or record (None without one); InvalidEvent when it is not a
-    non-negative integer."""
-    value = headers_of(headers).get(HOPS_HEADER.lower())
-    if value is None:
-        return None
-    try:
-        hops = int(value.strip())
-    except ValueError:
-        hops = -1
-    if hops < 0:
-        raise InvalidEvent(f"{HOPS_HEADER} must be a non-negative integer, not {value[:20]!r}", NOT_A_RUN)
-    return hops
-
-
-def hops_of(run: Mapping[str, Any]) -> int:
-    """How many times the run came back through runherald's ingress (``runherald.hops``, 0 when absent)."""
-    hops = _mark(run).get("hops")
-    return hops if isinstance(hops, int) and not isinstance(hops, bool) and hops > 0 else 0
-
-
-def next_hops(runs: Iterable[Mapping[str, Any]]) -> int:
-    """The ``X-Runherald-Hops`` an outgoing notification about these runs carries: their hops + 1."""
-    return max((hops_of(run) for run in runs), default=0) + 1
-
-
-def stamp_hops(runs: list[dict[str, Any]], hops: int | None, max_hops: int) -> list[dict[str, Any]]:
-    """Each run with ``runherald.hops`` = the larger of `hops` (the request's header) and its own;
-    TooManyHops when one is over `max_hops` (nothing of the request is then to be published)."""
-    stamped = []
-    for run in runs:
-        count = max(hops or 0, hops_of(run))
-        if count > max_hops:
-            raise TooManyHops(count, max_hops)
-        stamped.append({**run, MARK: {**_mark(run), "hops": count}} if count else run)
-    return stamped

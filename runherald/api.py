@@ -28,8 +28,9 @@ from runherald.api_subscribe import add_subscribe_routes
 from runherald.api_subscriptions import add_subscription_routes
 from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
+from runherald.ingress import Refused, request_runs
 from runherald.openapi import OPENAPI
-from runherald.publish import InvalidRuns, Publisher, PublishError, is_list_input, parse_runs, prepare_runs
+from runherald.publish import InvalidRuns, Publisher, PublishError, prepare_runs
 from runherald.sealing import SealKeyError
 from runherald.streams.alert_store import AlertStore
 from runherald.streams.run_feed import RunFeed
@@ -172,11 +173,17 @@ def create_api(
 
     async def post_runs(request: web.Request) -> web.Response:
         body = await request.read()
-        try:
-            runs = parse_runs(body)
-        except PublishError as exc:
-            return _error(str(exc), 400)
-        as_list = len(runs) > 1 or is_list_input(body)
+        try:  # any shape runherald adapts (runherald.ingress); a loop refused with 508
+            given = request_runs(
+                body,
+                request.headers,
+                max_hops=publisher.settings.max_hops,
+                adapter=request.query.get("adapter") or None,
+                project=request.query.get("project", ""),
+            )
+        except Refused as exc:
+            return _json(exc.body, exc.status)
+        runs, as_list = given.runs, given.as_list
         # A notification naming a receiver that is not stored could never be sent (known once loaded).
         missing = (
             unknown_receiver_problems(runs, alerts.config.receivers, as_list=as_list)
@@ -199,7 +206,7 @@ def create_api(
             problems = [problem.as_dict() for problem in refused.problems]
             return _json({"error": refused.summary, "problems": problems}, 400)
         keys = await publisher.send_prepared(prepared)
-        return _json({"accepted": len(keys), "runs": keys}, 202)
+        return _json({"accepted": len(keys), "runs": keys, "adapter": given.adapter}, 202)
 
     def key_of(request: web.Request) -> str:
         return delivery_key(request.match_info["project"], request.match_info["uid"])

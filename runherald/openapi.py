@@ -11,6 +11,8 @@ from typing import Any
 from runherald.auth import SCOPES
 from runherald.openapi_alerts import PATHS as ALERT_PATHS
 from runherald.openapi_alerts import SCHEMAS as ALERT_SCHEMAS
+from runherald.openapi_ingress import PATHS as INGRESS_PATHS
+from runherald.openapi_ingress import SCHEMAS as INGRESS_SCHEMAS
 from runherald.openapi_integrations import PATHS as INTEGRATION_PATHS
 from runherald.openapi_integrations import SCHEMAS as INTEGRATION_SCHEMAS
 from runherald.openapi_parts import ERROR_RESPONSES, NULLABLE_TEXT, errors, json_body, operation, ref
@@ -31,6 +33,11 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["error"],
         "properties": {
             "error": {"type": "string", "description": "what went wrong, in one line"},
+            "reasons": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "a body no adapter recognised: why not, by adapter",
+            },
             "problems": {
                 "type": "array",
                 "description": "validation problems, each at a field's path (spec.notifications[0].kind)",
@@ -92,6 +99,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "accepted": {"type": "integer", "minimum": 0},
             "runs": {"type": "array", "items": {"type": "string", "description": "project/uid"}},
+            "adapter": {"type": "string", "description": "the adapter(s) that recognised the body"},
         },
     },
     "DeliveryStatus": {
@@ -138,23 +146,7 @@ _SCHEMAS: dict[str, Any] = {
 
 
 _PATHS: dict[str, Any] = {
-    "/api/v1/runs": {
-        "post": operation(
-            "Publish a run dict, or a list of them",
-            "publish",
-            {"202": json_body(ref("Accepted"), "published, keyed project/uid"), **errors("400", "413")},
-            operationId="publishRuns",
-            requestBody={
-                "required": True,
-                "description": "one run, a JSON array of runs, or NDJSON (one run per line)",
-                "content": {
-                    "application/json": {
-                        "schema": {"oneOf": [ref("Run"), {"type": "array", "items": ref("Run")}]}
-                    },
-                },
-            },
-        )
-    },
+    **INGRESS_PATHS,
     "/api/v1/runs/{project}/{uid}": {
         "parameters": _RUN_PARAMETERS,
         "get": operation(
@@ -234,7 +226,13 @@ OPENAPI: dict[str, Any] = {
     },
     "paths": _PATHS,
     "components": {
-        "schemas": {**_SCHEMAS, **ALERT_SCHEMAS, **SUBSCRIPTION_SCHEMAS, **INTEGRATION_SCHEMAS},
+        "schemas": {
+            **_SCHEMAS,
+            **ALERT_SCHEMAS,
+            **SUBSCRIPTION_SCHEMAS,
+            **INTEGRATION_SCHEMAS,
+            **INGRESS_SCHEMAS,
+        },
         "responses": {
             name: json_body(ref("Error"), description) for name, description in ERROR_RESPONSES.values()
         },

@@ -28,6 +28,7 @@ ERROR_RESPONSES = {
     "409": ("Conflict", "the change conflicts with what is stored (a receiver or rule others still name)"),
     "413": ("TooLarge", "the request body is larger than the worker accepts"),
     "422": ("Unprocessable", "the body is not a shape the adapter takes, or not a valid run"),
+    "508": ("LoopDetected", "the request came back through runherald more than max_hops times"),
     "503": (
         "Unavailable",
         "the worker's alert configuration is still loading, or a change is not in force yet",

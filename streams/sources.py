@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError
 
 from runherald import metrics
 from runherald.adapters import Unrecognised
@@ -108,7 +109,12 @@ class RunSources:
                 batches = {tp: records for tp, records in batches.items() if records}
                 if batches:
                     await self.handle(producer, batches)
-                    await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                    try:
+                        await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                    except CommitFailedError as exc:  # a rebalance took the partitions meanwhile
+                        log.info(
+                            "run sources: commit refused (%s): the new owner re-reads those records", exc
+                        )
         finally:
             if producer is not None:
                 await producer.stop()

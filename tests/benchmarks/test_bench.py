@@ -26,6 +26,12 @@ FIGURES = {
     "webhook_deliveries": "deliveries/s",
     "latency_p50": "ms",
     "latency_p99": "ms",
+    **{
+        f"ingress_{side}_{rate}_{q}": "ms"
+        for side in ("http", "kafka")
+        for rate in (20, 40)
+        for q in ("p50", "p99")
+    },
     "hang_others_p50": "ms",
     "hang_others_p99": "ms",
     "worker_peak_rss": "MB",
@@ -57,6 +63,8 @@ TINY = [
     "40",
     "--seconds",
     "1.5",
+    "--ingress-rates",
+    "20,40",
     "--rss-runs",
     "1000",
     "--partitions",

@@ -274,3 +274,15 @@ def test_bench_hands_its_arguments_over() -> None:
     result = invoke("bench", "--help")
     assert result.exit_code == 0
     assert "--worker-env" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["worker", "dev"])
+def test_run_source_flags_are_settings_checked_before_anything_starts(command: str) -> None:
+    result = invoke(command, "--run-topics", "jobs,runherald.runs")
+    assert result.exit_code == 2
+    assert "run_topics must not name runherald's own topics (runherald.runs)" in result.output
+    result = invoke(command, "--run-topic-pattern", "jobs\\.(")
+    assert result.exit_code == 2
+    assert "--run-topic-pattern: run_topic_pattern is not a regular expression" in result.output
+    result = invoke(command, env={"RUNHERALD_MAX_HOPS": "-2"})
+    assert result.exit_code == 2 and "max_hops must be 0 or more" in result.output

@@ -104,6 +104,9 @@ def test_an_mlrun_webhook_body_gives_its_runs_marked_as_notified_by_mlrun() -> N
         assert r["runherald"] == {"adapter": "mlrun-webhook", "notified_by_source": True}
         validate_run(r)
     check_runs(adapted.runs)  # its own notifications are not runherald's to check: MLRun sent them
+    secret = run(uid="u3", spec={"notifications": [{**HOOK, "secret_params": {"token": "hush"}}]})
+    (kept,) = adapt(js(webhook_body(secret))).runs
+    assert kept["spec"]["notifications"] == [HOOK]  # never sent again: its secrets are not kept
 
 
 def test_mlrun_webhook_runs_missing_fields_are_filled_or_refused() -> None:
@@ -133,6 +136,7 @@ def test_mlrun_webhook_runs_missing_fields_are_filled_or_refused() -> None:
         (webhook_body({"status": {"state": "completed"}}), "runs[0].metadata is missing or not an object"),
         (webhook_body(run(), {"metadata": {"uid": "u", "project": "p"}}), "runs[1].status.state is missing"),
         (webhook_body(run(uid="a/b")), "runs[0]: metadata.uid must not contain '/'"),
+        (webhook_body(run(spec=[])), "runs[0].spec must be an object, not an array"),
         (
             webhook_body({"metadata": {"uid": "u", "project": 3}, "status": {"state": "completed"}}),
             "runs[0].metadata.project must be a string",
@@ -274,7 +278,7 @@ def test_binary_cloudevents_over_http_and_kafka_headers() -> None:
             {"content-type": "application/cloudevents+json"},
             "a structured CloudEvent must be a JSON object, not a string",
         ),
-        ({**CE, "specversion": "0.3", "data": {}}, {}, "specversion '0.3' is not 1.0"),
+        ({**CE, "specversion": "0.3", "data": {}}, {}, "specversion '0.3' is not '1.0'"),
         (
             {"specversion": "1.0", "data": {}},
             {},
@@ -308,6 +312,11 @@ def test_binary_cloudevents_over_http_and_kafka_headers() -> None:
             "object and a status); generic: uid is missing or not a non-empty string)",
         ),
         ({**CE, "data": []}, {}, "the data holds no run"),
+        ({**CE, "specversion": 1.0, "data": {}}, {}, "specversion 1.0 is not '1.0'"),
+        ({**CE, "id": 5, "data": {}}, {}, "the CloudEvent attribute(s) id must be strings"),
+        ({**CE, "time": 5, "data": {}}, {}, "the CloudEvent attribute(s) time must be strings"),
+        ({**CE, "datacontenttype": 5, "data": {}}, {}, "datacontenttype must be a string"),
+        ({**CE, "data_base64": 5}, {}, "data_base64 must be a string"),
         (
             {"uid": "1", "state": "s"},
             {
@@ -322,7 +331,7 @@ def test_binary_cloudevents_over_http_and_kafka_headers() -> None:
         (
             {"uid": "1", "state": "s"},
             {"ce_specversion": "2.0", "ce_id": "1", "ce_source": "s", "ce_type": "t"},
-            "specversion '2.0' is not 1.0",
+            "specversion '2.0' is not '1.0'",
         ),
         (
             {"uid": "1", "state": "s"},
@@ -333,6 +342,15 @@ def test_binary_cloudevents_over_http_and_kafka_headers() -> None:
 )
 def test_cloudevents_refusals(body: Any, headers: dict[str, str], reason: str) -> None:
     assert refused(js(body), headers, project="d", adapter="cloudevents").reasons["cloudevents"] == reason
+
+
+def test_a_record_that_says_it_is_a_cloudevent_is_refused_as_one_only() -> None:
+    generic = js({"project": "ci", "uid": "b1", "state": "completed"})
+    error = refused(generic, {"ce_specversion": "2.0", "ce_id": "1", "ce_source": "s", "ce_type": "t"})
+    assert error.reasons == {"cloudevents": "specversion '2.0' is not '1.0'"}
+    error = refused(generic, {"Content-Type": "application/cloudevents+json; charset=utf-8"})
+    assert list(error.reasons) == ["cloudevents"]
+    assert adapt(generic, {"Content-Type": "application/json"}).adapter == "generic"
 
 
 def test_binary_cloudevent_data_that_is_not_json() -> None:

@@ -168,6 +168,7 @@ async def test_body_template_sandbox_blocks_dunder_access(
         (Reply(status=408), OutcomeKind.RETRYABLE, None),
         (Reply(status=400, body="bad request body"), OutcomeKind.PERMANENT, None),
         (Reply(status=404), OutcomeKind.PERMANENT, None),
+        (Reply(status=508, body='{"error": "loop detected"}'), OutcomeKind.PERMANENT, None),  # no retry
         (Reply(status=204, body=b""), OutcomeKind.SENT, None),
     ],
 )
@@ -191,6 +192,20 @@ async def test_429_with_http_date_retry_after(settings: NotifierSettings, delive
         outcome = await send(settings, delivery_for("webhook"), {"url": receiver.url("/hook")})
     assert outcome.kind is OutcomeKind.RETRYABLE
     assert outcome.retry_after is not None and 25 <= outcome.retry_after <= 31
+
+
+async def test_each_request_carries_the_runs_hops_plus_one(
+    settings: NotifierSettings, delivery_for: Any
+) -> None:
+    fresh = {"metadata": {"project": "p1", "uid": "uid-1"}, "status": {"state": "completed"}}
+    returned = {**fresh, "runherald": {"hops": 2, "adapter": "mlrun-webhook"}}
+    async with WebhookReceiver() as receiver:
+        await send(settings, delivery_for("webhook", runs=[fresh]), {"url": receiver.url()})
+        await send(settings, delivery_for("webhook", runs=[returned]), {"url": receiver.url()})
+        await send(
+            settings, delivery_for("webhook"), {"url": receiver.url(), "headers": {"x-runherald-hops": "0"}}
+        )
+    assert [r.headers.getall("X-Runherald-Hops") for r in receiver.requests] == [["1"], ["3"], ["1"]]
 
 
 async def test_scripted_replies_then_success(settings: NotifierSettings, delivery_for: Any) -> None:
