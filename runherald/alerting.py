@@ -1,13 +1,14 @@
 """Alert rules, receivers and silences: the configuration document, checked, and the objects it holds.
 
 Pure: `check_document` finds every problem of a document (each with its path, ``rules.<name>.<field>``),
-and the objects turn into the notifications the pipeline sends. Silences are `runherald.silences`; what a
-worker holds of them all, with the rules indexed, is `runherald.rule_index.AlertConfig`.
+and the objects turn into the notifications the pipeline sends. The integrations and subscriptions
+sections are parsed by their own modules (`runherald.integrations`, `runherald.subscriptions`), over the
+helpers all share (`runherald.documents`). Silences are `runherald.silences`; what a worker holds of them
+all, with the rules indexed, is `runherald.rule_index.AlertConfig`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 
 from runherald.admission import Problem, did_you_mean, notification_problems, text_problems
-from runherald.errors import RunheraldError
+from runherald.documents import NAME, NAME_RULE, InvalidConfig, record_key, unknown_keys
 from runherald.grouping import DEFAULT_GROUP_INTERVAL, GROUP_KEYS, grouping_dict, parse_grouping
 from runherald.inhibition import INHIBIT_KEYS, inhibits_dict, parse_inhibits
 from runherald.integrations import Integration, parse_integrations
@@ -29,13 +30,12 @@ from runherald.ratelimit import PARAM as RATE_LIMIT
 from runherald.ratelimit import RateLimit, parse_rate_limit, rate_limit_problems, with_limit
 from runherald.sandbox import describe_error, render_condition, validate_condition
 from runherald.secrets import redact_secret_params
+from runherald.subscriptions import Subscription, parse_subscriptions
 from runherald.transitions import Transition, parse_when, when_items, when_labels
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/')"
 TYPES = ("receiver", "rule", "silence")
-DOCUMENT_KEYS = ("receivers", "rules", "integrations")
-LATER_DOCUMENT_KEYS = ("subscriptions",)
+DOCUMENT_KEYS = ("receivers", "rules", "integrations", "subscriptions")
+LATER_DOCUMENT_KEYS: tuple[str, ...] = ()  # sections a later version takes: refused, never ignored
 RECEIVER_KEYS = ("name", "kind", "params", "secret_params", "rate_limit")
 RULE_KEYS = (
     "name",
@@ -50,26 +50,6 @@ RULE_KEYS = (
 )
 LATER_RULE_KEYS: tuple[str, ...] = ()  # fields a later version takes: refused, never ignored
 RESERVED_RULE_NAMES = frozenset({"test"})
-
-
-class InvalidConfig(RunheraldError):
-    """A configuration document (or one object of it) refused; `problems` says each thing and where."""
-
-    exit_code = 2
-
-    def __init__(self, problems: list[Problem], warnings: list[Problem] | None = None) -> None:
-        self.problems = problems
-        self.warnings = warnings or []
-        count = len(problems)
-        self.summary = (
-            f"the configuration has {count} problem{'s' if count != 1 else ''}; nothing was applied"
-        )
-        super().__init__("\n".join([self.summary, *(str(problem) for problem in problems)]))
-
-
-def record_key(kind: str, name: str) -> str:
-    """The key of an object on the rules topic: ``"{type}/{name}"``."""
-    return f"{kind}/{name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +171,7 @@ class Document:
     receivers: list[Receiver] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     integrations: list[Integration] = field(default_factory=list)
+    subscriptions: list[Subscription] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
 
@@ -216,21 +197,6 @@ def _name_problem(kind: str, name: Any, path: str) -> Problem | None:
     if not NAME.match(name):
         return Problem(f"{path}.name", f"{name!r} is not a valid name: {NAME_RULE}")
     return None
-
-
-def unknown_keys(
-    data: Mapping[str, Any], known: Collection[str], path: str, later: Collection[str] = ()
-) -> list[Problem]:
-    problems = []
-    for key in data:
-        if key in known:
-            continue
-        if key in later:
-            problems.append(Problem(f"{path}.{key}", "is not supported by this version of runherald yet"))
-        else:
-            close = did_you_mean(str(key), list(known))
-            problems.append(Problem(f"{path}.{key}", f"unknown field {key!r}{close}"))
-    return problems
 
 
 def _item_path(section: str, index: int, data: Any) -> str:
@@ -366,6 +332,8 @@ def check_document(
     result.problems = [Problem(problem.path.lstrip("."), problem.message) for problem in result.problems]
     result.integrations, integration_problems = parse_integrations(doc.get("integrations"))
     result.problems += integration_problems
+    result.subscriptions, subscription_problems = parse_subscriptions(doc.get("subscriptions"))
+    result.problems += subscription_problems
     sections = {key: [] if doc.get(key) is None else doc[key] for key in ("receivers", "rules")}
     for key, items in sections.items():
         if not isinstance(items, list):

@@ -34,6 +34,8 @@ from runherald.rule_index import AlertConfig
 from runherald.sealing import SealKeyError, open_sealed, seal_notification
 from runherald.secret_values import SecretResolutionError, is_reference, is_sealed
 from runherald.streams.alert_store import AlertStore, NotInForce
+from runherald.subscriptions import Subscription, same_subscription
+from runherald.subscriptions import literal_secret_warnings as subscription_secret_warnings
 
 READY_TIMEOUT = 10.0  # how long a request waits for a starting worker to load the rules topic
 CONFIG_KEYS = ("document", "prune", "dry_run")
@@ -135,6 +137,14 @@ def integration_change(integration: Integration, stored: Mapping[str, Any] | Non
     return Change("integration", integration.name, action, record_value(integration))
 
 
+def subscription_change(subscription: Subscription, stored: Mapping[str, Any] | None) -> Change:
+    """Applying one webhook subscription; the value to write has a literal secret sealed (SealKeyError)."""
+    if same_subscription(subscription, stored):
+        return Change("subscription", subscription.name, "unchanged")
+    action = "created" if stored is None else "updated"
+    return Change("subscription", subscription.name, action, subscription.sealed())
+
+
 def plan_document(
     document: Document,
     stored_receivers: Mapping[str, Mapping[str, Any]],
@@ -142,28 +152,36 @@ def plan_document(
     *,
     prune: bool = False,
     stored_integrations: Mapping[str, Mapping[str, Any]] | None = None,
+    stored_subscriptions: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Change]:
     """The changes that apply a checked document, in the order they are written: receivers, rules,
-    integrations, then (with prune) the rules, the receivers and the integrations the document no longer
-    holds, so that no stored rule ever names a receiver that is not stored."""
+    integrations, subscriptions, then (with prune) the rules, the receivers, the integrations and the
+    subscriptions the document no longer holds, so that no stored rule ever names a receiver that is not
+    stored."""
     stored_integrations = stored_integrations or {}
+    stored_subscriptions = stored_subscriptions or {}
     changes = [receiver_change(r, stored_receivers.get(r.name)) for r in document.receivers]
     changes += [rule_change(rule, stored_rules.get(rule.name)) for rule in document.rules]
     changes += [integration_change(i, stored_integrations.get(i.name)) for i in document.integrations]
+    changes += [subscription_change(s, stored_subscriptions.get(s.name)) for s in document.subscriptions]
     if prune:
         for kind, stored, kept in (
             ("rule", stored_rules, {rule.name for rule in document.rules}),
             ("receiver", stored_receivers, {receiver.name for receiver in document.receivers}),
             ("integration", stored_integrations, {i.name for i in document.integrations}),
+            ("subscription", stored_subscriptions, {s.name for s in document.subscriptions}),
         ):
             changes += [Change(kind, name, "deleted") for name in sorted(stored) if name not in kept]
     return changes
 
 
 def literal_secret_warnings(document: Document) -> list[Problem]:
-    """A receiver whose secret_params hold a literal value (or an integration whose secret is one):
-    stored sealed, but the file holds the secret."""
-    return integration_secret_warnings(document.integrations) + [
+    """A receiver whose secret_params hold a literal value (or an integration or a subscription whose
+    secret is one): stored sealed, but the file holds the secret."""
+    return [
+        *integration_secret_warnings(document.integrations),
+        *subscription_secret_warnings(document.subscriptions),
+    ] + [
         Problem(
             f"receivers.{receiver.name}.secret_params.{key}",
             "a literal secret: sealed before it is stored, but the file holds it"
@@ -366,6 +384,7 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
                 alerts.values("rule"),
                 prune=prune,
                 stored_integrations=alerts.values("integration"),
+                stored_subscriptions=alerts.values("subscription"),
             )
             if not dry_run:
                 await write(changes)
@@ -398,10 +417,12 @@ def _phases(changes: Iterable[Change]) -> list[list[Change]]:
     order = {
         ("receiver", False): 0,
         ("integration", False): 0,
+        ("subscription", False): 0,
         ("rule", False): 1,
         ("rule", True): 2,
         ("receiver", True): 3,
         ("integration", True): 3,
+        ("subscription", True): 3,
     }
     groups: list[list[Change]] = [[], [], [], []]
     for change in changes:
@@ -419,4 +440,5 @@ __all__ = [
     "receiver_change",
     "rule_change",
     "same_receiver",
+    "subscription_change",
 ]

@@ -9,7 +9,7 @@ subscription is only ever shown as `Subscription.public_dict` gives it (sealed o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -18,10 +18,9 @@ from aiohttp import web
 from runherald.admission import Problem
 from runherald.alerting import record_key
 from runherald.rule_index import AlertConfig
-from runherald.sealing import SealKeyError, open_sealed
-from runherald.secret_values import SecretResolutionError, is_sealed
+from runherald.sealing import SealKeyError
 from runherald.streams.alert_store import AlertStore, NotInForce
-from runherald.subscriptions import Subscription, new_name, parse_subscription
+from runherald.subscriptions import Subscription, new_name, parse_subscription, same_subscription
 
 READY_TIMEOUT = 10.0  # how long a request waits for a starting worker to load the rules topic
 PATH = "/api/v1/subscriptions"
@@ -46,26 +45,6 @@ def _invalid(name: str, problems: list[Problem]) -> Refused:
     count = len(problems)
     summary = f"subscription {name!r} has {count} problem{'s' if count != 1 else ''}; nothing was stored"
     return Refused(400, {"error": summary, "problems": [problem.as_dict() for problem in problems]})
-
-
-def _opened(secret: Any) -> Any:
-    """A sealed secret opened, to compare what it holds (sealing is randomized); others as they are."""
-    if not is_sealed(secret):
-        return secret
-    try:
-        return open_sealed(secret)
-    except SecretResolutionError:
-        return object()  # equal to nothing: written again
-
-
-def same_subscription(new: Subscription, stored: Mapping[str, Any] | None) -> bool:
-    """Whether the stored subscription (its secret sealed) holds what `new` says."""
-    if stored is None:
-        return False
-    mine = new.to_dict()
-    if {k: v for k, v in mine.items() if k != "secret"} != {k: v for k, v in stored.items() if k != "secret"}:
-        return False
-    return bool(_opened(mine.get("secret")) == _opened(stored.get("secret")))
 
 
 async def _read_object(request: web.Request, name: str | None) -> dict[str, Any]:

@@ -91,11 +91,16 @@ def receivers() -> None:
     metavar="FILE",
     help="the configuration document, YAML or JSON (- for stdin)",
 )
-@click.option("--prune", is_flag=True, help="delete the rules and receivers the file no longer holds")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="delete the rules, receivers, integrations and subscriptions the file no longer holds",
+)
 @click.option("--dry-run", is_flag=True, help="say what would change, change nothing")
 @click.pass_context
 def rules_apply(ctx: click.Context, file: IO[bytes], prune: bool, dry_run: bool) -> None:
-    """Apply a configuration document (receivers, rules, integrations) through the API, idempotently.
+    """Apply a configuration document (receivers, rules, integrations, subscriptions) through the API,
+    idempotently.
 
     The whole file is checked first, here (every problem with its path; exit 2, nothing applied), then
     again by the worker against what is stored. Receivers are written before the rules that name them.
@@ -110,7 +115,7 @@ def rules_apply(ctx: click.Context, file: IO[bytes], prune: bool, dry_run: bool)
     def table() -> None:
         changes = answer.get("changes") or []
         if not changes:
-            click.echo("the file holds no receivers, rules or integrations; nothing changed")
+            click.echo("the file holds no receivers, rules, integrations or subscriptions; nothing changed")
             return
         action = "WOULD" if answer.get("dry_run") else "ACTION"
         print_table([("TYPE", "NAME", action), *((c["type"], c["name"], c["action"]) for c in changes)])
@@ -232,8 +237,12 @@ def _summary(document: Document) -> str:
         f"{receivers_count} receiver{'s' if receivers_count != 1 else ''}, "
         f"{rules_count} rule{'s' if rules_count != 1 else ''}"
     )
-    count = len(document.integrations)
-    return summary + (f", {count} integration{'s' if count != 1 else ''}: OK" if count else ": OK")
+    for count, kind in (
+        (len(document.integrations), "integration"),
+        (len(document.subscriptions), "subscription"),
+    ):
+        summary += f", {count} {kind}{'s' if count != 1 else ''}" if count else ""
+    return summary + ": OK"
 
 
 @click.command(name="check-config", cls=RunheraldCommand, short_help="check a configuration file, offline")
@@ -251,6 +260,7 @@ def check_config(ctx: click.Context, file: IO[bytes]) -> None:
             "receivers": [receiver.name for receiver in document.receivers],
             "rules": [rule.name for rule in document.rules],
             "integrations": [integration.name for integration in document.integrations],
+            "subscriptions": [subscription.name for subscription in document.subscriptions],
             "problems": [problem.as_dict() for problem in document.problems],
             "warnings": [warning.as_dict() for warning in document.warnings],
         }

@@ -24,6 +24,7 @@ from typing import Any
 
 from runherald.admission import Problem, did_you_mean
 from runherald.auth import NAME_PATTERN
+from runherald.documents import NAME_RULE, unknown_keys
 from runherald.sealing import open_sealed, seal_value
 from runherald.secret_values import SecretResolutionError, is_reference, is_sealed
 from runherald.secrets import REDACTED, resolve_params
@@ -35,7 +36,6 @@ TOKEN_SHA256, HMAC_SECRET, GITHUB_SECRET = "token_sha256", "hmac_secret", "githu
 AUTH_KINDS = (TOKEN_SHA256, HMAC_SECRET, GITHUB_SECRET)
 SECRET_KINDS = (HMAC_SECRET, GITHUB_SECRET)
 INTEGRATION_KEYS = ("name", "adapter", "project", "auth")
-NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/')"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -152,15 +152,6 @@ def unresolved_secret_problems(
     return problems
 
 
-def _unknown_keys(data: Mapping[str, Any], known: Collection[str], path: str) -> list[Problem]:
-    # alerting.unknown_keys says the same; alerting imports this module, so it cannot be used here.
-    return [
-        Problem(f"{path}.{key}", f"unknown field {key!r}{did_you_mean(str(key), list(known))}")
-        for key in data
-        if key not in known
-    ]
-
-
 def _secret_problems(kind: str, value: Any, path: str) -> list[Problem]:
     if is_reference(value):
         return []
@@ -183,7 +174,7 @@ def _secret_problems(kind: str, value: Any, path: str) -> list[Problem]:
 def _auth_problems(auth: Any, adapter: Any, path: str) -> list[Problem]:
     if not isinstance(auth, Mapping) or not auth:
         return [Problem(path, f"needs exactly one of {', '.join(AUTH_KINDS)}")]
-    problems = _unknown_keys(auth, AUTH_KINDS, path)
+    problems = unknown_keys(auth, AUTH_KINDS, path)
     given = [kind for kind in AUTH_KINDS if kind in auth]
     if len(given) > 1:
         problems.append(Problem(path, f"holds {' and '.join(given)}: give exactly one"))
@@ -218,7 +209,7 @@ def parse_integration(data: Any, path: str) -> tuple[Integration | None, list[Pr
     """An integration from its dict, or the problems that keep it from being one."""
     if not isinstance(data, Mapping):
         return None, [Problem(path, "an integration must be an object with name, adapter, project, auth")]
-    problems = _unknown_keys(data, INTEGRATION_KEYS, path)
+    problems = unknown_keys(data, INTEGRATION_KEYS, path)
     name = data.get("name")
     if not isinstance(name, str) or not name:
         problems.append(Problem(f"{path}.name", "an integration needs a name"))

@@ -187,12 +187,16 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "changes": {
                 "type": "array",
-                "description": "in the order they were written: receivers, rules, pruned rules, receivers",
+                "description": "in the order they were written: receivers, rules, integrations,"
+                " subscriptions, then the pruned rules, receivers, integrations, subscriptions",
                 "items": {
                     "type": "object",
                     "required": ["type", "name", "action"],
                     "properties": {
-                        "type": {"type": "string", "enum": ["receiver", "rule", "integration"]},
+                        "type": {
+                            "type": "string",
+                            "enum": ["receiver", "rule", "integration", "subscription"],
+                        },
                         "name": {"type": "string"},
                         "action": {"type": "string", "enum": ["created", "updated", "unchanged", "deleted"]},
                     },
@@ -336,7 +340,9 @@ PATHS: dict[str, Any] = {
                     "properties": {
                         "document": {
                             "type": "object",
-                            "description": "{receivers: [...], rules: [...]}, as `rules apply` reads it",
+                            "description": "{receivers: [...], rules: [...], integrations: [...],"
+                            " subscriptions: {NAME: {url, matchers, states, secret}}}, as `rules apply`"
+                            " reads it",
                         },
                         "prune": {"type": "boolean", "description": "delete what the document does not hold"},
                         "dry_run": {

@@ -19,11 +19,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runherald.admission import RUN_STATES, Problem, did_you_mean
-from runherald.alerting import NAME, InvalidConfig, unknown_keys
+from runherald.documents import NAME, NAME_RULE, InvalidConfig, unknown_keys
 from runherald.matchers import RUN_FIELDS, Matcher, MatcherError, matches_all, parse_matcher
 from runherald.rules import Decision
-from runherald.sealing import seal_notification
-from runherald.secret_values import is_reference
+from runherald.sealing import open_sealed, seal_notification
+from runherald.secret_values import SecretResolutionError, is_reference, is_sealed
 from runherald.secrets import REDACTED
 
 KIND = "cloudevent"  # the notifier kind of a subscription's deliveries: never a run's own notification kind
@@ -164,9 +164,7 @@ def parse_subscription(data: Any, path: str) -> tuple[Subscription | None, list[
     if not isinstance(name, str) or not name:
         problems.append(Problem(f"{path}.name", "a subscription needs a name"))
     elif not NAME.match(name):
-        problems.append(
-            Problem(f"{path}.name", f"{name!r} is not a valid name: 1 to 63 letters, digits, '.', '_' or '-'")
-        )
+        problems.append(Problem(f"{path}.name", f"{name!r} is not a valid name: {NAME_RULE}"))
     problems += _url_problems(data.get("url"), f"{path}.url")
     matchers = _matchers(data.get("matchers"), f"{path}.matchers", problems)
     states = _states(data.get("states"), f"{path}.states", problems)
@@ -182,6 +180,79 @@ def check_subscription(data: Any, path: str) -> Subscription:
     if subscription is None:
         raise InvalidConfig(problems)
     return subscription
+
+
+def parse_subscriptions(
+    items: Any, section: str = "subscriptions"
+) -> tuple[list[Subscription], list[Problem]]:
+    """The subscriptions of a document's section, or their problems (paths ``subscriptions.<name>...``).
+
+    The section maps each name to ``{url, matchers, states, secret}`` (a `name` inside, if given, must be
+    the key); a list of objects with their `name`, as `subscriptions list -o yaml` prints them, is taken
+    too, each named once."""
+    if items is None:
+        return [], []
+    named: list[tuple[str, Any]] = []  # (path, the object with its name)
+    problems: list[Problem] = []
+    if isinstance(items, Mapping):
+        for key, data in items.items():
+            name, path = str(key), f"{section}.{key}"
+            if isinstance(data, Mapping) and "name" in data and data["name"] != name:
+                problems.append(Problem(f"{path}.name", f"{data['name']!r} is not its key, {name!r}"))
+                continue
+            named.append((path, {**data, "name": name} if isinstance(data, Mapping) else data))
+    elif isinstance(items, list):
+        for i, data in enumerate(items):
+            given = data.get("name") if isinstance(data, Mapping) else None
+            ok = isinstance(given, str) and NAME.match(given)
+            named.append((f"{section}.{given}" if ok else f"{section}[{i}]", data))
+    else:
+        why = f"{section} must map each name to {{url, matchers, states, secret}}"
+        return [], [Problem(section, why)]
+    found: list[Subscription] = []
+    seen: set[str] = set()
+    for path, data in named:
+        subscription, wrong = parse_subscription(data, path)
+        problems += wrong
+        if subscription is not None and subscription.name in seen:
+            problems.append(Problem(f"{path}.name", f"subscription {subscription.name!r} is defined twice"))
+        elif subscription is not None:
+            found.append(subscription)
+            seen.add(subscription.name)
+    return found, problems
+
+
+def _opened(secret: Any) -> Any:
+    """A sealed secret opened, to compare what it holds (sealing is randomized); others as they are."""
+    if not is_sealed(secret):
+        return secret
+    try:
+        return open_sealed(secret)
+    except SecretResolutionError:
+        return object()  # equal to nothing: written again
+
+
+def same_subscription(new: Subscription, stored: Mapping[str, Any] | None) -> bool:
+    """Whether the stored subscription (its secret sealed) holds what `new` says."""
+    if stored is None:
+        return False
+    mine = new.to_dict()
+    if {k: v for k, v in mine.items() if k != "secret"} != {k: v for k, v in stored.items() if k != "secret"}:
+        return False
+    return bool(_opened(mine.get("secret")) == _opened(stored.get("secret")))
+
+
+def literal_secret_warnings(subscriptions: Collection[Subscription]) -> list[Problem]:
+    """A subscription whose secret is a literal: stored sealed, but the file holds it."""
+    return [
+        Problem(
+            f"subscriptions.{subscription.name}.secret",
+            "a literal secret: sealed before it is stored, but the file holds it"
+            " (a reference, {secret: NAME}, keeps it out of the file)",
+        )
+        for subscription in subscriptions
+        if subscription.secret is not None and not is_reference(subscription.secret)
+    ]
 
 
 def decide(run: Mapping[str, Any], notify_iterations: bool) -> Decision:
@@ -209,7 +280,10 @@ __all__ = [
     "Subscription",
     "check_subscription",
     "decide",
+    "literal_secret_warnings",
     "matching",
     "new_name",
     "parse_subscription",
+    "parse_subscriptions",
+    "same_subscription",
 ]

@@ -138,7 +138,7 @@ def test_an_undefined_receiver_is_a_warning_offline_and_a_problem_when_applied()
 
 def test_top_level_problems() -> None:
     assert "must be an object" in paths(["x"])[""]
-    assert "not supported" in paths({"subscriptions": []})["subscriptions"]
+    assert "must map each name" in paths({"subscriptions": "all"})["subscriptions"]
     assert "must be a list" in paths({"integrations": {}})["integrations"]
     assert "unknown field" in paths({"rulez": []})["rulez"]
     assert "must be a list" in paths({"rules": {}})["rules"]

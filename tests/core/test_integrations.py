@@ -113,9 +113,8 @@ def test_every_problem_of_an_integration_has_its_path_and_a_did_you_mean() -> No
     assert "needs a name" in found["integrations[7].name"]
 
 
-def test_integrations_must_be_a_list_and_subscriptions_are_not_taken_yet() -> None:
+def test_integrations_must_be_a_list() -> None:
     assert "must be a list" in problems_of({"integrations": {"a": 1}})["integrations"]
-    assert "not supported" in problems_of({"subscriptions": []})["subscriptions"]
 
 
 # -- secrets: sealed when stored, never shown ---------------------------------------------------------

@@ -1,0 +1,59 @@
+"""What every object of the configuration document shares: names, unknown fields, record keys and the
+refusal, `InvalidConfig`.
+
+Below `runherald.alerting`, `runherald.subscriptions`, `runherald.integrations` and
+`runherald.silences`, so that alerting's `check_document` can parse each section with its own module
+while those modules use these helpers (alerting re-exports them by their old names).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from runherald.admission import Problem, did_you_mean
+from runherald.errors import RunheraldError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/')"
+
+
+class InvalidConfig(RunheraldError):
+    """A configuration document (or one object of it) refused; `problems` says each thing and where."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem], warnings: list[Problem] | None = None) -> None:
+        self.problems = problems
+        self.warnings = warnings or []
+        count = len(problems)
+        self.summary = (
+            f"the configuration has {count} problem{'s' if count != 1 else ''}; nothing was applied"
+        )
+        super().__init__("\n".join([self.summary, *(str(problem) for problem in problems)]))
+
+
+def record_key(kind: str, name: str) -> str:
+    """The key of an object on the rules topic: ``"{type}/{name}"``."""
+    return f"{kind}/{name}"
+
+
+def unknown_keys(
+    data: Mapping[str, Any], known: Collection[str], path: str, later: Collection[str] = ()
+) -> list[Problem]:
+    """A problem for each key of `data` that is not `known` (with a did-you-mean); one a later version
+    takes (`later`) is refused as such, never ignored."""
+    problems = []
+    for key in data:
+        if key in known:
+            continue
+        if key in later:
+            problems.append(Problem(f"{path}.{key}", "is not supported by this version of runherald yet"))
+        else:
+            close = did_you_mean(str(key), list(known))
+            problems.append(Problem(f"{path}.{key}", f"unknown field {key!r}{close}"))
+    return problems
+
+
+__all__ = ["NAME", "NAME_RULE", "InvalidConfig", "record_key", "unknown_keys"]
