@@ -98,7 +98,7 @@ async def test_printed_tokens_work_with_the_printed_lines_and_the_cli_sends_its_
     run = run_dict(project, uid, "completed", [webhook("hook", receiver.url("/auth"))])
     assert request(secured, "POST", "/api/v1/runs", tokens["ci"], run) == (
         202,
-        {"accepted": 1, "runs": [f"{project}/{uid}"]},
+        {"accepted": 1, "runs": [f"{project}/{uid}"], "adapter": "mlrun-run"},
     )
     await receiver.wait_for_requests(1, path="/auth", within=15)
     api = {"RUNHERALD_API": secured.api}
