@@ -9,6 +9,7 @@ string, so ``labels.team!="sandbox"`` holds for a run without a ``team`` label.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -113,7 +114,9 @@ def check_field(name: str, allowed: Collection[str] = RUN_FIELDS) -> None:
         return
     if name not in allowed:
         known = ", ".join([*allowed, "labels.<key>"])
-        raise MatcherError(f"unknown field {name!r} (fields: {known})")
+        close = difflib.get_close_matches(name, list(allowed), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise MatcherError(f"unknown field {name!r} ({hint}fields: {known})")
 
 
 def run_fields(run: Mapping[str, Any]) -> dict[str, str]:

@@ -70,7 +70,7 @@ def test_quoted_values_take_escapes_and_print_back() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('projekt="x"', "unknown field 'projekt'"),
+        ('projekt="x"', "unknown field 'projekt' \\(did you mean 'project'\\? "),
         ('notification="x"', "unknown field 'notification'"),
         ('name=~"("', "invalid regular expression"),
         ("project", "is not a matcher"),
