@@ -19,8 +19,8 @@ from aiohttp import web
 
 from runherald.adapters import adapt, hops_from, stamp_hops
 from runherald.admission import Problem
+from runherald.api_admit import Refusal, admit_and_send
 from runherald.api_rules import Refused, integration_change
-from runherald.api_silences import unknown_receiver_problems
 from runherald.events import InvalidEvent
 from runherald.integration_auth import AuthRefused, ReplayGuard, authenticate
 from runherald.integrations import (
@@ -30,7 +30,7 @@ from runherald.integrations import (
     resolve_secret,
     unresolved_secret_problems,
 )
-from runherald.publish import InvalidRuns, Publisher, PublishError, prepare_runs
+from runherald.publish import Publisher
 from runherald.rule_index import AlertConfig
 from runherald.sealing import SealKeyError
 from runherald.secret_values import SecretResolutionError
@@ -190,20 +190,19 @@ def add_integration_routes(app: web.Application, alerts: AlertStore, publisher: 
             runs = stamp_hops(adapted.runs, hops_from(request.headers), settings.max_hops)
         except InvalidEvent as exc:
             return refuse(request, 422, str(exc))
-        missing = unknown_receiver_problems(runs, alerts.config.receivers, as_list=len(runs) > 1)
-        try:
-            prepared = prepare_runs(runs, as_list=len(runs) > 1, slack_fallback=bool(settings.slack_webhook))
-            refused = InvalidRuns(missing) if missing else None
-        except InvalidRuns as exc:
-            refused = InvalidRuns([*exc.problems, *(p for p in missing if p not in exc.problems)])
-        except SealKeyError as exc:
-            return _json({"error": f"cannot seal secret_params: {exc}"}, 500)
-        except PublishError as exc:
-            return refuse(request, 422, str(exc))
-        if refused is not None:
-            problems = [problem.as_dict() for problem in refused.problems]
-            return refuse(request, 422, refused.summary, problems=problems)
-        keys = await publisher.send_prepared(prepared)
+        try:  # the request was fine (authenticated, a shape the adapter takes): invalid runs are a 422
+            keys = await admit_and_send(
+                publisher, runs, as_list=len(runs) > 1, receivers=alerts.config.receivers, invalid_status=422
+            )
+        except Refusal as exc:
+            if exc.status >= 500:
+                return _json(exc.body, exc.status)
+            return refuse(
+                request,
+                exc.status,
+                str(exc.body["error"]),
+                **{k: v for k, v in exc.body.items() if k != "error"},
+            )
         log.info(
             "integration %s: accepted %d run(s) (%s)", request.match_info["name"], len(keys), adapted.adapter
         )
