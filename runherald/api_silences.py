@@ -22,6 +22,7 @@ from aiohttp import web
 
 from runherald.admission import Problem
 from runherald.alerting import InvalidConfig, record_key
+from runherald.api_store import json_response as _json
 from runherald.silences import MAX_SILENCE, Silence, parse_silence
 from runherald.streams.alert_store import AlertStore, NotInForce
 
@@ -32,10 +33,6 @@ READY_WAIT = 5.0  # how long a request waits for the worker's copy of the rules 
 _SET_BY_SERVER = ("id", "created_at")
 _TEXT_FIELDS = ("duration", "starts_at", "ends_at", "author", "comment")
 _background: set[asyncio.Task[None]] = set()
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def _error(message: str, status: int, problems: Sequence[Problem] = ()) -> web.Response:
