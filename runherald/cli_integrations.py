@@ -8,16 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 import click
 
-from runherald.api_client import call_api
-from runherald.cli_common import CliState, RunheraldGroup, api_get, emit, print_table
-
-
-def _path(name: str) -> str:
-    return f"/api/v1/integrations/{quote(name, safe='')}"
+from runherald.cli_common import RunheraldGroup, delete_named, get_named, list_named, print_table
 
 
 def _auth_text(auth: Any) -> str:
@@ -62,9 +56,7 @@ def integrations() -> None:
 @click.pass_context
 def integrations_list(ctx: click.Context) -> None:
     """Every stored integration. -o yaml prints a document `rules apply -f` takes back (secrets sealed)."""
-    state = ctx.ensure_object(CliState)
-    answer = api_get(state, "/api/v1/integrations")
-    emit(state, answer, lambda: _table(answer.get("integrations") or []))
+    list_named(ctx, "integrations", _table)
 
 
 @integrations.command(name="get", short_help="one integration")
@@ -72,9 +64,7 @@ def integrations_list(ctx: click.Context) -> None:
 @click.pass_context
 def integrations_get(ctx: click.Context, name: str) -> None:
     """One stored integration, by name (its secret never shown)."""
-    state = ctx.ensure_object(CliState)
-    answer = api_get(state, _path(name))
-    emit(state, answer, lambda: _table([answer]))
+    get_named(ctx, "integrations", name, lambda answer: _table([answer]))
 
 
 @integrations.command(name="delete", short_help="delete one integration")
@@ -82,9 +72,7 @@ def integrations_get(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def integrations_delete(ctx: click.Context, name: str) -> None:
     """Delete one integration: its webhook answers 404 from then on."""
-    state = ctx.ensure_object(CliState)
-    answer = call_api(state.api, state.token, "DELETE", _path(name))
-    emit(state, answer, lambda: click.echo(f"integration {name} deleted"))
+    delete_named(ctx, "integrations", name, "integration")
 
 
 COMMANDS: list[click.Command] = [integrations]

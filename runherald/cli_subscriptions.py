@@ -6,13 +6,21 @@ with its path without a request; what only the API can refuse (a name already ta
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 import click
 
 from runherald.api_client import ApiProblems, call_api
-from runherald.cli_common import CliState, RunheraldGroup, api_get, emit, json_alias, print_table
+from runherald.cli_common import (
+    CliState,
+    RunheraldGroup,
+    api_get,
+    delete_named,
+    emit,
+    get_named,
+    json_alias,
+    print_table,
+)
 from runherald.errors import ApiError, InvalidArgumentError
 from runherald.subscriptions import parse_subscription
 
@@ -21,10 +29,6 @@ PATH = "/api/v1/subscriptions"
 
 class InvalidSubscription(InvalidArgumentError):
     """A subscription refused, here or by the API: a summary line, then one problem a line."""
-
-
-def _path(name: str) -> str:
-    return f"{PATH}/{urllib.parse.quote(name, safe='')}"
 
 
 def _describe(item: dict[str, Any]) -> list[tuple[str, str]]:
@@ -116,9 +120,7 @@ def subscriptions_list(ctx: click.Context) -> None:
 @click.pass_context
 def subscriptions_get(ctx: click.Context, name: str) -> None:
     """One webhook subscription."""
-    state = ctx.ensure_object(CliState)
-    item = api_get(state, _path(name))
-    emit(state, item, lambda: print_table(_describe(item)))
+    get_named(ctx, "subscriptions", name, lambda item: print_table(_describe(item)))
 
 
 @subscriptions.command(name="delete")
@@ -127,9 +129,7 @@ def subscriptions_get(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def subscriptions_delete(ctx: click.Context, name: str) -> None:
     """Delete a webhook subscription: nothing more is sent to it (deliveries already queued still go)."""
-    state = ctx.ensure_object(CliState)
-    item = call_api(state.api, state.token, "DELETE", _path(name))
-    emit(state, item, lambda: click.echo(f"subscription {name} deleted"))
+    delete_named(ctx, "subscriptions", name, "subscription")
 
 
 COMMANDS: list[click.Command] = [subscriptions]
