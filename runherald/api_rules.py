@@ -38,6 +38,7 @@ from runherald.api_store import (
     object_problems,
     read_json,
 )
+from runherald.documents import literal_secret
 from runherald.integrations import Integration, record_value, same_integration, unresolved_secret_problems
 from runherald.integrations import literal_secret_warnings as integration_secret_warnings
 from runherald.rule_index import AlertConfig
@@ -175,11 +176,7 @@ def literal_secret_warnings(document: Document) -> list[Problem]:
         *integration_secret_warnings(document.integrations),
         *subscription_secret_warnings(document.subscriptions),
     ] + [
-        Problem(
-            f"receivers.{receiver.name}.secret_params.{key}",
-            "a literal secret: sealed before it is stored, but the file holds it"
-            " (a reference, {secret: NAME}, keeps it out of the file)",
-        )
+        literal_secret(f"receivers.{receiver.name}.secret_params.{key}")
         for receiver in document.receivers
         if isinstance(receiver.secret_params, Mapping) and set(receiver.secret_params) != {"secret"}
         for key, value in receiver.secret_params.items()
