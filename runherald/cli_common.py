@@ -181,6 +181,16 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         click.echo("  ".join([*cells, row[-1]]).rstrip())
 
 
+def print_items(
+    items: Sequence[Any], empty: str, header: Sequence[str], row: Callable[[Any], Sequence[str]]
+) -> None:
+    """A table of `items`, one `row` each under `header`; `empty` when there are none."""
+    if not items:
+        click.echo(empty)
+        return
+    print_table([header, *(row(item) for item in items)])
+
+
 def kafka_client(state: CliState, settings: Settings, work: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that talks to the broker: Kafka's own log quiet unless --verbose, its errors
     as BrokerUnavailable."""

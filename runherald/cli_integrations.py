@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from runherald.cli_common import RunheraldGroup, delete_named, get_named, list_named, print_table
+from runherald.cli_common import RunheraldGroup, delete_named, get_named, list_named, print_items
 
 
 def _auth_text(auth: Any) -> str:
@@ -26,21 +26,13 @@ def _auth_text(auth: Any) -> str:
     return f"{kind} ({value})"  # a ${VAR} reference, or REDACTED
 
 
+def _row(item: Mapping[str, Any]) -> tuple[str, ...]:
+    adapter, project = str(item.get("adapter") or ""), str(item.get("project") or "-")
+    return (item["name"], adapter, project, _auth_text(item.get("auth")))
+
+
 def _table(items: Sequence[Mapping[str, Any]]) -> None:
-    if not items:
-        click.echo("no integrations")
-        return
-    rows = [("NAME", "ADAPTER", "PROJECT", "AUTH")]
-    rows += [
-        (
-            item["name"],
-            str(item.get("adapter") or ""),
-            str(item.get("project") or "-"),
-            _auth_text(item.get("auth")),
-        )
-        for item in items
-    ]
-    print_table(rows)
+    print_items(items, "no integrations", ("NAME", "ADAPTER", "PROJECT", "AUTH"), _row)
 
 
 @click.group(cls=RunheraldGroup, short_help="inbound webhooks: list, get, delete")

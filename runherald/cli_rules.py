@@ -27,6 +27,7 @@ from runherald.cli_common import (
     emit,
     get_named,
     list_named,
+    print_items,
     print_table,
 )
 from runherald.transitions import parse_when
@@ -123,37 +124,31 @@ def rules_apply(ctx: click.Context, file: IO[bytes], prune: bool, dry_run: bool)
 
 
 def _rules_table(items: Sequence[Mapping[str, Any]]) -> None:
-    if not items:
-        click.echo("no rules")
-        return
-    rows = [("NAME", "MATCHERS", "WHEN", "RECEIVERS")]
-    rows += [
-        (
+    print_items(
+        items,
+        "no rules",
+        ("NAME", "MATCHERS", "WHEN", "RECEIVERS"),
+        lambda rule: (
             rule["name"],
             _joined(rule.get("matchers")),
             _joined(_when_text(rule.get("when"))),
             _joined(rule.get("receivers")),
-        )
-        for rule in items
-    ]
-    print_table(rows)
+        ),
+    )
 
 
 def _receivers_table(items: Sequence[Mapping[str, Any]]) -> None:
-    if not items:
-        click.echo("no receivers")
-        return
-    rows = [("NAME", "KIND", "PARAMS", "SECRET_PARAMS")]
-    rows += [
-        (
+    print_items(
+        items,
+        "no receivers",
+        ("NAME", "KIND", "PARAMS", "SECRET_PARAMS"),
+        lambda receiver: (
             receiver["name"],
             receiver.get("kind") or "",
             _joined(sorted(receiver.get("params") or {})),
             _joined(sorted(receiver.get("secret_params") or {})),
-        )
-        for receiver in items
-    ]
-    print_table(rows)
+        ),
+    )
 
 
 def _details(item: Mapping[str, Any]) -> None:

@@ -19,12 +19,14 @@ from runherald.cli_common import (
     emit,
     get_named,
     json_alias,
+    print_items,
     print_table,
 )
 from runherald.errors import ApiError, InvalidArgumentError
 from runherald.subscriptions import parse_subscription
 
 PATH = "/api/v1/subscriptions"
+COLUMNS = ("NAME", "URL", "MATCHERS", "STATES", "SIGNED")
 
 
 class InvalidSubscription(InvalidArgumentError):
@@ -40,6 +42,11 @@ def _describe(item: dict[str, Any]) -> list[tuple[str, str]]:
         ("STATES:", ", ".join(item.get("states") or []) or "(every state)"),
         ("SIGNED:", "no" if secret is None else "yes (secret sealed)"),
     ]
+
+
+def _row(item: dict[str, Any]) -> tuple[str, ...]:
+    described = dict(_describe(item))
+    return (item["name"], item["url"], *(described[k] for k in ("MATCHERS:", "STATES:", "SIGNED:")))
 
 
 @click.group(cls=RunheraldGroup, short_help="webhook subscriptions: add, list, get, delete")
@@ -99,19 +106,7 @@ def subscriptions_list(ctx: click.Context) -> None:
     state = ctx.ensure_object(CliState)
     found = api_get(state, PATH)["subscriptions"]
 
-    def table() -> None:
-        if not found:
-            click.echo("no subscriptions")
-            return
-        rows = [("NAME", "URL", "MATCHERS", "STATES", "SIGNED")]
-        for item in found:
-            described = dict(_describe(item))
-            rows.append(
-                (item["name"], item["url"], *(described[k] for k in ("MATCHERS:", "STATES:", "SIGNED:")))
-            )
-        print_table(rows)
-
-    emit(state, found, table)
+    emit(state, found, lambda: print_items(found, "no subscriptions", COLUMNS, _row))
 
 
 @subscriptions.command(name="get")
