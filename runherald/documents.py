@@ -37,6 +37,15 @@ class InvalidConfig(RunheraldError):
         super().__init__("\n".join([self.summary, *(str(problem) for problem in problems)]))
 
 
+def name_problem(kind: str, name: Any, path: str) -> Problem | None:
+    """What is wrong with the name of an object of a kind at `path` (missing, or not a valid name)."""
+    if not isinstance(name, str) or not name:
+        return Problem(f"{path}.name", f"a {kind} needs a name")
+    if not NAME.match(name):
+        return Problem(f"{path}.name", f"{name!r} is not a valid name: {NAME_RULE}")
+    return None
+
+
 def record_key(kind: str, name: str) -> str:
     """The key of an object on the rules topic: ``"{type}/{name}"``."""
     return f"{kind}/{name}"
@@ -84,6 +93,7 @@ __all__ = [
     "NAME_RULE",
     "InvalidConfig",
     "literal_secret",
+    "name_problem",
     "record_key",
     "shown_secret",
     "stored_secret",

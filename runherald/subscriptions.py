@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 from runherald.admission import RUN_STATES, Problem, did_you_mean
 from runherald.documents import (
     NAME,
-    NAME_RULE,
     InvalidConfig,
     literal_secret,
+    name_problem,
     shown_secret,
     stored_secret,
     unknown_keys,
@@ -166,10 +166,8 @@ def parse_subscription(data: Any, path: str) -> tuple[Subscription | None, list[
         return None, [Problem(path, "a subscription must be an object with name, url, matchers, states")]
     problems = unknown_keys(data, KEYS, path)
     name = data.get("name")
-    if not isinstance(name, str) or not name:
-        problems.append(Problem(f"{path}.name", "a subscription needs a name"))
-    elif not NAME.match(name):
-        problems.append(Problem(f"{path}.name", f"{name!r} is not a valid name: {NAME_RULE}"))
+    named = name_problem("subscription", name, path)
+    problems += [named] if named else []
     problems += _url_problems(data.get("url"), f"{path}.url")
     matchers = _matchers(data.get("matchers"), f"{path}.matchers", problems)
     states = _states(data.get("states"), f"{path}.states", problems)
