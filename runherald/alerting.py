@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from runherald.admission import Problem, did_you_mean, notification_problems, text_problems
-from runherald.documents import NAME, NAME_RULE, InvalidConfig, record_key, unknown_keys
+from runherald.documents import NAME, NAME_RULE, InvalidConfig, name_problem, record_key, unknown_keys
 from runherald.grouping import DEFAULT_GROUP_INTERVAL, GROUP_KEYS, grouping_dict, parse_grouping
 from runherald.inhibition import INHIBIT_KEYS, inhibits_dict, parse_inhibits
 from runherald.integrations import Integration, parse_integrations
@@ -191,14 +191,6 @@ def load_text(text: str | bytes, source: str = "the document") -> Any:
         raise InvalidConfig([Problem("", f"{source} is not YAML or JSON{at}: {problem}")]) from None
 
 
-def _name_problem(kind: str, name: Any, path: str) -> Problem | None:
-    if not isinstance(name, str) or not name:
-        return Problem(f"{path}.name", f"a {kind} needs a name")
-    if not NAME.match(name):
-        return Problem(f"{path}.name", f"{name!r} is not a valid name: {NAME_RULE}")
-    return None
-
-
 def _item_path(section: str, index: int, data: Any) -> str:
     name = data.get("name") if isinstance(data, Mapping) else None
     if isinstance(name, str) and NAME.match(name):
@@ -211,7 +203,7 @@ def parse_receiver(data: Any, path: str) -> tuple[Receiver | None, list[Problem]
     if not isinstance(data, Mapping):
         return None, [Problem(path, "a receiver must be an object with name, kind, params, secret_params")]
     problems = unknown_keys(data, RECEIVER_KEYS, path)
-    named = _name_problem("receiver", data.get("name"), path)
+    named = name_problem("receiver", data.get("name"), path)
     problems += [named] if named else []
     if not data.get("kind"):
         problems.append(Problem(f"{path}.kind", "a receiver needs a kind (slack, mail, webhook, console)"))
@@ -261,7 +253,7 @@ def parse_rule(
         return None, [Problem(path, "a rule must be an object with name, matchers, when, receivers")], []
     problems = unknown_keys(data, RULE_KEYS, path, LATER_RULE_KEYS)
     warnings: list[Problem] = []
-    named = _name_problem("rule", data.get("name"), path)
+    named = name_problem("rule", data.get("name"), path)
     if named is None and data.get("name") in RESERVED_RULE_NAMES:
         reserved = "is reserved (POST /api/v1/rules/test is the dry run)"
         named = Problem(f"{path}.name", f"{data['name']!r} {reserved}")
@@ -386,6 +378,7 @@ def check_document(
 
 __all__ = [
     "NAME",
+    "NAME_RULE",
     "TYPES",
     "Document",
     "InvalidConfig",

@@ -20,18 +20,18 @@ from aiohttp.typedefs import Middleware
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from runherald import ledger, metrics
+from runherald.api_admit import Refusal, admit_and_send
 from runherald.api_integrations import add_integration_routes
 from runherald.api_rule_test import add_rule_test_routes
 from runherald.api_rules import add_rule_routes
-from runherald.api_silences import add_silence_routes, unknown_receiver_problems
+from runherald.api_silences import add_silence_routes
 from runherald.api_subscribe import add_subscribe_routes
 from runherald.api_subscriptions import add_subscription_routes
 from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
 from runherald.ingress import Refused, request_runs
 from runherald.openapi import OPENAPI
-from runherald.publish import InvalidRuns, Publisher, PublishError, prepare_runs
-from runherald.sealing import SealKeyError
+from runherald.publish import Publisher
 from runherald.streams.alert_store import AlertStore
 from runherald.streams.run_feed import RunFeed
 
@@ -183,29 +183,16 @@ def create_api(
             )
         except Refused as exc:
             return _json(exc.body, exc.status)
-        runs, as_list = given.runs, given.as_list
-        # A notification naming a receiver that is not stored could never be sent (known once loaded).
-        missing = (
-            unknown_receiver_problems(runs, alerts.config.receivers, as_list=as_list)
-            if alerts is not None and alerts.ready.is_set()
-            else []
-        )
-        try:
-            # Checked whole before anything is sent (runherald.admission): all the runs or none.
-            prepared = prepare_runs(
-                runs, as_list=as_list, slack_fallback=bool(publisher.settings.slack_webhook)
+        loaded = alerts is not None and alerts.ready.is_set()
+        try:  # checked whole before anything is sent: all the runs or none
+            keys = await admit_and_send(
+                publisher,
+                given.runs,
+                as_list=given.as_list,
+                receivers=alerts.config.receivers if alerts is not None and loaded else None,
             )
-            refused = InvalidRuns(missing) if missing else None
-        except InvalidRuns as exc:
-            refused = InvalidRuns([*exc.problems, *(p for p in missing if p not in exc.problems)])
-        except SealKeyError as exc:  # this worker's keys, not the request, are at fault
-            return _error(f"cannot seal secret_params: {exc}", 500)
-        except PublishError as exc:
-            return _error(str(exc), 400)
-        if refused is not None:
-            problems = [problem.as_dict() for problem in refused.problems]
-            return _json({"error": refused.summary, "problems": problems}, 400)
-        keys = await publisher.send_prepared(prepared)
+        except Refusal as exc:
+            return _json(exc.body, exc.status)
         return _json({"accepted": len(keys), "runs": keys, "adapter": given.adapter}, 202)
 
     def key_of(request: web.Request) -> str:

@@ -14,37 +14,40 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from runherald.adapters import adapt, hops_from, stamp_hops
-from runherald.admission import Problem
-from runherald.api_rules import Refused, integration_change
-from runherald.api_silences import unknown_receiver_problems
+from runherald.api_admit import Refusal, admit_and_send
+from runherald.api_rules import integration_change
+from runherald.api_store import (
+    Refused,
+    answering,
+    delete_named,
+    get_named,
+    json_response,
+    list_named,
+    loaded,
+    object_problems,
+    read_json,
+)
 from runherald.events import InvalidEvent
 from runherald.integration_auth import AuthRefused, ReplayGuard, authenticate
 from runherald.integrations import (
     GITHUB_SECRET,
     TOKEN_SHA256,
+    Integration,
     parse_integration,
     resolve_secret,
     unresolved_secret_problems,
 )
-from runherald.publish import InvalidRuns, Publisher, PublishError, prepare_runs
-from runherald.rule_index import AlertConfig
-from runherald.sealing import SealKeyError
+from runherald.publish import Publisher
 from runherald.secret_values import SecretResolutionError
-from runherald.streams.alert_store import AlertStore, NotInForce
+from runherald.streams.alert_store import AlertStore
 
 log = logging.getLogger("runherald.api")
 
-READY_TIMEOUT = 10.0  # how long a request waits for a starting worker to load the rules topic
 GITHUB_PING = "ping"
 GITHUB_WORKFLOW_RUN = "workflow_run"
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def add_integration_routes(app: web.Application, alerts: AlertStore, publisher: Publisher) -> None:
@@ -53,56 +56,17 @@ def add_integration_routes(app: web.Application, alerts: AlertStore, publisher: 
     replays = ReplayGuard()  # this worker's: see runherald.integration_auth
     settings = publisher.settings
 
-    async def loaded() -> AlertConfig:
-        try:
-            await asyncio.wait_for(alerts.ready.wait(), READY_TIMEOUT)
-        except TimeoutError:
-            raise Refused(503, {"error": "the alert configuration is still loading; try again"}) from None
-        return alerts.config
-
-    def answers(handler: Any) -> Any:
-        async def answer(request: web.Request) -> web.Response:
-            try:
-                response: web.Response = await handler(request)
-                return response
-            except Refused as exc:
-                return _json(exc.body, exc.status)
-            except NotInForce as exc:
-                return _json({"error": f"the change was {exc}; it will be in force shortly"}, 503)
-            except SealKeyError as exc:  # this worker's keys, not the request, are at fault
-                return _json({"error": f"cannot seal the integration's secret: {exc}"}, 500)
-
-        return answer
-
-    async def list_integrations(request: web.Request) -> web.Response:
-        found = (await loaded()).integrations
-        return _json({"integrations": [found[name].public_dict() for name in sorted(found)]})
-
-    async def get_integration(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        integration = (await loaded()).integrations.get(name)
-        if integration is None:
-            raise Refused(404, {"error": f"no integration named {name!r}"})
-        return _json(integration.public_dict())
+    answers = answering("the integration's secret")
 
     async def put_integration(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         path = f"integrations.{name}"
-        try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError as exc:
-            raise Refused(400, {"error": f"the body is not JSON: {exc}"}) from None
-        if not isinstance(body, dict):
-            problems = [Problem(path, "the body must be an integration object")]
-        elif "name" in body and body["name"] != name:
-            problems = [Problem(f"{path}.name", f"{body['name']!r} is not the name in the path, {name!r}")]
-        else:
-            problems = []
+        data, problems = object_problems("integration", name, await read_json(request))
         async with writing:
-            await loaded()
+            await loaded(alerts)
             integration = None
             if not problems:
-                integration, problems = parse_integration({**body, "name": name}, path)
+                integration, problems = parse_integration(data, path)
             if integration is not None:
                 problems = unresolved_secret_problems(
                     [integration],
@@ -116,25 +80,17 @@ def add_integration_routes(app: web.Application, alerts: AlertStore, publisher: 
             change = integration_change(integration, alerts.value(f"integration/{name}"))
             if change.action != "unchanged":
                 await alerts.put(change.key, change.value)
-        return _json({"name": name, "action": change.action})
-
-    async def delete_integration(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        async with writing:
-            if name not in (await loaded()).integrations:
-                raise Refused(404, {"error": f"no integration named {name!r}"})
-            await alerts.put(f"integration/{name}", None)
-        return _json({"name": name, "action": "deleted"})
+        return json_response({"name": name, "action": change.action})
 
     def refuse(request: web.Request, status: int, error: str, **extra: Any) -> web.Response:
         """A refusal at the ingress: logged (the message holds no secret: see integration_auth), JSON."""
         log.info("%s %s refused (%d): %s", request.method, request.path, status, error)
-        return _json({"error": error, **extra}, status)
+        return json_response({"error": error, **extra}, status)
 
     async def receive(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         try:
-            config = await loaded()
+            config = await loaded(alerts)
         except Refused as exc:
             return refuse(request, exc.status, str(exc.body["error"]))
         integration = config.integrations.get(name)
@@ -160,7 +116,7 @@ def add_integration_routes(app: web.Application, alerts: AlertStore, publisher: 
             )
         except SecretResolutionError as exc:  # the worker's secrets, not the request, are at fault
             log.error("integration %r: its %s cannot be resolved: %s", name, integration.auth_kind, exc)
-            return _json({"error": f"integration {name!r} cannot check requests on this worker"}, 500)
+            return json_response({"error": f"integration {name!r} cannot check requests on this worker"}, 500)
         try:
             message_id, event = authenticate(integration, secret, request.headers, body, replays)
         except AuthRefused as exc:
@@ -170,7 +126,7 @@ def add_integration_routes(app: web.Application, alerts: AlertStore, publisher: 
             if integration.auth_kind == GITHUB_SECRET and event != GITHUB_WORKFLOW_RUN:
                 if event == GITHUB_PING:
                     log.info("integration %r: GitHub's ping answered", name)
-                    return _json({"accepted": 0, "runs": [], "event": GITHUB_PING})
+                    return json_response({"accepted": 0, "runs": [], "event": GITHUB_PING})
                 return refuse(
                     request,
                     400,
@@ -190,31 +146,34 @@ def add_integration_routes(app: web.Application, alerts: AlertStore, publisher: 
             runs = stamp_hops(adapted.runs, hops_from(request.headers), settings.max_hops)
         except InvalidEvent as exc:
             return refuse(request, 422, str(exc))
-        missing = unknown_receiver_problems(runs, alerts.config.receivers, as_list=len(runs) > 1)
-        try:
-            prepared = prepare_runs(runs, as_list=len(runs) > 1, slack_fallback=bool(settings.slack_webhook))
-            refused = InvalidRuns(missing) if missing else None
-        except InvalidRuns as exc:
-            refused = InvalidRuns([*exc.problems, *(p for p in missing if p not in exc.problems)])
-        except SealKeyError as exc:
-            return _json({"error": f"cannot seal secret_params: {exc}"}, 500)
-        except PublishError as exc:
-            return refuse(request, 422, str(exc))
-        if refused is not None:
-            problems = [problem.as_dict() for problem in refused.problems]
-            return refuse(request, 422, refused.summary, problems=problems)
-        keys = await publisher.send_prepared(prepared)
+        try:  # the request was fine (authenticated, a shape the adapter takes): invalid runs are a 422
+            keys = await admit_and_send(
+                publisher, runs, as_list=len(runs) > 1, receivers=alerts.config.receivers, invalid_status=422
+            )
+        except Refusal as exc:
+            if exc.status >= 500:
+                return json_response(exc.body, exc.status)
+            return refuse(
+                request,
+                exc.status,
+                str(exc.body["error"]),
+                **{k: v for k, v in exc.body.items() if k != "error"},
+            )
         log.info(
             "integration %s: accepted %d run(s) (%s)", request.match_info["name"], len(keys), adapted.adapter
         )
-        return _json({"accepted": len(keys), "runs": keys}, 202)
+        return json_response({"accepted": len(keys), "runs": keys}, 202)
 
-    app.router.add_get("/api/v1/integrations", answers(list_integrations))
+    app.router.add_get("/api/v1/integrations", answers(list_named(alerts, "integration", _shown)))
     one = "/api/v1/integrations/{name}"
-    app.router.add_get(one, answers(get_integration))
+    app.router.add_get(one, answers(get_named(alerts, "integration", _shown)))
     app.router.add_put(one, answers(put_integration))
-    app.router.add_delete(one, answers(delete_integration))
+    app.router.add_delete(one, answers(delete_named(alerts, "integration", writing)))
     app.router.add_post(one, receive)
+
+
+def _shown(integration: Integration) -> dict[str, Any]:
+    return integration.public_dict()
 
 
 __all__ = ["add_integration_routes"]

@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from runherald.admission import Problem, run_problems
+from runherald.api_store import json_response as _json
 from runherald.config import Settings
 from runherald.notifiers import Notifiers, NotifierSettings
 from runherald.rule_dry_run import UnknownRules, dry_run
@@ -22,10 +23,6 @@ from runherald.streams.alert_store import AlertStore
 PATH = "/api/v1/rules/test"
 BODY_KEYS = ("run", "rules")
 READY_TIMEOUT = 10.0  # how long a dry run waits for this worker to have read the rules topic
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def _invalid(error: str, problems: list[Problem]) -> web.Response:

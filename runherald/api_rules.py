@@ -10,11 +10,10 @@ before they are written, and a receiver is only ever shown as `Receiver.public_d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from runherald.admission import Problem
@@ -28,33 +27,28 @@ from runherald.alerting import (
     parse_rule,
     record_key,
 )
+from runherald.api_store import (
+    Refused,
+    answering,
+    delete_named,
+    get_named,
+    json_response,
+    list_named,
+    loaded,
+    object_problems,
+    read_json,
+)
+from runherald.documents import literal_secret
 from runherald.integrations import Integration, record_value, same_integration, unresolved_secret_problems
 from runherald.integrations import literal_secret_warnings as integration_secret_warnings
 from runherald.rule_index import AlertConfig
-from runherald.sealing import SealKeyError, open_sealed, seal_notification
+from runherald.sealing import open_sealed, seal_notification
 from runherald.secret_values import SecretResolutionError, is_reference, is_sealed
-from runherald.streams.alert_store import AlertStore, NotInForce
+from runherald.streams.alert_store import AlertStore
 from runherald.subscriptions import Subscription, same_subscription
 from runherald.subscriptions import literal_secret_warnings as subscription_secret_warnings
 
-READY_TIMEOUT = 10.0  # how long a request waits for a starting worker to load the rules topic
 CONFIG_KEYS = ("document", "prune", "dry_run")
-_SECTIONS = {"rule": "rules", "receiver": "receivers"}
-
-Handler = Callable[[web.Request], Awaitable[web.Response]]
-
-
-class Refused(Exception):
-    """A request answered with an error: its status and JSON body."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body.get("error"))
-        self.status = status
-        self.body = body
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def _invalid(summary: str, problems: Iterable[Problem], warnings: Iterable[Problem] = ()) -> Refused:
@@ -182,11 +176,7 @@ def literal_secret_warnings(document: Document) -> list[Problem]:
         *integration_secret_warnings(document.integrations),
         *subscription_secret_warnings(document.subscriptions),
     ] + [
-        Problem(
-            f"receivers.{receiver.name}.secret_params.{key}",
-            "a literal secret: sealed before it is stored, but the file holds it"
-            " (a reference, {secret: NAME}, keeps it out of the file)",
-        )
+        literal_secret(f"receivers.{receiver.name}.secret_params.{key}")
         for receiver in document.receivers
         if isinstance(receiver.secret_params, Mapping) and set(receiver.secret_params) != {"secret"}
         for key, value in receiver.secret_params.items()
@@ -214,24 +204,6 @@ def _with_prune_hint(problems: list[Problem], stored: Collection[str]) -> list[P
     return hinted
 
 
-def _object_problems(kind: str, name: str, body: Any) -> tuple[dict[str, Any], list[Problem]]:
-    """The body of a PUT as the object to parse, named by the path unless it names itself the same."""
-    path = f"{_SECTIONS[kind]}.{name}"
-    if not isinstance(body, dict):
-        return {}, [Problem(path, f"the body must be a {kind} object")]
-    if "name" in body and body["name"] != name:
-        return {}, [Problem(f"{path}.name", f"{body['name']!r} is not the name in the path, {name!r}")]
-    return {**body, "name": name}, []
-
-
-async def _read_json(request: web.Request) -> Any:
-    raw = await request.read()
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Refused(400, {"error": f"the body is not JSON: {exc}"}) from None
-
-
 def _config_request(body: Any) -> tuple[Any, bool, bool]:
     """(document, prune, dry_run) of a ``PUT /api/v1/config`` body, or Refused saying what is wrong."""
     if not isinstance(body, dict):
@@ -251,60 +223,18 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
     """Register GET /api/v1/rules, GET|PUT|DELETE /api/v1/rules/{name}, the same for receivers, and
     PUT /api/v1/config."""
     writing = asyncio.Lock()  # one change at a time on this worker: its plan is read, then written
-
-    def answers(handler: Handler) -> Handler:
-        async def answer(request: web.Request) -> web.Response:
-            try:
-                return await handler(request)
-            except Refused as exc:
-                return _json(exc.body, exc.status)
-            except NotInForce as exc:
-                return _json({"error": f"the change was {exc}; it will be in force shortly"}, 503)
-            except SealKeyError as exc:  # this worker's keys, not the request, are at fault
-                return _json({"error": f"cannot seal secret_params: {exc}"}, 500)
-
-        return answer
-
-    async def loaded() -> AlertConfig:
-        try:
-            await asyncio.wait_for(alerts.ready.wait(), READY_TIMEOUT)
-        except TimeoutError:
-            raise Refused(503, {"error": "the alert configuration is still loading; try again"}) from None
-        return alerts.config
+    answers = answering("secret_params")
 
     async def write(changes: list[Change]) -> None:
         """Write the changes that change something, phase by phase (receivers, rules, deletions)."""
         for phase in _phases(changes):
             await asyncio.gather(*(alerts.put(change.key, change.value) for change in phase))
 
-    async def list_rules(request: web.Request) -> web.Response:
-        config = await loaded()
-        return _json({"rules": [config.rules[name].to_dict() for name in sorted(config.rules)]})
-
-    async def list_receivers(request: web.Request) -> web.Response:
-        config = await loaded()
-        found = config.receivers
-        return _json({"receivers": [found[name].public_dict() for name in sorted(found)]})
-
-    async def get_rule(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        rule = (await loaded()).rules.get(name)
-        if rule is None:
-            raise Refused(404, {"error": f"no rule named {name!r}"})
-        return _json(rule.to_dict())
-
-    async def get_receiver(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        receiver = (await loaded()).receivers.get(name)
-        if receiver is None:
-            raise Refused(404, {"error": f"no receiver named {name!r}"})
-        return _json(receiver.public_dict())
-
     async def put_rule(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        data, problems = _object_problems("rule", name, await _read_json(request))
+        data, problems = object_problems("rule", name, await read_json(request))
         async with writing:
-            config = await loaded()
+            config = await loaded(alerts)
             rule = None
             if not problems:
                 rule, problems, _ = parse_rule(
@@ -314,13 +244,13 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
                 raise _invalid(f"rule {name!r} is not valid; nothing was stored", problems)
             change = rule_change(rule, alerts.value(record_key("rule", name)))
             await write([change])
-        return _json({"name": name, "action": change.action})
+        return json_response({"name": name, "action": change.action})
 
     async def put_receiver(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        data, problems = _object_problems("receiver", name, await _read_json(request))
+        data, problems = object_problems("receiver", name, await read_json(request))
         async with writing:
-            await loaded()
+            await loaded(alerts)
             receiver = None
             if not problems:
                 receiver, problems = parse_receiver(data, f"receivers.{name}")
@@ -328,40 +258,12 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
                 raise _invalid(f"receiver {name!r} is not valid; nothing was stored", problems)
             change = receiver_change(receiver, alerts.value(record_key("receiver", name)))
             await write([change])
-        return _json({"name": name, "action": change.action})
-
-    async def delete_rule(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        async with writing:
-            config = await loaded()
-            if name not in config.rules:
-                raise Refused(404, {"error": f"no rule named {name!r}"})
-            users = sorted(rule.name for rule in config.rules.values() if name in rule.inhibits)
-            if users:
-                said = ", ".join(users)
-                error = f"rule {name!r} is inhibited by the rules {said}: change or delete them first"
-                raise Refused(409, {"error": error, "rules": users})
-            await alerts.put(record_key("rule", name), None)
-        return _json({"name": name, "action": "deleted"})
-
-    async def delete_receiver(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        async with writing:
-            config = await loaded()
-            if name not in config.receivers:
-                raise Refused(404, {"error": f"no receiver named {name!r}"})
-            users = rules_naming(config, name)
-            if users:
-                said = ", ".join(users)
-                error = f"receiver {name!r} is named by the rules {said}: change or delete them first"
-                raise Refused(409, {"error": error, "rules": users})
-            await alerts.put(record_key("receiver", name), None)
-        return _json({"name": name, "action": "deleted"})
+        return json_response({"name": name, "action": change.action})
 
     async def put_config(request: web.Request) -> web.Response:
-        data, prune, dry_run = _config_request(await _read_json(request))
+        data, prune, dry_run = _config_request(await read_json(request))
         async with writing:
-            config = await loaded()
+            config = await loaded(alerts)
             # With prune, the receivers the document does not define are deleted: rules may not name them.
             document = check_document(
                 data,
@@ -389,7 +291,7 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
             if not dry_run:
                 await write(changes)
         warnings = [*document.warnings, *literal_secret_warnings(document)]
-        return _json(
+        return json_response(
             {
                 "changes": [change.as_dict() for change in changes],
                 "warnings": [warning.as_dict() for warning in warnings],
@@ -398,10 +300,10 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
         )
 
     for path, section in (("/api/v1/rules", "rule"), ("/api/v1/receivers", "receiver")):
-        listing, getting, putting, deleting = {
-            "rule": (list_rules, get_rule, put_rule, delete_rule),
-            "receiver": (list_receivers, get_receiver, put_receiver, delete_receiver),
-        }[section]
+        shown = _show_rule if section == "rule" else _show_receiver
+        listing, getting = list_named(alerts, section, shown), get_named(alerts, section, shown)
+        putting = put_rule if section == "rule" else put_receiver
+        deleting = delete_named(alerts, section, writing, _inhibited if section == "rule" else _named)
         # /api/v1/rules/test is the dry run's (a rule cannot be named test): keep it out of {name}
         one = path + ("/{name:(?!test$)[^/]+}" if section == "rule" else "/{name}")
         app.router.add_get(path, answers(listing))
@@ -409,6 +311,32 @@ def add_rule_routes(app: web.Application, alerts: AlertStore) -> None:
         app.router.add_put(one, answers(putting))
         app.router.add_delete(one, answers(deleting))
     app.router.add_put("/api/v1/config", answers(put_config))
+
+
+def _show_rule(rule: Rule) -> dict[str, Any]:
+    return rule.to_dict()
+
+
+def _show_receiver(receiver: Receiver) -> dict[str, Any]:
+    return receiver.public_dict()
+
+
+def _inhibited(config: AlertConfig, name: str) -> None:
+    """A rule other rules inhibit is not deleted (409)."""
+    users = sorted(rule.name for rule in config.rules.values() if name in rule.inhibits)
+    if users:
+        said = ", ".join(users)
+        error = f"rule {name!r} is inhibited by the rules {said}: change or delete them first"
+        raise Refused(409, {"error": error, "rules": users})
+
+
+def _named(config: AlertConfig, name: str) -> None:
+    """A receiver rules name is not deleted (409)."""
+    users = rules_naming(config, name)
+    if users:
+        said = ", ".join(users)
+        error = f"receiver {name!r} is named by the rules {said}: change or delete them first"
+        raise Refused(409, {"error": error, "rules": users})
 
 
 def _phases(changes: Iterable[Change]) -> list[list[Change]]:
@@ -433,6 +361,7 @@ def _phases(changes: Iterable[Change]) -> list[list[Change]]:
 
 __all__ = [
     "Change",
+    "Refused",
     "add_rule_routes",
     "integration_change",
     "literal_secret_warnings",

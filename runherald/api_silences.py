@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import difflib
 import logging
 import math
 import time
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from runherald.admission import Problem
 from runherald.alerting import InvalidConfig, record_key
+from runherald.api_store import json_response as _json
 from runherald.silences import MAX_SILENCE, Silence, parse_silence
 from runherald.streams.alert_store import AlertStore, NotInForce
 
@@ -33,10 +33,6 @@ READY_WAIT = 5.0  # how long a request waits for the worker's copy of the rules 
 _SET_BY_SERVER = ("id", "created_at")
 _TEXT_FIELDS = ("duration", "starts_at", "ends_at", "author", "comment")
 _background: set[asyncio.Task[None]] = set()
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def _error(message: str, status: int, problems: Sequence[Problem] = ()) -> web.Response:
@@ -85,30 +81,6 @@ def expired_now(silence: Silence, now: float) -> Silence:
     """The silence ending now (and, if it had not started, starting just before: a start must come
     before the end)."""
     return dataclasses.replace(silence, starts_at=min(silence.starts_at, now - 0.001), ends_at=now)
-
-
-def unknown_receiver_problems(
-    runs: Sequence[Any], receivers: Collection[str], *, as_list: bool
-) -> list[Problem]:
-    """A problem for each notification that names (``params: {receiver: NAME}``) a receiver that is not
-    stored: it could never be sent. Paths as runherald.admission gives them; malformed runs are left to it."""
-    problems = []
-    known = sorted(receivers)
-    for i, run in enumerate(runs):
-        spec = run.get("spec") if isinstance(run, dict) else None
-        notifications = spec.get("notifications") if isinstance(spec, dict) else None
-        for j, notification in enumerate(notifications if isinstance(notifications, list) else []):
-            params = notification.get("params") if isinstance(notification, dict) else None
-            name = params.get("receiver") if isinstance(params, dict) else None
-            if not isinstance(name, str) or not name or name in receivers:
-                continue
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = (
-                f" (did you mean {close[0]!r}?)" if close else "" if known else " (no receivers are stored)"
-            )
-            path = f"{f'[{i}].' if as_list else ''}spec.notifications[{j}].params.receiver"
-            problems.append(Problem(path, f"no receiver {name!r} is defined{hint}"))
-    return problems
 
 
 def add_silence_routes(app: web.Application, alerts: AlertStore) -> None:
@@ -219,4 +191,4 @@ def add_silence_routes(app: web.Application, alerts: AlertStore) -> None:
     app.router.add_delete("/api/v1/silences/{id}", expire_silence)
 
 
-__all__ = ["KEEP_EXPIRED", "add_silence_routes", "expired_now", "unknown_receiver_problems"]
+__all__ = ["KEEP_EXPIRED", "add_silence_routes", "expired_now"]

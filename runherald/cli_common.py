@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
+from urllib.parse import quote
 
 import click
 import yaml
@@ -180,6 +181,16 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         click.echo("  ".join([*cells, row[-1]]).rstrip())
 
 
+def print_items(
+    items: Sequence[Any], empty: str, header: Sequence[str], row: Callable[[Any], Sequence[str]]
+) -> None:
+    """A table of `items`, one `row` each under `header`; `empty` when there are none."""
+    if not items:
+        click.echo(empty)
+        return
+    print_table([header, *(row(item) for item in items)])
+
+
 def kafka_client(state: CliState, settings: Settings, work: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that talks to the broker: Kafka's own log quiet unless --verbose, its errors
     as BrokerUnavailable."""
@@ -201,6 +212,32 @@ def kafka_client(state: CliState, settings: Settings, work: Coroutine[Any, Any, 
 def api_get(state: CliState, path: str) -> Any:
     """GET a JSON document from the API (with --token as a bearer token); ApiUnavailable or ApiError."""
     return call_api(state.api, state.token, "GET", path)
+
+
+def named_path(collection: str, name: str) -> str:
+    """The API path of one object stored by name: ``/api/v1/{collection}/{name}``, the name quoted."""
+    return f"/api/v1/{collection}/{quote(name, safe='')}"
+
+
+def list_named(ctx: click.Context, collection: str, table: Callable[[Sequence[Any]], None]) -> None:
+    """``list`` of objects stored by name: the API's answer, or its ``collection`` list as a table."""
+    state = ctx.ensure_object(CliState)
+    answer = api_get(state, f"/api/v1/{collection}")
+    emit(state, answer, lambda: table(answer.get(collection) or []))
+
+
+def get_named(ctx: click.Context, collection: str, name: str, shown: Callable[[Any], None]) -> None:
+    """``get`` of one object stored by name: the API's answer, or `shown` of it."""
+    state = ctx.ensure_object(CliState)
+    answer = api_get(state, named_path(collection, name))
+    emit(state, answer, lambda: shown(answer))
+
+
+def delete_named(ctx: click.Context, collection: str, name: str, kind: str) -> None:
+    """``delete`` of one object stored by name: the API's answer, or "{kind} {name} deleted"."""
+    state = ctx.ensure_object(CliState)
+    answer = call_api(state.api, state.token, "DELETE", named_path(collection, name))
+    emit(state, answer, lambda: click.echo(f"{kind} {name} deleted"))
 
 
 def read_runs(source: IO[bytes]) -> list[dict[str, Any]]:

@@ -8,16 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 import click
 
-from runherald.api_client import call_api
-from runherald.cli_common import CliState, RunheraldGroup, api_get, emit, print_table
-
-
-def _path(name: str) -> str:
-    return f"/api/v1/integrations/{quote(name, safe='')}"
+from runherald.cli_common import RunheraldGroup, delete_named, get_named, list_named, print_items
 
 
 def _auth_text(auth: Any) -> str:
@@ -32,21 +26,13 @@ def _auth_text(auth: Any) -> str:
     return f"{kind} ({value})"  # a ${VAR} reference, or REDACTED
 
 
+def _row(item: Mapping[str, Any]) -> tuple[str, ...]:
+    adapter, project = str(item.get("adapter") or ""), str(item.get("project") or "-")
+    return (item["name"], adapter, project, _auth_text(item.get("auth")))
+
+
 def _table(items: Sequence[Mapping[str, Any]]) -> None:
-    if not items:
-        click.echo("no integrations")
-        return
-    rows = [("NAME", "ADAPTER", "PROJECT", "AUTH")]
-    rows += [
-        (
-            item["name"],
-            str(item.get("adapter") or ""),
-            str(item.get("project") or "-"),
-            _auth_text(item.get("auth")),
-        )
-        for item in items
-    ]
-    print_table(rows)
+    print_items(items, "no integrations", ("NAME", "ADAPTER", "PROJECT", "AUTH"), _row)
 
 
 @click.group(cls=RunheraldGroup, short_help="inbound webhooks: list, get, delete")
@@ -62,9 +48,7 @@ def integrations() -> None:
 @click.pass_context
 def integrations_list(ctx: click.Context) -> None:
     """Every stored integration. -o yaml prints a document `rules apply -f` takes back (secrets sealed)."""
-    state = ctx.ensure_object(CliState)
-    answer = api_get(state, "/api/v1/integrations")
-    emit(state, answer, lambda: _table(answer.get("integrations") or []))
+    list_named(ctx, "integrations", _table)
 
 
 @integrations.command(name="get", short_help="one integration")
@@ -72,9 +56,7 @@ def integrations_list(ctx: click.Context) -> None:
 @click.pass_context
 def integrations_get(ctx: click.Context, name: str) -> None:
     """One stored integration, by name (its secret never shown)."""
-    state = ctx.ensure_object(CliState)
-    answer = api_get(state, _path(name))
-    emit(state, answer, lambda: _table([answer]))
+    get_named(ctx, "integrations", name, lambda answer: _table([answer]))
 
 
 @integrations.command(name="delete", short_help="delete one integration")
@@ -82,9 +64,7 @@ def integrations_get(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def integrations_delete(ctx: click.Context, name: str) -> None:
     """Delete one integration: its webhook answers 404 from then on."""
-    state = ctx.ensure_object(CliState)
-    answer = call_api(state.api, state.token, "DELETE", _path(name))
-    emit(state, answer, lambda: click.echo(f"integration {name} deleted"))
+    delete_named(ctx, "integrations", name, "integration")
 
 
 COMMANDS: list[click.Command] = [integrations]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
-from urllib.parse import quote
 
 import click
 
@@ -24,8 +23,11 @@ from runherald.cli_common import (
     CommandFailed,
     RunheraldCommand,
     RunheraldGroup,
-    api_get,
+    delete_named,
     emit,
+    get_named,
+    list_named,
+    print_items,
     print_table,
 )
 from runherald.transitions import parse_when
@@ -61,10 +63,6 @@ def _when_text(when: Any) -> list[str]:
     """A rule's when for a table: states, then transitions (state_changed(completed>error))."""
     states, transitions, problems = parse_when(when, "when")
     return [*states, *(str(transition) for transition in transitions)] if not problems else list(when or ())
-
-
-def _path(kind: str, name: str) -> str:
-    return f"/api/v1/{kind}/{quote(name, safe='')}"
 
 
 @click.group(cls=RunheraldGroup, short_help="alert rules: apply, list, get, delete, test")
@@ -126,37 +124,31 @@ def rules_apply(ctx: click.Context, file: IO[bytes], prune: bool, dry_run: bool)
 
 
 def _rules_table(items: Sequence[Mapping[str, Any]]) -> None:
-    if not items:
-        click.echo("no rules")
-        return
-    rows = [("NAME", "MATCHERS", "WHEN", "RECEIVERS")]
-    rows += [
-        (
+    print_items(
+        items,
+        "no rules",
+        ("NAME", "MATCHERS", "WHEN", "RECEIVERS"),
+        lambda rule: (
             rule["name"],
             _joined(rule.get("matchers")),
             _joined(_when_text(rule.get("when"))),
             _joined(rule.get("receivers")),
-        )
-        for rule in items
-    ]
-    print_table(rows)
+        ),
+    )
 
 
 def _receivers_table(items: Sequence[Mapping[str, Any]]) -> None:
-    if not items:
-        click.echo("no receivers")
-        return
-    rows = [("NAME", "KIND", "PARAMS", "SECRET_PARAMS")]
-    rows += [
-        (
+    print_items(
+        items,
+        "no receivers",
+        ("NAME", "KIND", "PARAMS", "SECRET_PARAMS"),
+        lambda receiver: (
             receiver["name"],
             receiver.get("kind") or "",
             _joined(sorted(receiver.get("params") or {})),
             _joined(sorted(receiver.get("secret_params") or {})),
-        )
-        for receiver in items
-    ]
-    print_table(rows)
+        ),
+    )
 
 
 def _details(item: Mapping[str, Any]) -> None:
@@ -177,9 +169,7 @@ def _details(item: Mapping[str, Any]) -> None:
 @click.pass_context
 def rules_list(ctx: click.Context) -> None:
     """Every stored rule. -o yaml prints a document `rules apply -f` takes back."""
-    state = ctx.ensure_object(CliState)
-    answer = api_get(state, "/api/v1/rules")
-    emit(state, answer, lambda: _rules_table(answer.get("rules") or []))
+    list_named(ctx, "rules", _rules_table)
 
 
 @rules.command(name="get", short_help="one rule")
@@ -187,9 +177,7 @@ def rules_list(ctx: click.Context) -> None:
 @click.pass_context
 def rules_get(ctx: click.Context, name: str) -> None:
     """One stored rule, by name."""
-    state = ctx.ensure_object(CliState)
-    answer = api_get(state, _path("rules", name))
-    emit(state, answer, lambda: _details(answer))
+    get_named(ctx, "rules", name, _details)
 
 
 @rules.command(name="delete", short_help="delete one rule")
@@ -197,18 +185,14 @@ def rules_get(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def rules_delete(ctx: click.Context, name: str) -> None:
     """Delete one rule: runs evaluated from now on are not notified by it."""
-    state = ctx.ensure_object(CliState)
-    answer = call_api(state.api, state.token, "DELETE", _path("rules", name))
-    emit(state, answer, lambda: click.echo(f"rule {name} deleted"))
+    delete_named(ctx, "rules", name, "rule")
 
 
 @receivers.command(name="list", short_help="every receiver: kind, params (secrets never shown)")
 @click.pass_context
 def receivers_list(ctx: click.Context) -> None:
     """Every stored receiver; literal secret values are never shown (references are)."""
-    state = ctx.ensure_object(CliState)
-    answer = api_get(state, "/api/v1/receivers")
-    emit(state, answer, lambda: _receivers_table(answer.get("receivers") or []))
+    list_named(ctx, "receivers", _receivers_table)
 
 
 @receivers.command(name="get", short_help="one receiver")
@@ -216,9 +200,7 @@ def receivers_list(ctx: click.Context) -> None:
 @click.pass_context
 def receivers_get(ctx: click.Context, name: str) -> None:
     """One stored receiver, by name (literal secret values never shown)."""
-    state = ctx.ensure_object(CliState)
-    answer = api_get(state, _path("receivers", name))
-    emit(state, answer, lambda: _details(answer))
+    get_named(ctx, "receivers", name, _details)
 
 
 @receivers.command(name="delete", short_help="delete one receiver no rule names")
@@ -226,9 +208,7 @@ def receivers_get(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def receivers_delete(ctx: click.Context, name: str) -> None:
     """Delete one receiver; refused while a stored rule names it."""
-    state = ctx.ensure_object(CliState)
-    answer = call_api(state.api, state.token, "DELETE", _path("receivers", name))
-    emit(state, answer, lambda: click.echo(f"receiver {name} deleted"))
+    delete_named(ctx, "receivers", name, "receiver")
 
 
 def _summary(document: Document) -> str:

@@ -6,25 +6,31 @@ with its path without a request; what only the API can refuse (a name already ta
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 import click
 
 from runherald.api_client import ApiProblems, call_api
-from runherald.cli_common import CliState, RunheraldGroup, api_get, emit, json_alias, print_table
+from runherald.cli_common import (
+    CliState,
+    RunheraldGroup,
+    api_get,
+    delete_named,
+    emit,
+    get_named,
+    json_alias,
+    print_items,
+    print_table,
+)
 from runherald.errors import ApiError, InvalidArgumentError
 from runherald.subscriptions import parse_subscription
 
 PATH = "/api/v1/subscriptions"
+COLUMNS = ("NAME", "URL", "MATCHERS", "STATES", "SIGNED")
 
 
 class InvalidSubscription(InvalidArgumentError):
     """A subscription refused, here or by the API: a summary line, then one problem a line."""
-
-
-def _path(name: str) -> str:
-    return f"{PATH}/{urllib.parse.quote(name, safe='')}"
 
 
 def _describe(item: dict[str, Any]) -> list[tuple[str, str]]:
@@ -36,6 +42,11 @@ def _describe(item: dict[str, Any]) -> list[tuple[str, str]]:
         ("STATES:", ", ".join(item.get("states") or []) or "(every state)"),
         ("SIGNED:", "no" if secret is None else "yes (secret sealed)"),
     ]
+
+
+def _row(item: dict[str, Any]) -> tuple[str, ...]:
+    described = dict(_describe(item))
+    return (item["name"], item["url"], *(described[k] for k in ("MATCHERS:", "STATES:", "SIGNED:")))
 
 
 @click.group(cls=RunheraldGroup, short_help="webhook subscriptions: add, list, get, delete")
@@ -95,19 +106,7 @@ def subscriptions_list(ctx: click.Context) -> None:
     state = ctx.ensure_object(CliState)
     found = api_get(state, PATH)["subscriptions"]
 
-    def table() -> None:
-        if not found:
-            click.echo("no subscriptions")
-            return
-        rows = [("NAME", "URL", "MATCHERS", "STATES", "SIGNED")]
-        for item in found:
-            described = dict(_describe(item))
-            rows.append(
-                (item["name"], item["url"], *(described[k] for k in ("MATCHERS:", "STATES:", "SIGNED:")))
-            )
-        print_table(rows)
-
-    emit(state, found, table)
+    emit(state, found, lambda: print_items(found, "no subscriptions", COLUMNS, _row))
 
 
 @subscriptions.command(name="get")
@@ -116,9 +115,7 @@ def subscriptions_list(ctx: click.Context) -> None:
 @click.pass_context
 def subscriptions_get(ctx: click.Context, name: str) -> None:
     """One webhook subscription."""
-    state = ctx.ensure_object(CliState)
-    item = api_get(state, _path(name))
-    emit(state, item, lambda: print_table(_describe(item)))
+    get_named(ctx, "subscriptions", name, lambda item: print_table(_describe(item)))
 
 
 @subscriptions.command(name="delete")
@@ -127,9 +124,7 @@ def subscriptions_get(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def subscriptions_delete(ctx: click.Context, name: str) -> None:
     """Delete a webhook subscription: nothing more is sent to it (deliveries already queued still go)."""
-    state = ctx.ensure_object(CliState)
-    item = call_api(state.api, state.token, "DELETE", _path(name))
-    emit(state, item, lambda: click.echo(f"subscription {name} deleted"))
+    delete_named(ctx, "subscriptions", name, "subscription")
 
 
 COMMANDS: list[click.Command] = [subscriptions]

@@ -1,5 +1,5 @@
-"""What every object of the configuration document shares: names, unknown fields, record keys and the
-refusal, `InvalidConfig`.
+"""What every object of the configuration document shares: names, unknown fields, record keys, the
+refusal, `InvalidConfig`, and a secret as it is stored (a literal sealed), shown (REDACTED) and warned of.
 
 Below `runherald.alerting`, `runherald.subscriptions`, `runherald.integrations` and
 `runherald.silences`, so that alerting's `check_document` can parse each section with its own module
@@ -14,6 +14,9 @@ from typing import Any
 
 from runherald.admission import Problem, did_you_mean
 from runherald.errors import RunheraldError
+from runherald.sealing import seal_value
+from runherald.secret_values import is_reference
+from runherald.secrets import REDACTED
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 NAME_RULE = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/')"
@@ -32,6 +35,15 @@ class InvalidConfig(RunheraldError):
             f"the configuration has {count} problem{'s' if count != 1 else ''}; nothing was applied"
         )
         super().__init__("\n".join([self.summary, *(str(problem) for problem in problems)]))
+
+
+def name_problem(kind: str, name: Any, path: str) -> Problem | None:
+    """What is wrong with the name of an object of a kind at `path` (missing, or not a valid name)."""
+    if not isinstance(name, str) or not name:
+        return Problem(f"{path}.name", f"a {kind} needs a name")
+    if not NAME.match(name):
+        return Problem(f"{path}.name", f"{name!r} is not a valid name: {NAME_RULE}")
+    return None
 
 
 def record_key(kind: str, name: str) -> str:
@@ -56,4 +68,34 @@ def unknown_keys(
     return problems
 
 
-__all__ = ["NAME", "NAME_RULE", "InvalidConfig", "record_key", "unknown_keys"]
+def stored_secret(value: Any) -> Any:
+    """A secret as it is written to the rules topic: a literal sealed (SealKeyError when this process has
+    no key to seal with); a reference or a sealed value as it is."""
+    return value if is_reference(value) else seal_value(value)
+
+
+def shown_secret(value: Any) -> Any:
+    """A secret as the API and the CLI show it: a literal REDACTED; a reference or a sealed value kept."""
+    return value if is_reference(value) else REDACTED
+
+
+def literal_secret(path: str) -> Problem:
+    """The warning of a document that holds a literal secret at `path`."""
+    return Problem(
+        path,
+        "a literal secret: sealed before it is stored, but the file holds it"
+        " (a reference, {secret: NAME}, keeps it out of the file)",
+    )
+
+
+__all__ = [
+    "NAME",
+    "NAME_RULE",
+    "InvalidConfig",
+    "literal_secret",
+    "name_problem",
+    "record_key",
+    "shown_secret",
+    "stored_secret",
+    "unknown_keys",
+]

@@ -24,10 +24,10 @@ from typing import Any
 
 from runherald.admission import Problem, did_you_mean
 from runherald.auth import NAME_PATTERN
-from runherald.documents import NAME_RULE, unknown_keys
-from runherald.sealing import open_sealed, seal_value
+from runherald.documents import NAME_RULE, literal_secret, shown_secret, stored_secret, unknown_keys
+from runherald.sealing import open_sealed
 from runherald.secret_values import SecretResolutionError, is_reference, is_sealed
-from runherald.secrets import REDACTED, resolve_params
+from runherald.secrets import resolve_params
 from runherald.signing import secret_bytes
 
 ADAPTER_NAMES = ("mlrun-run", "mlrun-webhook", "cloudevents", "generic", "github-workflow-run")
@@ -68,8 +68,8 @@ class Integration:
         token's digest kept."""
         data = self.to_dict()
         kind, value = self.auth_kind, self.auth_value
-        if kind in SECRET_KINDS and not is_reference(value):
-            data["auth"] = {kind: REDACTED}
+        if kind in SECRET_KINDS:
+            data["auth"] = {kind: shown_secret(value)}
         return data
 
 
@@ -78,8 +78,8 @@ def record_value(integration: Integration) -> dict[str, Any]:
     this process has no key to seal with)."""
     data = integration.to_dict()
     kind, value = integration.auth_kind, integration.auth_value
-    if kind in SECRET_KINDS and not is_reference(value):
-        data["auth"] = {kind: seal_value(value)}
+    if kind in SECRET_KINDS:
+        data["auth"] = {kind: stored_secret(value)}
     return data
 
 
@@ -107,11 +107,7 @@ def same_integration(new: Mapping[str, Any], stored: Mapping[str, Any] | None) -
 def literal_secret_warnings(integrations: Collection[Integration]) -> list[Problem]:
     """An integration whose secret is a literal: stored sealed, but the file holds it."""
     return [
-        Problem(
-            f"integrations.{integration.name}.auth.{integration.auth_kind}",
-            "a literal secret: sealed before it is stored, but the file holds it"
-            " (a reference, {secret: NAME}, keeps it out of the file)",
-        )
+        literal_secret(f"integrations.{integration.name}.auth.{integration.auth_kind}")
         for integration in integrations
         if integration.auth_kind in SECRET_KINDS and not is_reference(integration.auth_value)
     ]

@@ -19,12 +19,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runherald.admission import RUN_STATES, Problem, did_you_mean
-from runherald.documents import NAME, NAME_RULE, InvalidConfig, unknown_keys
+from runherald.documents import (
+    NAME,
+    InvalidConfig,
+    literal_secret,
+    name_problem,
+    shown_secret,
+    stored_secret,
+    unknown_keys,
+)
 from runherald.matchers import RUN_FIELDS, Matcher, MatcherError, matches_all, parse_matcher
 from runherald.rules import Decision
-from runherald.sealing import open_sealed, seal_notification
+from runherald.sealing import open_sealed
 from runherald.secret_values import SecretResolutionError, is_reference, is_sealed
-from runherald.secrets import REDACTED
 
 KIND = "cloudevent"  # the notifier kind of a subscription's deliveries: never a run's own notification kind
 NAME_PREFIX = "subscription:"
@@ -71,16 +78,14 @@ class Subscription:
         """`to_dict` with a literal secret sealed (runherald.sealing; SealKeyError without a key)."""
         data = self.to_dict()
         if self.secret is not None:
-            data["secret"] = seal_notification({"secret_params": {SECRET_PARAM: self.secret}})[
-                "secret_params"
-            ][SECRET_PARAM]
+            data["secret"] = stored_secret(self.secret)
         return data
 
     def public_dict(self) -> dict[str, Any]:
         """As the API and CLI show it: a literal secret REDACTED; references and sealed values kept."""
         data = self.to_dict()
-        if self.secret is not None and not is_reference(self.secret):
-            data["secret"] = REDACTED
+        if self.secret is not None:
+            data["secret"] = shown_secret(self.secret)
         return data
 
     def notification(self, state: str) -> dict[str, Any]:
@@ -161,10 +166,8 @@ def parse_subscription(data: Any, path: str) -> tuple[Subscription | None, list[
         return None, [Problem(path, "a subscription must be an object with name, url, matchers, states")]
     problems = unknown_keys(data, KEYS, path)
     name = data.get("name")
-    if not isinstance(name, str) or not name:
-        problems.append(Problem(f"{path}.name", "a subscription needs a name"))
-    elif not NAME.match(name):
-        problems.append(Problem(f"{path}.name", f"{name!r} is not a valid name: {NAME_RULE}"))
+    named = name_problem("subscription", name, path)
+    problems += [named] if named else []
     problems += _url_problems(data.get("url"), f"{path}.url")
     matchers = _matchers(data.get("matchers"), f"{path}.matchers", problems)
     states = _states(data.get("states"), f"{path}.states", problems)
@@ -245,11 +248,7 @@ def same_subscription(new: Subscription, stored: Mapping[str, Any] | None) -> bo
 def literal_secret_warnings(subscriptions: Collection[Subscription]) -> list[Problem]:
     """A subscription whose secret is a literal: stored sealed, but the file holds it."""
     return [
-        Problem(
-            f"subscriptions.{subscription.name}.secret",
-            "a literal secret: sealed before it is stored, but the file holds it"
-            " (a reference, {secret: NAME}, keeps it out of the file)",
-        )
+        literal_secret(f"subscriptions.{subscription.name}.secret")
         for subscription in subscriptions
         if subscription.secret is not None and not is_reference(subscription.secret)
     ]

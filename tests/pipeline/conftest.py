@@ -12,7 +12,7 @@ from runherald.broker import EmbeddedBroker
 from runherald.publish import Publisher
 from runherald.testing.webhook import WebhookReceiver
 
-from .harness import WorkerProcess, fast_worker, unique
+from .harness import WorkerProcess, fast_worker, own_worker, unique
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +30,8 @@ def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def worker(broker: EmbeddedBroker, worker_logs: Path) -> Iterator[WorkerProcess]:
     """One worker shared by the tests that do not kill workers; each test uses its own run uids."""
-    process = fast_worker(broker.url, unique("t") + ".", unique("g"), worker_logs).start()
-    try:
-        process.wait_ready()
+    with own_worker(broker.url, worker_logs) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

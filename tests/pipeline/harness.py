@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from runherald.auth import hash_token
 from runherald.config import Settings
 from runherald.testing.worker import WorkerProcess, unique
 
 __all__ = [
     "FAST_ENV",
     "WorkerProcess",
+    "api_get",
+    "cli",
     "fast_worker",
+    "own_worker",
     "read_topic",
+    "request",
+    "run_cli",
     "run_dict",
+    "tokens_file",
     "unique",
     "wait_for",
     "webhook",
@@ -37,6 +54,76 @@ FAST_ENV = {
 def fast_worker(broker_url: str, prefix: str, group: str, log_dir: Path, **env: str) -> WorkerProcess:
     """A worker (not started) with the tests' fast settings, and `env` over them."""
     return WorkerProcess(broker_url, prefix, group, log_dir, {**FAST_ENV, **env})
+
+
+@contextlib.contextmanager
+def own_worker(broker_url: str, log_dir: Path, **env: str) -> Iterator[WorkerProcess]:
+    """A fast worker with a prefix and group of its own (its rules reach no other test's runs), started
+    and ready; stopped on leaving."""
+    process = fast_worker(broker_url, unique("t") + ".", unique("g"), log_dir, **env).start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+def tokens_file(directory: Path, *tokens: tuple[str, str, Sequence[str]]) -> Path:
+    """A tokens file (RUNHERALD_API_TOKENS_FILE) in `directory` of (name, token, scopes): tokens hashed."""
+    path = directory / "tokens.yaml"
+    entries = [
+        {"name": name, "sha256": hash_token(token), "scopes": list(scopes)} for name, token, scopes in tokens
+    ]
+    path.write_text(yaml.safe_dump({"tokens": entries}))
+    return path
+
+
+def _cli(args: tuple[str, ...], env: dict[str, str], stdin: str | None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RUNHERALD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "runherald.cli", *args],
+        env={**environment, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """`runherald ARGS` in a subprocess (no RUNHERALD_* but `env`), off the event loop (the loopback
+    receivers run on it)."""
+    return await asyncio.to_thread(_cli, args, env, stdin)
+
+
+async def cli(
+    worker: WorkerProcess, *args: str, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`runherald ARGS --api WORKER`, as `run_cli`."""
+    return await run_cli(*args, "--api", worker.api, stdin=stdin, **env)
+
+
+def _request(api: str, method: str, path: str, body: Any, token: str | None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None if body is None else json.dumps(body).encode()
+    sent = urllib.request.Request(api + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(sent, timeout=15) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+async def request(
+    worker: WorkerProcess, method: str, path: str, body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
+    """A request to the worker's API off the event loop (a JSON body; a bearer token): (status, JSON)."""
+    return await asyncio.to_thread(_request, worker.api, method, path, body, token)
+
+
+async def api_get(worker: WorkerProcess, path: str) -> tuple[int, Any]:
+    """GET a path of the worker's API off the event loop: (status, JSON)."""
+    return await asyncio.to_thread(worker.get, path)
 
 
 def run_dict(

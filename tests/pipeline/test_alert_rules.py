@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,48 +16,26 @@ from typing import Any
 import pytest
 import yaml
 
-from runherald.auth import hash_token, new_token
+from runherald.auth import new_token
 from runherald.broker import EmbeddedBroker
 from runherald.publish import Publisher
 from runherald.testing.webhook import WebhookReceiver
 
-from .harness import WorkerProcess, fast_worker, read_topic, run_dict, unique, wait_for, webhook
+from .harness import (
+    WorkerProcess,
+    fast_worker,
+    own_worker,
+    read_topic,
+    request,
+    run_cli,
+    run_dict,
+    tokens_file,
+    unique,
+    wait_for,
+    webhook,
+)
 
 SECRET = "s3cr3t-receiver-token-value"
-
-
-def _cli(args: tuple[str, ...], env: dict[str, str], stdin: str | None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("RUNHERALD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "runherald.cli", *args],
-        env={**environment, **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-async def runherald(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in a subprocess, off the event loop (the loopback receivers run on it)."""
-    return await asyncio.to_thread(_cli, args, env, stdin)
-
-
-def _request(api: str, method: str, path: str, body: Any, token: str | None) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    data = None if body is None else json.dumps(body).encode()
-    sent = urllib.request.Request(api + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(sent, timeout=15) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-async def request(
-    worker: WorkerProcess, method: str, path: str, body: Any = None, token: str | None = None
-) -> tuple[int, Any]:
-    return await asyncio.to_thread(_request, worker.api, method, path, body, token)
 
 
 def write(tmp_path: Path, document: dict[str, Any]) -> str:
@@ -71,7 +45,7 @@ def write(tmp_path: Path, document: dict[str, Any]) -> str:
 
 
 async def apply(worker: WorkerProcess, file: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return await runherald("rules", "apply", "-f", file, *args, "--api", worker.api)
+    return await run_cli("rules", "apply", "-f", file, *args, "--api", worker.api)
 
 
 def changes(done: subprocess.CompletedProcess[str]) -> list[tuple[str, str, str]]:
@@ -82,12 +56,8 @@ def changes(done: subprocess.CompletedProcess[str]) -> list[tuple[str, str, str]
 @pytest.fixture(scope="module")
 def alerting(broker: EmbeddedBroker, worker_logs: Path) -> Iterator[WorkerProcess]:
     """A worker of this module's own: its rules must not notify other modules' runs."""
-    process = fast_worker(broker.url, unique("t") + ".", unique("g"), worker_logs).start()
-    try:
-        process.wait_ready()
+    with own_worker(broker.url, worker_logs) as process:
         yield process
-    finally:
-        process.stop()
 
 
 async def test_a_rule_applied_with_the_cli_notifies_matching_runs_on_each_operator(
@@ -262,7 +232,7 @@ async def test_check_config_and_apply_refuse_bad_input_with_its_path(
     file = write(tmp_path, _bad_document(document, tag))
     expected = f"{path}: "
     for args in (("check-config", file), ("rules", "apply", "-f", file, "--api", worker.api)):
-        done = await runherald(*args)
+        done = await run_cli(*args)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         lines = done.stderr.splitlines()
         assert any(line.startswith(expected) and said in line for line in lines), done.stderr
@@ -279,7 +249,7 @@ async def test_a_receiver_that_does_not_exist_is_a_warning_offline_and_refused_o
     tag = unique("x")
     rule = {"name": f"lonely-{tag}", "matchers": [f'project="{tag}"'], "receivers": ["nowhere"]}
     file = write(tmp_path, {"rules": [rule]})
-    done = await runherald("check-config", file)
+    done = await run_cli("check-config", file)
     assert done.returncode == 0 and done.stdout == "0 receivers, 1 rule: OK\n"
     assert done.stderr.startswith(f"warning: rules.lonely-{tag}.receivers[0]: no receiver 'nowhere'")
     done = await apply(alerting, file)
@@ -310,12 +280,12 @@ async def test_apply_is_idempotent_prunes_and_keeps_secrets_out_of_every_answer(
     assert len(records) == 4 and all(SECRET.encode() not in (value or b"") for _, value in records)
 
     # What the API and the CLI show of the receiver: never the secret, and the same as before.
-    shown = [await runherald(*args, *api, "-o", "json") for args in (("receivers", "list"),
+    shown = [await run_cli(*args, *api, "-o", "json") for args in (("receivers", "list"),
              ("receivers", "get", "signed"), ("rules", "list"))]  # fmt: skip
     assert all(done.returncode == 0 and SECRET not in done.stdout for done in shown)
     assert json.loads(shown[1].stdout)["params"] == secret_hook["params"]
     assert [rule["name"] for rule in json.loads(shown[2].stdout)["rules"]] == ["a", "b"]
-    table = await runherald("rules", "list", *api)
+    table = await run_cli("rules", "list", *api)
     assert table.stdout.splitlines()[2].split() == ["b", 'labels.team!="sandbox",', 'project=~"b-.*"',
                                                     "completed", "plain"]  # fmt: skip
 
@@ -327,7 +297,7 @@ async def test_apply_is_idempotent_prunes_and_keeps_secrets_out_of_every_answer(
               ("rule", "b", "deleted"), ("receiver", "plain", "deleted")]  # fmt: skip
     assert changes(await apply(worker, smaller, "--prune", "--dry-run", "-o", "json")) == pruned
     assert (await request(worker, "GET", "/api/v1/rules/a"))[1]["when"] == ["error"]
-    done = await runherald("receivers", "delete", "plain", *api)
+    done = await run_cli("receivers", "delete", "plain", *api)
     assert done.returncode == 1 and "named by the rules b" in done.stderr
     assert (await request(worker, "DELETE", "/api/v1/receivers/plain"))[0] == 409
 
@@ -361,15 +331,7 @@ async def test_changes_need_the_admin_scope_and_reading_needs_read(
     broker: EmbeddedBroker, worker_logs: Path, tmp_path: Path
 ) -> None:
     tokens = {"reader": new_token(), "ops": new_token()}
-    scopes = {"reader": "read", "ops": "admin"}
-    path = tmp_path / "tokens.yaml"
-    path.write_text(
-        "tokens:\n"
-        + "".join(
-            f'  - {{name: {name}, sha256: "{hash_token(token)}", scopes: [{scopes[name]}]}}\n'
-            for name, token in tokens.items()
-        )
-    )
+    path = tokens_file(tmp_path, ("reader", tokens["reader"], ["read"]), ("ops", tokens["ops"], ["admin"]))
     secured = fast_worker(
         broker.url, unique("t") + ".", unique("g"), worker_logs, RUNHERALD_API_TOKENS_FILE=str(path)
     ).start()
@@ -397,14 +359,14 @@ async def test_changes_need_the_admin_scope_and_reading_needs_read(
             tmp_path, {"receivers": [{"name": "plain", **receiver}], "rules": [{"name": "r", **rule}]}
         )
         api = ("--api", secured.api)
-        done = await runherald("rules", "apply", "-f", file, *api, "--token", tokens["reader"])
+        done = await run_cli("rules", "apply", "-f", file, *api, "--token", tokens["reader"])
         assert done.returncode == 1 and "refused (403)" in done.stderr and tokens["reader"] not in done.stderr
-        done = await runherald("rules", "apply", "-f", file, *api, RUNHERALD_TOKEN=tokens["ops"])
+        done = await run_cli("rules", "apply", "-f", file, *api, RUNHERALD_TOKEN=tokens["ops"])
         assert done.returncode == 0 and done.stdout.splitlines()[1:] == [
             "receiver  plain  created",
             "rule      r      created",
         ]
-        done = await runherald("rules", "get", "r", *api, "--token", tokens["reader"])
+        done = await run_cli("rules", "get", "r", *api, "--token", tokens["reader"])
         assert done.returncode == 0 and done.stdout.splitlines()[1].split() == ["name", "r"]
         code, answer = await request(secured, "PUT", "/api/v1/rules/r", rule, tokens["ops"])
         assert (code, answer) == (200, {"name": "r", "action": "unchanged"})

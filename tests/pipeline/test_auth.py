@@ -21,7 +21,7 @@ import pytest
 from runherald.broker import EmbeddedBroker
 from runherald.testing.webhook import WebhookReceiver
 
-from .harness import WorkerProcess, fast_worker, run_dict, unique, wait_for, webhook
+from .harness import WorkerProcess, own_worker, run_dict, unique, wait_for, webhook
 
 WRONG = "rh_this-is-not-a-token-of-the-file"
 
@@ -68,14 +68,8 @@ def secured(
         lines.append(line)
     path = tmp_path_factory.mktemp("tokens") / "tokens.yaml"
     path.write_text("tokens:\n" + "\n".join(lines) + "\n")
-    process = fast_worker(
-        broker.url, unique("t") + ".", unique("g"), worker_logs, RUNHERALD_API_TOKENS_FILE=str(path)
-    ).start()
-    try:
-        process.wait_ready()
+    with own_worker(broker.url, worker_logs, RUNHERALD_API_TOKENS_FILE=str(path)) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def request(

@@ -16,13 +16,9 @@ from runherald.publish import Publisher
 from runherald.testing.webhook import WebhookReceiver
 from runherald.testing.worker import WorkerProcess
 
-from .harness import run_dict, unique, wait_for
+from .harness import api_get, run_dict, unique, wait_for
 
 INHIBIT_FOR = 3.0
-
-
-async def get(worker: WorkerProcess, path: str) -> tuple[int, Any]:
-    return await asyncio.to_thread(worker.get, path)
 
 
 def _call(worker: WorkerProcess, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -49,7 +45,7 @@ def uid_of(request: Any) -> str:
 
 async def notifications(worker: WorkerProcess, project: str, uid: str) -> dict[str, Any]:
     async def recorded() -> dict[str, Any] | None:
-        code, body = await get(worker, f"/api/v1/runs/{project}/{uid}/notifications")
+        code, body = await api_get(worker, f"/api/v1/runs/{project}/{uid}/notifications")
         return body if code == 200 and "run-failed/failed" in body else None
 
     found: dict[str, Any] = await wait_for(recorded, timeout=15)
@@ -62,7 +58,7 @@ async def test_inhibition_mutes_and_then_lets_through(start_worker: Any, receive
     other: WorkerProcess = start_worker(prefix, group)
 
     async def both_own_partitions() -> bool:
-        answers = [await get(worker, "/readyz") for worker in (one, other)]
+        answers = [await api_get(worker, "/readyz") for worker in (one, other)]
         return all(code == 200 and body.get("assigned_partitions", 0) >= 1 for code, body in answers)
 
     await wait_for(both_own_partitions, timeout=40, interval=0.2)
@@ -106,7 +102,7 @@ async def test_inhibition_mutes_and_then_lets_through(start_worker: Any, receive
         fired = time.monotonic()
 
         async def seen_by(worker: WorkerProcess) -> list[Any]:
-            code, body = await get(worker, "/api/v1/inhibitions")
+            code, body = await api_get(worker, "/api/v1/inhibitions")
             return [i for i in body["inhibitions"] if i["equal"] == {"project": a}] if code == 200 else []
 
         async def seen_by_both() -> list[Any]:

@@ -7,11 +7,8 @@ notifies."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,7 +26,7 @@ from runherald.integration_auth import github_signature
 from runherald.signing import receiver_secret, signature_headers
 from runherald.testing.webhook import WebhookReceiver
 
-from .harness import WorkerProcess, fast_worker, read_topic, unique, wait_for
+from .harness import WorkerProcess, cli, own_worker, read_topic, tokens_file, unique, wait_for
 
 ADMIN = new_token()
 PUBLISHER = new_token()
@@ -43,25 +40,14 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "github"
 def integrating(
     broker: EmbeddedBroker, worker_logs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    path = tmp_path_factory.mktemp("integrations") / "tokens.yaml"
-    path.write_text(
-        "tokens:\n"
-        f'  - {{name: admin, sha256: "{hash_token(ADMIN)}", scopes: [admin]}}\n'
-        f'  - {{name: ci, sha256: "{hash_token(PUBLISHER)}", scopes: [publish, read]}}\n'
+    path = tokens_file(
+        tmp_path_factory.mktemp("integrations"),
+        ("admin", ADMIN, ["admin"]),
+        ("ci", PUBLISHER, ["publish", "read"]),
     )
-    process = fast_worker(
-        broker.url,
-        unique("t") + ".",
-        unique("g"),
-        worker_logs,
-        RUNHERALD_API_TOKENS_FILE=str(path),
-        RUNHERALD_SECRET_GH_HOOK=GITHUB_SECRET,
-    ).start()
-    try:
-        process.wait_ready()
+    env = {"RUNHERALD_API_TOKENS_FILE": str(path), "RUNHERALD_SECRET_GH_HOOK": GITHUB_SECRET}
+    with own_worker(broker.url, worker_logs, **env) as process:
         yield process
-    finally:
-        process.stop()
 
 
 async def call(
@@ -88,22 +74,10 @@ async def call(
         return response.status, await response.json()
 
 
-def _cli(args: tuple[str, ...], stdin: str | None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("RUNHERALD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "runherald.cli", *args],
-        env={**environment, "RUNHERALD_TOKEN": ADMIN},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def runherald(
     worker: WorkerProcess, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(_cli, (*args, "--api", worker.api), stdin)
+    return await cli(worker, *args, stdin=stdin, RUNHERALD_TOKEN=ADMIN)
 
 
 def github_payload(uid_run: int, status: str, conclusion: str | None, repo: str) -> bytes:

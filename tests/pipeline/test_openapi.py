@@ -16,11 +16,11 @@ from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error, positive_data_acceptance
 from schemathesis.schemas import BaseSchema
 
-from runherald.auth import hash_token, new_token
+from runherald.auth import new_token
 from runherald.broker import EmbeddedBroker
 from runherald.openapi import OPENAPI
 
-from .harness import WorkerProcess, fast_worker, unique
+from .harness import WorkerProcess, own_worker, tokens_file
 
 TOKEN = new_token()
 EXAMPLES = 30  # per operation: keeps the whole fuzz well under a minute on a small machine
@@ -30,16 +30,9 @@ EXAMPLES = 30  # per operation: keeps the whole fuzz well under a minute on a sm
 def fuzzed(
     broker: EmbeddedBroker, worker_logs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    path = tmp_path_factory.mktemp("fuzz") / "tokens.yaml"
-    path.write_text(f'tokens: [{{name: fuzz, sha256: "{hash_token(TOKEN)}", scopes: [admin]}}]\n')
-    process = fast_worker(
-        broker.url, unique("t") + ".", unique("g"), worker_logs, RUNHERALD_API_TOKENS_FILE=str(path)
-    ).start()
-    try:
-        process.wait_ready()
+    path = tokens_file(tmp_path_factory.mktemp("fuzz"), ("fuzz", TOKEN, ["admin"]))
+    with own_worker(broker.url, worker_logs, RUNHERALD_API_TOKENS_FILE=str(path)) as process:
         yield process
-    finally:
-        process.stop()
 
 
 # A stream (Server-Sent Events) never ends, so the fuzz would wait on it for ever: its queries and

@@ -16,7 +16,7 @@ import yaml
 
 from runherald import Client
 from runherald.api_client import ApiProblems
-from runherald.auth import hash_token, new_token
+from runherald.auth import new_token
 from runherald.broker import EmbeddedBroker
 from runherald.errors import (
     ApiError,
@@ -29,7 +29,7 @@ from runherald.errors import (
 from runherald.model import RunObject
 from runherald.testing.webhook import WebhookReceiver
 
-from .harness import WorkerProcess, fast_worker, run_dict, unique, wait_for, webhook
+from .harness import WorkerProcess, own_worker, run_dict, tokens_file, unique, wait_for, webhook
 
 ADMIN = new_token()
 READER = new_token()
@@ -40,20 +40,11 @@ def sdk_worker(
     broker: EmbeddedBroker, worker_logs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
     """A worker of this module's own (its rules and silences touch no other module's runs), with tokens."""
-    tokens = [
-        {"name": "sdk-admin", "sha256": hash_token(ADMIN), "scopes": ["admin"]},
-        {"name": "sdk-reader", "sha256": hash_token(READER), "scopes": ["read"]},
-    ]
-    path = tmp_path_factory.mktemp("sdk") / "tokens.yaml"
-    path.write_text(yaml.safe_dump({"tokens": tokens}))
-    process = fast_worker(
-        broker.url, unique("t") + ".", unique("g"), worker_logs, RUNHERALD_API_TOKENS_FILE=str(path)
-    ).start()
-    try:
-        process.wait_ready()
+    path = tokens_file(
+        tmp_path_factory.mktemp("sdk"), ("sdk-admin", ADMIN, ["admin"]), ("sdk-reader", READER, ["read"])
+    )
+    with own_worker(broker.url, worker_logs, RUNHERALD_API_TOKENS_FILE=str(path)) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -27,21 +27,15 @@ from runherald.streams.run_feed import TOO_SLOW
 from runherald.broker import EmbeddedBroker, free_port
 from runherald.sse import SseEvent, iter_events
 
-from .harness import WorkerProcess, fast_worker, run_dict, unique, wait_for, webhook
+from .harness import WorkerProcess, own_worker, run_dict, unique, wait_for, webhook
 
 QUEUE = 100  # the worker's subscribe_queue: small, so that a client that does not read falls behind soon
 
 
 @pytest.fixture(scope="module")
 def live(broker: EmbeddedBroker, worker_logs: Path) -> Iterator[WorkerProcess]:
-    process = fast_worker(
-        broker.url, unique("t") + ".", unique("g"), worker_logs, RUNHERALD_SUBSCRIBE_QUEUE=str(QUEUE)
-    ).start()
-    try:
-        process.wait_ready()
+    with own_worker(broker.url, worker_logs, RUNHERALD_SUBSCRIBE_QUEUE=str(QUEUE)) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def stamp(second: int) -> str:

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,41 +20,17 @@ from runherald.broker import EmbeddedBroker
 from runherald.publish import Publisher
 from runherald.testing import Reply, WebhookReceiver
 
-from .harness import WorkerProcess, fast_worker, read_topic, run_dict, unique, wait_for
+from .harness import WorkerProcess, api_get, cli, own_worker, read_topic, run_dict, unique, wait_for
 
 SECRET = "whsec_c3Vic2NyaXB0aW9uLXNpZ25pbmctc2VjcmV0LXZhbHVl"  # a literal: sealed before it is stored
 TOPICS = ("runs", "deliveries", "status", "rules", "dead-letter")
 
 
-def _cli(args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("RUNHERALD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "runherald.cli", *args],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-async def runherald(worker: WorkerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in a subprocess, off the event loop (the loopback receivers run on it)."""
-    return await asyncio.to_thread(_cli, (*args, "--api", worker.api))
-
-
-async def get(worker: WorkerProcess, path: str) -> tuple[int, Any]:
-    return await asyncio.to_thread(worker.get, path)
-
-
 @pytest.fixture(scope="module")
 def subscribed(broker: EmbeddedBroker, worker_logs: Path) -> Iterator[WorkerProcess]:
     """A worker of this module's own: its subscriptions must not reach other modules' runs."""
-    process = fast_worker(broker.url, unique("t") + ".", unique("g"), worker_logs).start()
-    try:
-        process.wait_ready()
+    with own_worker(broker.url, worker_logs) as process:
         yield process
-    finally:
-        process.stop()
 
 
 async def test_every_state_change_of_a_matching_run_arrives_once_in_order_signed(
@@ -65,7 +38,7 @@ async def test_every_state_change_of_a_matching_run_arrives_once_in_order_signed
 ) -> None:
     project, other = unique("p"), unique("p")
     path = f"/events-{project}"
-    added = await runherald(
+    added = await cli(
         subscribed, "subscriptions", "add", "--url", receiver.url(path), "--matcher", f'project="{project}"',
         "--secret", SECRET,
     )  # fmt: skip
@@ -103,27 +76,27 @@ async def test_every_state_change_of_a_matching_run_arrives_once_in_order_signed
 
     # The ledger has both, the status command shows them, and the run is known to the API.
     async def sent() -> dict[str, Any]:
-        code, body = await get(subscribed, f"/api/v1/runs/{project}/{uid}/notifications")
+        code, body = await api_get(subscribed, f"/api/v1/runs/{project}/{uid}/notifications")
         entry = body.get(f"subscription:{name}", {}) if code == 200 else {}
         states = entry.get("states", {})
         return entry if {s["status"] for s in states.values()} == {"sent"} and len(states) == 2 else {}
 
     entry = await wait_for(sent, timeout=20)
     assert set(entry["states"]) == {"running", "completed"}
-    shown = await runherald(subscribed, "status", f"{project}/{uid}")
+    shown = await cli(subscribed, "status", f"{project}/{uid}")
     assert shown.returncode == 0, shown.stderr
     rows = [line.split() for line in shown.stdout.splitlines() if line.startswith(f"subscription:{name}")]
     assert sorted((row[1], row[2]) for row in rows) == [("completed", "sent"), ("running", "sent")]
-    assert (await get(subscribed, f"/api/v1/runs/{project}/{uid}"))[0] == 200
+    assert (await api_get(subscribed, f"/api/v1/runs/{project}/{uid}"))[0] == 200
 
     # The secret is on no topic, in no answer and not in the worker's log.
     for topic in TOPICS:
         records = await read_topic(subscribed.settings, topic)
         assert all(SECRET.encode() not in (value or b"") for _, value in records), topic
-    listed = await runherald(subscribed, "subscriptions", "list", "-o", "json")
-    one = await runherald(subscribed, "subscriptions", "get", name, "-o", "json")
-    answers = [listed.stdout, one.stdout, json.dumps(await get(subscribed, "/api/v1/subscriptions"))]
-    answers.append(json.dumps(await get(subscribed, f"/api/v1/runs/{project}/{uid}")))
+    listed = await cli(subscribed, "subscriptions", "list", "-o", "json")
+    one = await cli(subscribed, "subscriptions", "get", name, "-o", "json")
+    answers = [listed.stdout, one.stdout, json.dumps(await api_get(subscribed, "/api/v1/subscriptions"))]
+    answers.append(json.dumps(await api_get(subscribed, f"/api/v1/runs/{project}/{uid}")))
     assert all(SECRET not in answer for answer in answers)
     assert json.loads(one.stdout)["secret"]["sealed"].startswith("rhs1.")
     log = subscribed.log_path.read_text(errors="replace")
@@ -137,7 +110,7 @@ async def test_a_failing_receiver_is_retried_and_the_ledger_shows_each_attempt(
     path = f"/flaky-{project}"
     receiver.script(path, Reply(status=500, body="down"))
     name = unique("flaky")
-    added = await runherald(
+    added = await cli(
         subscribed, "subscriptions", "add", "--name", name, "--url", receiver.url(path),
         "--matcher", f'project="{project}"', "--state", "completed",
     )  # fmt: skip
@@ -149,7 +122,7 @@ async def test_a_failing_receiver_is_retried_and_the_ledger_shows_each_attempt(
     await receiver.wait_for_requests(2, path=path, within=20)
 
     async def sent() -> dict[str, Any]:
-        code, body = await get(subscribed, f"/api/v1/runs/{project}/{uid}/notifications")
+        code, body = await api_get(subscribed, f"/api/v1/runs/{project}/{uid}/notifications")
         entry = body.get(f"subscription:{name}", {}) if code == 200 else {}
         return entry if entry.get("status") == "sent" else {}
 
@@ -166,22 +139,22 @@ async def test_the_cli_adds_lists_and_deletes_and_refuses_what_is_wrong(
 ) -> None:
     name = unique("cli")
     url = receiver.url("/never")
-    added = await runherald(subscribed, "subscriptions", "add", "--name", name, "--url", url)
+    added = await cli(subscribed, "subscriptions", "add", "--name", name, "--url", url)
     assert added.returncode == 0 and added.stdout.strip() == name, added.stderr
-    again = await runherald(subscribed, "subscriptions", "add", "--name", name, "--url", url)
+    again = await cli(subscribed, "subscriptions", "add", "--name", name, "--url", url)
     assert again.returncode == 2 and "exists" in again.stderr
-    wrong = await runherald(subscribed, "subscriptions", "add", "--url", "ftp://x", "--state", "complete")
+    wrong = await cli(subscribed, "subscriptions", "add", "--url", "ftp://x", "--state", "complete")
     assert wrong.returncode == 2
     assert "subscriptions.new.states[0]: unknown state 'complete' (did you mean 'completed'?)" in wrong.stderr
     assert "subscriptions.new.url" in wrong.stderr
 
-    listed = await runherald(subscribed, "subscriptions", "list")
+    listed = await cli(subscribed, "subscriptions", "list")
     assert listed.returncode == 0 and name in listed.stdout and "(every state)" in listed.stdout
-    deleted = await runherald(subscribed, "subscriptions", "delete", name)
+    deleted = await cli(subscribed, "subscriptions", "delete", name)
     assert deleted.returncode == 0, deleted.stderr
-    listed = await runherald(subscribed, "subscriptions", "list", "-o", "json")
+    listed = await cli(subscribed, "subscriptions", "list", "-o", "json")
     assert name not in [item["name"] for item in json.loads(listed.stdout)]
-    missing = await runherald(subscribed, "subscriptions", "delete", name)
+    missing = await cli(subscribed, "subscriptions", "delete", name)
     assert missing.returncode == 1 and "no subscription named" in missing.stderr
 
 

@@ -19,8 +19,7 @@ from runherald.cli import cli
 from runherald.publish import Publisher
 from runherald.testing.webhook import WebhookReceiver
 
-from .harness import WorkerProcess, fast_worker, run_dict, unique, wait_for
-from .test_alert_rules import request
+from .harness import WorkerProcess, own_worker, request, run_dict, unique, wait_for
 
 SEQUENCE = ("completed", "error", "error", "completed")
 
@@ -28,12 +27,8 @@ SEQUENCE = ("completed", "error", "error", "completed")
 @pytest.fixture(scope="module")
 def transitions_worker(broker: EmbeddedBroker, worker_logs: Path) -> Iterator[WorkerProcess]:
     """A worker of this module's own: its rules must not notify other modules' runs."""
-    process = fast_worker(broker.url, unique("t") + ".", unique("g"), worker_logs).start()
-    try:
-        process.wait_ready()
+    with own_worker(broker.url, worker_logs) as process:
         yield process
-    finally:
-        process.stop()
 
 
 async def configure(worker: WorkerProcess, receiver: WebhookReceiver, project: str) -> dict[str, str]:
