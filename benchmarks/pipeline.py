@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker
 from runherald.config import Settings
+from runherald.progress import Progress, announce
 from runherald.testing.worker import WorkerProcess, stop_process, tail, unique
 from runherald.topics import ensure_topics
 
@@ -338,6 +339,11 @@ class Bench:
         return int(self.args.partitions)
 
     @property
+    def quiet(self) -> bool:
+        """--quiet: no progress on stderr (runherald.progress; shown only on a terminal anyway)."""
+        return bool(getattr(self.args, "quiet", False))
+
+    @property
     def worker_env(self) -> dict[str, str]:
         """--worker-env NAME=VALUE pairs."""
         return dict(item.split("=", 1) for item in self.args.worker_env)
@@ -497,12 +503,19 @@ class Bench:
         If every event was consumed before the first sample showed any (a small --runs), the rate is
         taken from `started` (monotonic time publishing began) instead: a lower bound.
         """
+        with Progress("consumed", expected, quiet=self.quiet) as progress:
+            return await self._follow(worker, expected, started, progress)
+
+    async def _follow(
+        self, worker: WorkerProcess, expected: int, started: float, progress: Progress
+    ) -> tuple[float, float]:
         first_t = 0.0
         first_n = 0.0
         deadline = time.monotonic() + 120 + expected / 200
         while True:
             worker.check_alive()
             n = await consumed(self.session, worker)
+            progress.update(min(int(n), expected))
             now = time.monotonic()
             if n > 0 and not first_t:
                 first_t, first_n = now, n
@@ -556,13 +569,16 @@ class Bench:
     async def wait_requests(self, receiver: Any, worker: WorkerProcess, count: int, within: float) -> None:
         """Wait until the receiver got `count` requests, failing early if the worker died."""
         deadline = time.monotonic() + within
-        while len(receiver.requests) < count:
-            worker.check_alive()
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"receiver got {len(receiver.requests)} of {count} requests:\n{tail(worker.log_path)}"
-                )
-            await asyncio.sleep(0.05)
+        with Progress("delivered", count, quiet=self.quiet) as progress:
+            while len(receiver.requests) < count:
+                progress.update(len(receiver.requests))
+                worker.check_alive()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"receiver got {len(receiver.requests)} of {count} requests:\n{tail(worker.log_path)}"
+                    )
+                await asyncio.sleep(0.05)
+            progress.update(count)
 
     async def offered_load(
         self, phase: str, paths: list[str], hang: str | None, **extra_env: str
@@ -821,6 +837,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {','.join(PHASES)}")
     parser.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (shown only when stderr is a terminal; RUNHERALD_PROGRESS=always|never)",
+    )
+    parser.add_argument(
         "--log-dir", default="", help="keep broker and worker logs here (default: temp, removed)"
     )
     return parser
@@ -852,7 +873,8 @@ async def run_bench(args: argparse.Namespace, log_dir: Path) -> Report:
             report.note(
                 f"broker {broker.url} (embedded, memory), {args.partitions} partitions, logs in {log_dir}"
             )
-            for phase in phases:
+            for number, phase in enumerate(phases, 1):
+                announce(f"phase {number}/{len(phases)}: {phase}", quiet=args.quiet)
                 await getattr(bench, f"phase_{phase}")()
             bench.ratios()
     finally:

@@ -41,6 +41,7 @@ from runherald.cli_subscriptions import COMMANDS as SUBSCRIPTION_COMMANDS
 from runherald.cli_tokens import token
 from runherald.config import SettingsWarning, env_name, redact
 from runherald.errors import InvalidArgumentError
+from runherald.progress import Progress, Waiting
 
 
 def _show_warning(
@@ -258,11 +259,13 @@ def dead_letter_replay(ctx: click.Context, ids: tuple[str, ...], replay_all: boo
     topic = settings.topic("dead-letter")
 
     async def read_and_replay() -> tuple[list[str], list[Any]]:
-        letters = await read_dead_letters(settings)
+        with Waiting(f"reading {topic}", quiet=state.quiet):
+            letters = await read_dead_letters(settings)
         by_id = {letter.id: letter for letter in letters}
         wanted = letters if replay_all else [by_id[i] for i in ids if i in by_id]
         missing = [] if replay_all else [i for i in ids if i not in by_id]
-        return missing, await replay(settings, wanted)
+        with Progress("replayed", len(wanted), quiet=state.quiet) as progress:
+            return missing, await replay(settings, wanted, progress.update)
 
     missing, results = kafka_client(state, settings, read_and_replay())
     report = [{"id": i, "replayed": False, "detail": f"no such record on {topic}"} for i in missing]

@@ -36,6 +36,7 @@ class CliState:
     config: str | None = None
     output: str = "table"
     verbose: bool = False
+    quiet: bool = False  # no progress on stderr (runherald.progress)
     given: set[str] = field(default_factory=set)  # the options given on the command line
 
     def settings(self, **flags: Any) -> Settings:
@@ -103,6 +104,13 @@ def global_options() -> list[click.Parameter]:
             ["-o", "--output"],
             type=click.Choice(OUTPUTS),
             help="output format  [default: table]",
+            expose_value=False,
+            callback=_remember,
+        ),
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            help="no progress on stderr (shown only on a terminal; RUNHERALD_PROGRESS=always|never)",
             expose_value=False,
             callback=_remember,
         ),

@@ -30,6 +30,7 @@ from runherald.cli_common import (
     print_items,
     print_table,
 )
+from runherald.progress import Progress, Waiting
 from runherald.transitions import parse_when
 
 CONFIG_FILE = click.File("rb")
@@ -43,6 +44,14 @@ def _source(file: IO[bytes]) -> str:
 def _load(file: IO[bytes]) -> Any:
     """The document of a file (YAML or JSON), or InvalidConfig saying where it does not parse."""
     return load_text(file.read(), source=_source(file))
+
+
+def _objects(document: Any) -> int:
+    """How many receivers, rules, integrations and subscriptions a document holds (for progress)."""
+    if not isinstance(document, Mapping):
+        return 0
+    sections = (document.get(key) for key in ("receivers", "rules", "integrations", "subscriptions"))
+    return sum(len(section) for section in sections if isinstance(section, list | Mapping))
 
 
 def _as_json(document: Any) -> Any:
@@ -105,9 +114,15 @@ def rules_apply(ctx: click.Context, file: IO[bytes], prune: bool, dry_run: bool)
     """
     state = ctx.ensure_object(CliState)
     document = _load(file)
-    check_document(document).raise_problems()
+    size = _objects(document)
+    with Waiting(f"checking {size} objects", quiet=state.quiet):
+        check_document(document).raise_problems()
     body = {"document": _as_json(document), "prune": prune, "dry_run": dry_run}
-    answer = call_api(state.api, state.token, "PUT", "/api/v1/config", body)
+    with Progress("applied", size, quiet=state.quiet) as progress:
+        # One request, applied whole by the worker: no count until it answers, the seconds meanwhile.
+        with Waiting(f"applying {size} objects through {state.api}", quiet=state.quiet):
+            answer = call_api(state.api, state.token, "PUT", "/api/v1/config", body)
+        progress.update(size)
     _warn([Problem(str(w.get("path") or ""), str(w.get("message"))) for w in answer.get("warnings") or []])
 
     def table() -> None:

@@ -62,6 +62,7 @@ NOT_SETTINGS = {
     "RUNHERALD_SEAL_KEY_FILE": "the old shared Fernet key's file (runherald.sealing)",
     "RUNHERALD_TANSU_BIN": "the embedded broker's executable (runherald.broker)",
     "RUNHERALD_FAULT_POINT": "tests: where a worker crashes on purpose",
+    "RUNHERALD_PROGRESS": "progress of long commands on stderr: auto, always, never (runherald.progress)",
 }
 NOT_SETTINGS_PREFIXES = (
     "RUNHERALD_SECRET_",  # secrets that secret_params refer to as ${RUNHERALD_SECRET_...}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -251,8 +251,11 @@ class ReplayResult:
     detail: str  # where it went, or why it was not replayed
 
 
-async def replay(settings: Settings, letters: Iterable[DeadLetter]) -> list[ReplayResult]:
-    """Re-publish each replayable record; the others are reported with the reason."""
+async def replay(
+    settings: Settings, letters: Iterable[DeadLetter], progress: Callable[[int], None] | None = None
+) -> list[ReplayResult]:
+    """Re-publish each replayable record; the others are reported with the reason. `progress`, if
+    given, is called with the number of records dealt with so far (replayed or not), as they are."""
     letters = list(letters)
     results: dict[str, ReplayResult] = {}
     messages: list[tuple[DeadLetter, str, str, bytes]] = []
@@ -263,6 +266,8 @@ async def replay(settings: Settings, letters: Iterable[DeadLetter]) -> list[Repl
             results[letter.id] = ReplayResult(letter.id, False, str(exc))
             continue
         messages.append((letter, topic, key, value))
+    if progress is not None:
+        progress(len(results))
     if not messages:
         return [results[letter.id] for letter in letters]
     producer, _idempotent = await start_producer(settings, linger_ms=1)  # acks=all
@@ -270,6 +275,8 @@ async def replay(settings: Settings, letters: Iterable[DeadLetter]) -> list[Repl
         for letter, topic, key, value in messages:
             await producer.send_and_wait(settings.topic(topic), value=value, key=key.encode())
             results[letter.id] = ReplayResult(letter.id, True, f"to {settings.topic(topic)} as {key}")
+            if progress is not None:
+                progress(len(results))
     finally:
         await producer.stop()
     return [results[letter.id] for letter in letters]
