@@ -6,9 +6,9 @@ key is the whole truth about that run's notifications. These are pure functions 
 Besides the count in ``attempts``, an entry keeps its latest attempts (ATTEMPT_LOG_LIMIT) in ``log``, each
 a compact ``[at, outcome, response_code, latency_ms, reason]`` (epoch seconds; outcome as
 DeliveryOutcome's kind; the code and latency null when there was none; reason shortened and already
-scrubbed of secrets by whoever made the outcome). ``queued_at`` (epoch seconds) is when the delivery was
-decided; ``record["run"]["name"]`` is the run's name. Records written before these existed lack them and
-read as having no attempt log.
+scrubbed of secrets by whoever made the outcome). When the delivery was decided (its queued time) is
+``created``: the entry is made by the stage that decides. ``record["run"]["name"]`` is the run's name.
+Records written before these existed lack them and read as having no attempt log.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def _public(found: Entry) -> dict[str, Any]:
         "sent_time": found.get("sent_time"),
         "reason": found.get("reason"),
         "attempts": found.get("attempts", 0),
-        "queued_at": iso_time(found.get("queued_at")),
+        "queued_at": iso_time(found.get("created")),
         "response_code": last_response_code(found),
         "attempt_log": attempt_log(found),
     }
@@ -190,7 +190,7 @@ def delivery_items(record: Record) -> list[dict[str, Any]]:
                 "status": found.get("status", PENDING),
                 "attempts": log,
                 "attempt_count": found.get("attempts", 0),
-                "queued_at": iso_time(found.get("queued_at")),
+                "queued_at": iso_time(found.get("created")),
                 "sent_time": found.get("sent_time"),
                 "reason": found.get("reason"),
                 "response_code": log[-1]["response_code"] if log else None,

@@ -38,7 +38,6 @@ def outcome_fields(
         "name": delivery.name,
         "state": delivery.state,
         "kind": delivery.kind,
-        "queued_at": current.get("queued_at") or delivery.created_at or current.get("created"),
         "first_attempt_at": first,
         "partition": partition,
         "next_attempt_at": None,

@@ -28,8 +28,14 @@ def delivery() -> Delivery:
         severity="info",
         runs=[],
         notification={"kind": "webhook", "name": "hook"},
-        created_at=NOW - 5,
     )
+
+
+def decided(record: ledger.Record) -> ledger.Entry:
+    """The entry as the evaluate stage makes it when it decides to send: its queued time."""
+    found = ledger.put_entry(record, "d1", name="hook", state="completed", kind="webhook")
+    found["created"] = NOW - 5
+    return found
 
 
 def record_outcome(record: ledger.Record, outcome: DeliveryOutcome, now: float) -> ledger.Entry:
@@ -40,6 +46,7 @@ def record_outcome(record: ledger.Record, outcome: DeliveryOutcome, now: float) 
 
 def test_each_attempt_is_logged_with_outcome_code_latency_and_reason() -> None:
     record = ledger.new_record("p", "u1")
+    decided(record)
     failed = DeliveryOutcome.retryable("HTTP 500 Internal Server Error: boom", response_code=500)
     record_outcome(record, dataclasses.replace(failed, latency_ms=12.34), NOW)
     sent = DeliveryOutcome.sent(response_code=200)
@@ -65,7 +72,7 @@ def test_each_attempt_is_logged_with_outcome_code_latency_and_reason() -> None:
         },
     ]
     assert view["response_code"] == 200
-    assert view["queued_at"] == ledger.iso_time(NOW - 5)
+    assert view["queued_at"] == ledger.iso_time(NOW - 5)  # when it was decided
     assert view["states"]["completed"]["attempt_log"] == view["attempt_log"]
     # MLRun's status.notifications stays MLRun's three fields.
     assert set(ledger.mlrun_status_notifications(record)["hook"]) == {"status", "sent_time"}
@@ -73,6 +80,7 @@ def test_each_attempt_is_logged_with_outcome_code_latency_and_reason() -> None:
 
 def test_a_deferred_send_is_no_attempt_and_is_not_logged() -> None:
     record = ledger.new_record("p", "u1")
+    decided(record)
     record_outcome(record, DeliveryOutcome.retryable("timed out", unreachable=True), NOW)
     found = record_outcome(record, DeliveryOutcome.deferred("not sent: circuit open", 5.0), NOW + 1)
     assert found["attempts"] == 1
@@ -82,6 +90,7 @@ def test_a_deferred_send_is_no_attempt_and_is_not_logged() -> None:
 
 def test_the_log_keeps_the_latest_twenty_attempts() -> None:
     record = ledger.new_record("p", "u1")
+    decided(record)
     for i in range(25):
         outcome = DeliveryOutcome.retryable(f"HTTP 503 attempt {i + 1}", response_code=503)
         found = record_outcome(record, outcome, NOW + i)
@@ -94,6 +103,7 @@ def test_the_log_keeps_the_latest_twenty_attempts() -> None:
 
 def test_an_attempts_reason_is_shortened_like_the_entrys() -> None:
     record = ledger.new_record("p", "u1")
+    decided(record)
     found = record_outcome(record, DeliveryOutcome.permanent("x" * 1000, response_code=400), NOW)
     assert found["status"] == ledger.ERROR
     (attempt,) = ledger.attempt_log(found)
@@ -101,7 +111,7 @@ def test_an_attempts_reason_is_shortened_like_the_entrys() -> None:
 
 
 def test_a_record_written_before_the_attempt_log_still_loads() -> None:
-    # A ledger value as workers wrote it before attempts were logged: a count, no log, no queued_at.
+    # A ledger value as workers wrote it before attempts were logged: a count, no log, no run name.
     old = orjson.dumps(
         {
             "project": "p",
@@ -128,17 +138,18 @@ def test_a_record_written_before_the_attempt_log_still_loads() -> None:
     record = ledger.load(old)
     view = ledger.notifications_view(record)["hook"]
     assert view["status"] == "sent" and view["attempts"] == 3
-    assert view["attempt_log"] == [] and view["response_code"] is None and view["queued_at"] is None
+    assert view["attempt_log"] == [] and view["response_code"] is None
+    assert view["queued_at"] == ledger.iso_time(NOW)  # its entry's creation
     (item,) = ledger.delivery_items(record)
     assert item["run_name"] is None and item["attempts"] == [] and item["attempt_count"] == 3
     # One more attempt on an old entry starts its log.
     found = record_outcome(record, DeliveryOutcome.sent(response_code=202), NOW + 20)
     assert found["attempts"] == 4 and [a["response_code"] for a in ledger.attempt_log(found)] == [202]
-    assert found["queued_at"] == NOW - 5
 
 
 def test_delivery_items_give_every_field_a_projection_needs() -> None:
     record = ledger.new_record("p", "u1")
+    decided(record)
     record["run"] = {"state": "completed", "last_update": None, "offset": [0, 1], "name": "train"}
     failed = DeliveryOutcome.retryable("HTTP 502 Bad Gateway", response_code=502)
     record_outcome(record, failed, NOW)
