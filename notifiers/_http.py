@@ -63,7 +63,7 @@ def classify_status(
     """Outcome for a response status: 2xx sent; 408, 429 and 5xx retryable (but 508 Loop Detected: a
     runherald ingress refusing a loop, which the same request would meet again); others permanent."""
     if 200 <= status < 300:
-        return DeliveryOutcome.sent()
+        return DeliveryOutcome.sent(response_code=status)
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -74,8 +74,8 @@ def classify_status(
         reason = f"{reason}: {detail}"
     if status in RETRYABLE_STATUSES or (status >= 500 and status != LOOP_DETECTED):
         retry_after = parse_retry_after(header_value(headers, "Retry-After"))
-        return DeliveryOutcome.retryable(reason, retry_after)
-    return DeliveryOutcome.permanent(reason)
+        return DeliveryOutcome.retryable(reason, retry_after, response_code=status)
+    return DeliveryOutcome.permanent(reason, response_code=status)
 
 
 def classify_exception(exc: BaseException, timeout: float | None = None) -> DeliveryOutcome:

@@ -23,6 +23,10 @@ from runherald.delivery import Delivery, DeliveryOutcome
 from runherald.secrets import SecretScrubber, secret_values_of
 from runherald.templating import TemplateRenderer, message_context
 
+# aiosmtplib.send returns only once the server accepted the message, which is its 250 reply to DATA
+# (any other reply raises); that reply's code is the one the attempt records.
+SMTP_ACCEPTED = 250
+
 
 class MailParamsError(ValueError):
     """The notification's mail params cannot be used; the message is MLRun's wording."""
@@ -196,7 +200,7 @@ class MailNotifier:
             )
         except Exception as exc:
             return _classify_smtp_error(exc, scrubber, timeout)
-        return DeliveryOutcome.sent()
+        return DeliveryOutcome.sent(response_code=SMTP_ACCEPTED)
 
     async def close(self) -> None:
         """Nothing to release: every send opens and closes its own SMTP connection."""
@@ -204,19 +208,22 @@ class MailNotifier:
 
 def _classify_smtp_error(exc: Exception, scrubber: SecretScrubber, timeout: float) -> DeliveryOutcome:
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return DeliveryOutcome.permanent(f"SMTP authentication failed ({exc.code})")
+        return DeliveryOutcome.permanent(f"SMTP authentication failed ({exc.code})", response_code=exc.code)
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
         return DeliveryOutcome.retryable(f"SMTP timed out after {timeout:g}s", unreachable=True)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = sorted({error.code for error in exc.recipients})
         reason = scrubber.scrub(f"SMTP recipients refused ({', '.join(map(str, codes))})")
         retry = all(400 <= code < 500 for code in codes)
-        return DeliveryOutcome.retryable(reason) if retry else DeliveryOutcome.permanent(reason)
+        code = max(codes) if codes else None  # the worst reply decides, as it does retry
+        if retry:
+            return DeliveryOutcome.retryable(reason, response_code=code)
+        return DeliveryOutcome.permanent(reason, response_code=code)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         reason = scrubber.scrub(f"SMTP {exc.code}: {' '.join(exc.message.split())[:120]}")
         if 400 <= exc.code < 500:
-            return DeliveryOutcome.retryable(reason)
-        return DeliveryOutcome.permanent(reason)
+            return DeliveryOutcome.retryable(reason, response_code=exc.code)
+        return DeliveryOutcome.permanent(reason, response_code=exc.code)
     if isinstance(exc, ssl.SSLError | aiosmtplib.SMTPNotSupported) or isinstance(exc.__cause__, ssl.SSLError):
         return DeliveryOutcome.permanent(scrubber.scrub(f"SMTP TLS error: {type(exc).__name__}"))
     if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected | OSError):

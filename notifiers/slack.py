@@ -213,7 +213,7 @@ class SlackNotifier:
             retry_handlers=[],
         )
         try:
-            await client.chat_postMessage(
+            response = await client.chat_postMessage(
                 channel=channel,
                 blocks=blocks,
                 text=blocks[0]["text"]["text"],
@@ -232,7 +232,7 @@ class SlackNotifier:
             return _classify_api_error(exc)
         except SlackClientError as exc:
             return DeliveryOutcome.permanent(f"Slack client error: {type(exc).__name__}")
-        return DeliveryOutcome.sent()
+        return DeliveryOutcome.sent(response_code=int(response.status_code or 0) or None)
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -247,5 +247,7 @@ def _classify_api_error(exc: SlackApiError) -> DeliveryOutcome:
     headers = dict(getattr(response, "headers", None) or {})
     if status == 429 or status >= 500 or status == 408 or error in RETRYABLE_API_ERRORS:
         base = classify_status(status if status >= 400 else 503, headers, what="Slack")
-        return DeliveryOutcome.retryable(f"Slack API error: {error or status}", base.retry_after)
-    return DeliveryOutcome.permanent(f"Slack API error: {error or status}")
+        return DeliveryOutcome.retryable(
+            f"Slack API error: {error or status}", base.retry_after, response_code=status or None
+        )
+    return DeliveryOutcome.permanent(f"Slack API error: {error or status}", response_code=status or None)

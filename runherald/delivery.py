@@ -41,16 +41,25 @@ class DeliveryOutcome:
     # No answer at all: the request timed out or no connection could be made. Counts towards opening
     # the endpoint's circuit; any answer, even an error status, closes it.
     unreachable: bool = False
+    # The receiver's answer, where the channel has one: the HTTP status (webhook, Slack, CloudEvent) or
+    # the SMTP reply code (mail); None when there was no answer or nothing was asked.
+    response_code: int | None = None
+    latency_ms: float | None = None  # how long the send took (measured by the dispatcher)
 
     @classmethod
-    def sent(cls) -> DeliveryOutcome:
-        return cls(OutcomeKind.SENT)
+    def sent(cls, *, response_code: int | None = None) -> DeliveryOutcome:
+        return cls(OutcomeKind.SENT, response_code=response_code)
 
     @classmethod
     def retryable(
-        cls, reason: str, retry_after: float | None = None, *, unreachable: bool = False
+        cls,
+        reason: str,
+        retry_after: float | None = None,
+        *,
+        unreachable: bool = False,
+        response_code: int | None = None,
     ) -> DeliveryOutcome:
-        return cls(OutcomeKind.RETRYABLE, reason, retry_after, unreachable)
+        return cls(OutcomeKind.RETRYABLE, reason, retry_after, unreachable, response_code)
 
     @classmethod
     def deferred(cls, reason: str, wait: float) -> DeliveryOutcome:
@@ -58,8 +67,8 @@ class DeliveryOutcome:
         return cls(OutcomeKind.DEFERRED, reason, wait)
 
     @classmethod
-    def permanent(cls, reason: str) -> DeliveryOutcome:
-        return cls(OutcomeKind.PERMANENT, reason)
+    def permanent(cls, reason: str, *, response_code: int | None = None) -> DeliveryOutcome:
+        return cls(OutcomeKind.PERMANENT, reason, response_code=response_code)
 
 
 @dataclass(slots=True)

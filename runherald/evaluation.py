@@ -182,6 +182,8 @@ def evaluate_event(
         )
         return result
     record["run"] = {"state": state, "last_update": status.get("last_update"), "offset": list(source)}
+    if meta.get("name"):
+        record["run"]["name"] = meta["name"]  # the ledger's run name (ledger.delivery_items)
     result.record = record
     if not found:
         return result  # nothing to send, but the API knows the run

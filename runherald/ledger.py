@@ -2,6 +2,13 @@
 
 One record per run, keyed ``"{project}/{uid}"`` on the compacted status topic, so the latest value of a
 key is the whole truth about that run's notifications. These are pure functions over that record.
+
+Besides the count in ``attempts``, an entry keeps its latest attempts (ATTEMPT_LOG_LIMIT) in ``log``, each
+a compact ``[at, outcome, response_code, latency_ms, reason]`` (epoch seconds; outcome as
+DeliveryOutcome's kind; the code and latency null when there was none; reason shortened and already
+scrubbed of secrets by whoever made the outcome). When the delivery was decided (its queued time) is
+``created``: the entry is made by the stage that decides. ``record["run"]["name"]`` is the run's name.
+Records written before these existed lack them and read as having no attempt log.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ ERROR = "error"
 SKIPPED = "skipped"  # decided not to send (muted by a silence); the reason says what decided it
 TERMINAL = frozenset({SENT, ERROR, SKIPPED})
 REASON_LIMIT = 255  # MLRun's column width for reason; the full text stays in `detail`
+ATTEMPT_LOG_LIMIT = 20  # attempts kept per delivery (the latest); `attempts` still counts every one
 
 Record = dict[str, Any]
 Entry = dict[str, Any]
@@ -69,12 +77,59 @@ def short_reason(reason: str | None) -> str | None:
     return None if reason is None else reason[:REASON_LIMIT]
 
 
+def with_attempt(
+    log: list[list[Any]] | None,
+    *,
+    at: float,
+    outcome: str,
+    response_code: int | None,
+    latency_ms: float | None,
+    reason: str | None,
+) -> list[list[Any]]:
+    """The attempt log with one more attempt, keeping the latest ATTEMPT_LOG_LIMIT."""
+    latency = None if latency_ms is None else round(latency_ms, 1)
+    attempt = [round(at, 3), outcome, response_code, latency, short_reason(reason or None)]
+    return [*(log or [])[-(ATTEMPT_LOG_LIMIT - 1) :], attempt]
+
+
+def iso_time(epoch: Any) -> str | None:
+    """Epoch seconds as RFC 3339 in UTC (sent_time's format), None for none."""
+    if not isinstance(epoch, int | float) or isinstance(epoch, bool):
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def attempt_log(found: Entry) -> list[dict[str, Any]]:
+    """``[{at, outcome, response_code, latency_ms, reason}]``, oldest first: an entry's kept attempts."""
+    log = found.get("log")
+    if not isinstance(log, list):
+        return []  # written before attempts were logged
+    return [
+        {"at": iso_time(at), "outcome": outcome, "response_code": code, "latency_ms": ms, "reason": reason}
+        for at, outcome, code, ms, reason in (
+            item[:5] for item in log if isinstance(item, list) and len(item) >= 5
+        )
+    ]
+
+
+def last_response_code(found: Entry) -> int | None:
+    """The response code of the delivery's latest attempt, if it had one."""
+    log = found.get("log")
+    if isinstance(log, list) and log and isinstance(log[-1], list) and len(log[-1]) >= 3:
+        code = log[-1][2]
+        return code if isinstance(code, int) else None
+    return None
+
+
 def _public(found: Entry) -> dict[str, Any]:
     return {
         "status": found.get("status", PENDING),
         "sent_time": found.get("sent_time"),
         "reason": found.get("reason"),
         "attempts": found.get("attempts", 0),
+        "queued_at": iso_time(found.get("created")),
+        "response_code": last_response_code(found),
+        "attempt_log": attempt_log(found),
     }
 
 
@@ -114,3 +169,32 @@ def due_retries(record: Record) -> list[tuple[float, str]]:
         for e in record["deliveries"].values()
         if e.get("status") == PENDING and e.get("next_attempt_at") and e.get("retry")
     ]
+
+
+def delivery_items(record: Record) -> list[dict[str, Any]]:
+    """The record's deliveries as the items of the ledger queries (DESIGN.md "Ledger queries"), each with
+    its latest attempt's response code and latency: what a projection of the status topic stores."""
+    run_name = (record.get("run") or {}).get("name")
+    items = []
+    for did, found in record["deliveries"].items():
+        log = attempt_log(found)
+        items.append(
+            {
+                "id": found.get("id", did),
+                "project": record.get("project"),
+                "uid": record.get("uid"),
+                "run_name": run_name,
+                "notification": found.get("name"),
+                "kind": found.get("kind"),
+                "state": found.get("state"),
+                "status": found.get("status", PENDING),
+                "attempts": log,
+                "attempt_count": found.get("attempts", 0),
+                "queued_at": iso_time(found.get("created")),
+                "sent_time": found.get("sent_time"),
+                "reason": found.get("reason"),
+                "response_code": log[-1]["response_code"] if log else None,
+                "latency_ms": log[-1]["latency_ms"] if log else None,
+            }
+        )
+    return items

@@ -110,6 +110,27 @@ _SCHEMAS: dict[str, Any] = {
             "sent_time": NULLABLE_TEXT,
             "reason": NULLABLE_TEXT,
             "attempts": {"type": "integer", "minimum": 0},
+            "queued_at": {**NULLABLE_TEXT, "description": "when the delivery was decided (RFC 3339)"},
+            "response_code": {
+                "type": ["integer", "null"],
+                "description": "the latest attempt's HTTP status or SMTP reply code",
+            },
+            "attempt_log": {
+                "type": "array",
+                "description": "the latest attempts (at most 20), oldest first",
+                "items": ref("Attempt"),
+            },
+        },
+    },
+    "Attempt": {
+        "type": "object",
+        "required": ["at", "outcome"],
+        "properties": {
+            "at": {"type": "string", "description": "when the request went out (RFC 3339)"},
+            "outcome": {"type": "string", "enum": ["sent", "retryable", "permanent"]},
+            "response_code": {"type": ["integer", "null"]},
+            "latency_ms": {"type": ["number", "null"]},
+            "reason": NULLABLE_TEXT,
         },
     },
     "NotificationStatus": {

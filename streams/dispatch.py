@@ -26,6 +26,7 @@ from runherald import ledger, metrics
 from runherald.breaker import CircuitBreakers
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind, run_key
 from runherald.faults import fault_point
+from runherald.outcomes import outcome_fields
 from runherald.retry import RetryPolicy
 from runherald.secrets import SecretResolutionError, SecretScrubber, resolve_params_and_secrets
 
@@ -227,6 +228,7 @@ class Dispatcher:
             return DeliveryOutcome.deferred(admission.reason, admission.wait)
         outcome = DeliveryOutcome.retryable("send interrupted", unreachable=True)
         fault_point("before-send")
+        sending = time.monotonic()
         try:
             outcome = await asyncio.wait_for(notifier.send(delivery, params), self._send_timeout)
         except TimeoutError:
@@ -237,6 +239,7 @@ class Dispatcher:
         finally:
             # Always, even when cancelled: a probe that never reports would keep its circuit shut.
             self.breakers.record(endpoint, admission, answered=not outcome.unreachable)
+        outcome = dataclasses.replace(outcome, latency_ms=(time.monotonic() - sending) * 1000.0)
         if secrets and outcome.reason:
             outcome = dataclasses.replace(outcome, reason=SecretScrubber(secrets).scrub(outcome.reason))
         return outcome
@@ -287,7 +290,8 @@ class Dispatcher:
         key = self.key_of(delivery)
         # Only this task changes this delivery's entry while it is in flight.
         current = ledger.entry(self._read(key), delivery.id) or {}
-        fields, dead_letter, retry_at = self._outcome_fields(delivery, partition, outcome, current)
+        change = outcome_fields(delivery, partition, outcome, current, self._policy, time.time())
+        fields, dead_letter, retry_at = change.fields, change.dead_letter, change.retry_at
         if retry_at is not None:
             # The ledger points at the delivery event instead of copying it: no secrets in the ledger.
             if not isinstance(offset, int):
@@ -304,62 +308,6 @@ class Dispatcher:
             self._keep_for_retry(delivery, partition)
         await self._write(delivery, partition, record)
         return True
-
-    def _outcome_fields(
-        self, delivery: Delivery, partition: int, outcome: DeliveryOutcome, current: dict[str, Any]
-    ) -> tuple[dict[str, Any], str | None, float | None]:
-        """What an outcome changes in the delivery's ledger entry: (fields, dead-letter reason or None,
-        when to try again or None)."""
-        now = time.time()
-        first = float(current.get("first_attempt_at") or now)
-        common: dict[str, Any] = {
-            "name": delivery.name,
-            "state": delivery.state,
-            "kind": delivery.kind,
-            "first_attempt_at": first,
-            "partition": partition,
-            "next_attempt_at": None,
-            "retry": None,
-        }
-        if outcome.kind is OutcomeKind.DEFERRED:
-            # Not attempted (its endpoint's circuit is open): no attempt is used; the retry budget's
-            # time limit still runs from the first attempt.
-            common["attempts"] = int(current.get("attempts", 0))
-            wait = float(outcome.retry_after or 0.0)
-            if now + wait - first > self._policy.max_elapsed:
-                reason = f"gave up after {now - first:.0f}s: {outcome.reason}"
-                return self._failed(common, reason), reason, None
-            return self._waiting_fields(common, outcome.reason, now + wait), None, now + wait
-        attempts = int(current.get("attempts", 0)) + 1
-        common.update(attempts=attempts, last_attempt_at=now)
-        if outcome.kind is OutcomeKind.SENT:
-            sent = {**common, "status": ledger.SENT, "sent_time": ledger.utc_now_iso(), "reason": None}
-            return sent, None, None
-        # A replayed delivery gets a fresh budget; `attempts` keeps counting every try.
-        used = attempts - int(current.get("replay_base") or 0)
-        delay = None
-        if outcome.kind is OutcomeKind.RETRYABLE:
-            delay = self._policy.next_delay(used, now - first, outcome.retry_after)
-        if delay is None:
-            reason = outcome.reason
-            if outcome.kind is OutcomeKind.RETRYABLE:
-                reason = f"gave up after {used} attempts: {outcome.reason}"
-            return self._failed(common, reason), reason, None
-        return self._waiting_fields(common, outcome.reason, now + delay), None, now + delay
-
-    @staticmethod
-    def _failed(common: dict[str, Any], reason: str) -> dict[str, Any]:
-        return {**common, "status": ledger.ERROR, "reason": ledger.short_reason(reason), "detail": reason}
-
-    @staticmethod
-    def _waiting_fields(common: dict[str, Any], reason: str, due: float) -> dict[str, Any]:
-        return {
-            **common,
-            "status": ledger.PENDING,
-            "next_attempt_at": due,
-            "reason": ledger.short_reason(reason),
-            "detail": reason,
-        }
 
     def _keep_for_retry(self, delivery: Delivery, partition: int) -> None:
         # What stays is what the topic holds: the resolved params were never kept on the delivery.

@@ -24,7 +24,12 @@ def test_a_run_without_notifications_is_recorded_and_kept_in_order() -> None:
         bare_run("running", "2026-01-02T00:00:00"), record=record, source=(3, 7), settings=Settings()
     )
     assert first.record is record and first.deliveries == [] and not first.dropped
-    assert record["run"] == {"state": "running", "last_update": "2026-01-02T00:00:00", "offset": [3, 7]}
+    assert record["run"] == {
+        "state": "running",
+        "last_update": "2026-01-02T00:00:00",
+        "offset": [3, 7],
+        "name": "train",  # the ledger's run name
+    }
     assert record["deliveries"] == {}
     older = evaluate_event(
         bare_run("completed", "2026-01-01T00:00:00"), record=record, source=(3, 8), settings=Settings()

@@ -84,7 +84,7 @@ async def test_unsigned_without_a_secret_and_time_from_the_delivery_without_last
     run.pop("runherald")
     async with WebhookReceiver() as receiver:
         outcome = await send(settings, {"url": receiver.url("/events")}, delivery(run))
-    assert outcome.kind is OutcomeKind.SENT
+    assert (outcome.kind, outcome.response_code) == (OutcomeKind.SENT, 200)
     request = receiver.requests[0]
     assert "webhook-signature" not in request.headers
     assert request.headers["X-Runherald-Hops"] == "1"
@@ -96,6 +96,7 @@ async def test_a_server_error_is_retryable_with_its_retry_after(settings: Notifi
         receiver.fail("/events", 503, retry_after="7")
         outcome = await send(settings, {"url": receiver.url("/events")}, delivery())
     assert outcome.kind is OutcomeKind.RETRYABLE and outcome.retry_after == 7.0
+    assert outcome.response_code == 503
 
 
 def test_an_internal_kind_the_registry_builds_but_no_run_may_name() -> None:

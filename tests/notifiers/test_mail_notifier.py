@@ -75,7 +75,7 @@ async def test_plain_smtp_multipart_message(delivery_for: Any) -> None:
     async with SmtpServer("plain") as server:
         delivery = delivery_for("mail", message="Run completed in project p1: <done>", runs=[RUN], name="n1")
         outcome = await MailNotifier(NotifierSettings()).send(delivery, smtp_params(server))
-    assert outcome.kind is OutcomeKind.SENT
+    assert (outcome.kind, outcome.response_code) == (OutcomeKind.SENT, 250)  # the reply to DATA
     (mail,) = server.messages
     assert mail.rcpt_tos == ["a@example.com", "b@example.com"]
     assert mail.tls is False
@@ -100,7 +100,7 @@ async def test_starttls_with_auth(delivery_for: Any) -> None:
     (mail,) = server.messages
     assert mail.tls is True
     assert mail.login == "bot"
-    assert wrong.kind is OutcomeKind.PERMANENT
+    assert (wrong.kind, wrong.response_code) == (OutcomeKind.PERMANENT, 535)
     assert "authentication failed" in wrong.reason
     assert "wrong-pass" not in wrong.reason
 
@@ -127,7 +127,7 @@ async def test_no_auth_server_and_missing_server_is_retryable(delivery_for: Any)
         params = smtp_params(server, username="", password="")
     outcome = await MailNotifier(NotifierSettings(timeout=2)).send(delivery_for("mail"), params)
     assert outcome.kind is OutcomeKind.RETRYABLE
-    assert "SMTP connection error" in outcome.reason
+    assert "SMTP connection error" in outcome.reason and outcome.response_code is None  # no reply
     assert outcome.unreachable  # counts towards the server's circuit breaker
 
 

@@ -64,7 +64,7 @@ async def test_bot_mode_posts_with_delivery_metadata(settings: NotifierSettings,
         delivery = delivery_for("slack", name="n1")
         outcome = await notifier.send(delivery, {"token": "xoxb-1", "channel": "#runs"})
         await notifier.close()
-    assert outcome.kind is OutcomeKind.SENT
+    assert outcome.kind is OutcomeKind.SENT and outcome.response_code == 200
     (message,) = slack.messages
     assert message.channel == "#runs"
     assert message.blocks == render_slack_blocks("test-message", "info", [], name="n1")
@@ -84,7 +84,7 @@ async def test_bot_mode_ratelimited_is_retryable_with_retry_after(
         second = await notifier.send(delivery_for("slack"), {"token": "xoxb-1", "channel": "c"})
         await notifier.close()
     assert first.kind is OutcomeKind.RETRYABLE
-    assert first.retry_after == 7
+    assert first.retry_after == 7 and first.response_code == 429
     assert "ratelimited" in first.reason
     assert second.kind is OutcomeKind.SENT
     assert len(slack.messages) == 1
@@ -112,8 +112,8 @@ async def test_webhook_429_and_500_are_retryable(settings: NotifierSettings, del
         limited = await notifier.send(delivery_for("slack"), {"webhook": slack.webhook_url})
         failed = await notifier.send(delivery_for("slack"), {"webhook": slack.webhook_url})
         await notifier.close()
-    assert (limited.kind, limited.retry_after) == (OutcomeKind.RETRYABLE, 3)
-    assert failed.kind is OutcomeKind.RETRYABLE
+    assert (limited.kind, limited.retry_after, limited.response_code) == (OutcomeKind.RETRYABLE, 3, 429)
+    assert (failed.kind, failed.response_code) == (OutcomeKind.RETRYABLE, 500)
     assert failed.reason.startswith("Slack 500")
     assert slack.messages == []
 
@@ -126,7 +126,7 @@ async def test_webhook_404_is_permanent_and_reason_hides_the_url(
         notifier = SlackNotifier(settings)
         outcome = await notifier.send(delivery_for("slack"), {"webhook": secret_url})
         await notifier.close()
-    assert outcome.kind is OutcomeKind.PERMANENT
+    assert (outcome.kind, outcome.response_code) == (OutcomeKind.PERMANENT, 404)
     assert "no_service" in outcome.reason
     assert "very-secret-token" not in outcome.reason
 

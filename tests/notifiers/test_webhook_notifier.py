@@ -180,6 +180,7 @@ async def test_status_classification(
         outcome = await send(settings, delivery_for("webhook"), {"url": receiver.url("/hook")})
     assert outcome.kind is kind
     assert outcome.retry_after == retry_after
+    assert outcome.response_code == reply.status  # the attempt log records it
     if kind is not OutcomeKind.SENT:
         assert outcome.reason.startswith(f"HTTP {reply.status}")
 
