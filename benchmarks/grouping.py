@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from runherald.benchmarks.rules import RECEIVER, publish, receiver, rule_event
+from runherald.benchmarks.stats import percentile
 
 from runherald.alerting import Rule, record_key
 from runherald.matchers import parse_matcher
@@ -65,11 +66,6 @@ def events(run_id: str, count: int) -> list[tuple[bytes, bytes]]:
 
 def runs_listed(requests: list[Any]) -> set[str]:
     return {run["metadata"]["uid"] for request in requests for run in orjson.loads(request.body)["runs"]}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 async def wait_listed(

@@ -14,16 +14,15 @@ Imported by ``runherald.benchmarks.pipeline``; it imports nothing of it (the two
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
+from runherald.benchmarks.stats import gc_still, percentile
 
 from runherald.testing.webhook import WebhookReceiver
 from runherald.testing.worker import WorkerProcess, tail
@@ -52,25 +51,6 @@ def run_event(uid: str, url: str) -> bytes:
             },
         }
     )
-
-
-@contextlib.contextmanager
-def gc_still() -> Iterator[None]:
-    """The bench's collector kept still while it measures (as the pipeline phases do): its pauses would
-    be charged to the worker."""
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        gc.unfreeze()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def rates_of(text: str) -> list[float]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import gc
 import json
 import os
 import re
@@ -28,6 +26,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from runherald.benchmarks.stats import gc_still, percentile
 
 from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker
 from runherald.config import Settings
@@ -92,34 +91,6 @@ class Report:
 
 def _fmt(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
-
-
-@contextlib.contextmanager
-def no_bench_gc_pauses() -> Any:
-    """Keep the bench's own garbage collector still while it measures latency.
-
-    The publisher and the receiver run in this process: a collection here stops both for tens of
-    milliseconds (measured: ~50 ms once a phase, as the receiver's recorded requests pile up), and
-    every run published or received meanwhile would be charged with a pause of the bench, not of the
-    worker. The worker's own collector is left as it is.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        gc.unfreeze()
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of values (fraction in 0..1)."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("no values")
-    rank = max(1, min(len(ordered), int(-(-fraction * len(ordered) // 1))))
-    return ordered[rank - 1]
 
 
 # -- run events ---------------------------------------------------------------------------------------
@@ -596,7 +567,7 @@ class Bench:
                 receiver.hang(hang)
             worker = await self.new_worker(phase, env=extra_env)
             try:
-                with no_bench_gc_pauses():
+                with gc_still():
                     producer = await start_producer(self.broker.bootstrap, linger_ms=0)
                     topic = worker.settings.topic("runs")
                     try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import math
 import os
 import signal
 import subprocess
@@ -34,6 +33,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
+from runherald.benchmarks.stats import percentile
 
 from runherald.sse import SseParser
 from runherald.testing.webhook import WebhookReceiver
@@ -135,12 +135,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    """Nearest rank, as the rest of the bench reports them."""
-    ordered = sorted(values)
-    return ordered[max(1, min(len(ordered), math.ceil(fraction * len(ordered)))) - 1]
-
-
 async def _offer(
     bench: Any, worker: WorkerProcess, receiver: WebhookReceiver, label: str, warmup: int
 ) -> list[float]:
@@ -226,20 +220,20 @@ async def phase_sse(bench: Any) -> None:
     rate, seconds = float(bench.args.sse_rate), float(bench.args.sse_seconds)
     rounds = ROUNDS.count("with")
     detail = f"{clients} clients, {rate:g} runs/s, {len(sse)} events in {rounds} rounds of {seconds:g}s"
-    bench.report.figure("sse_p50", _percentile(sse, 0.50), "ms", detail)
-    bench.report.figure("sse_p99", _percentile(sse, 0.99), "ms", detail)
+    bench.report.figure("sse_p50", percentile(sse, 0.50), "ms", detail)
+    bench.report.figure("sse_p99", percentile(sse, 0.99), "ms", detail)
     for label in ("without", "with"):
         values = pipeline[label]
         what = f"publish to webhook receipt, {len(values)} runs at {rate:g}/s, {label} {clients} SSE clients"
-        bench.report.figure(f"pipeline_p50_{label}_clients", _percentile(values, 0.50), "ms", what)
-        bench.report.figure(f"pipeline_p99_{label}_clients", _percentile(values, 0.99), "ms", what)
+        bench.report.figure(f"pipeline_p50_{label}_clients", percentile(values, 0.50), "ms", what)
+        bench.report.figure(f"pipeline_p99_{label}_clients", percentile(values, 0.99), "ms", what)
         share = 100 * sum(busy[label]) / len(busy[label])
         bench.report.figure(
             f"worker_cpu_{label}_clients", share, "% of a core", f"mean of {len(busy[label])} rounds"
         )
     bench.report.ratio(
         "sse_pipeline_p99_ratio",
-        _percentile(pipeline["with"], 0.99) / _percentile(pipeline["without"], 0.99),
+        percentile(pipeline["with"], 0.99) / percentile(pipeline["without"], 0.99),
         TARGET_RATIO,
         higher_is_better=False,
         what=f"pipeline p99 with {clients} SSE clients over without, same worker and load",

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from runherald.benchmarks.pipeline import no_bench_gc_pauses
+from runherald.benchmarks.stats import gc_still
 
 FIGURES = {
     "raw_aiokafka_consume": "events/s",
@@ -104,7 +104,7 @@ def test_bench_prints_every_figure_and_ratio() -> None:
 
 def test_the_bench_keeps_its_own_collector_still_while_measuring_and_restores_it() -> None:
     assert gc.isenabled()
-    with no_bench_gc_pauses():
+    with gc_still():
         assert not gc.isenabled()
         assert gc.get_freeze_count() > 0
     assert gc.isenabled()
