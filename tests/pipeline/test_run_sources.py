@@ -22,7 +22,7 @@ from runherald.broker import EmbeddedBroker
 from runherald.config import Settings
 from runherald.testing.webhook import WebhookReceiver
 
-from .harness import WorkerProcess, fast_worker, read_topic, run_dict, unique, wait_for, webhook
+from .harness import WorkerProcess, api_get, fast_worker, read_topic, run_dict, unique, wait_for, webhook
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "adapters"
 MLRUN_BODY = orjson.loads((FIXTURES / "mlrun_webhook_body.json").read_bytes())["body"]
@@ -167,21 +167,44 @@ async def test_each_shape_over_kafka_becomes_a_run_whose_rules_notify(
 async def test_a_foreign_topic_keyed_differently_keeps_each_runs_order(
     sources: Sources, receiver: WebhookReceiver, keying: str
 ) -> None:
+    """Keyed by project, a run's states reach the runs topic under the run's own key in the order the
+    source holds them. Keyed at random (a run's states on different partitions of the source, which
+    Kafka does not order against each other), each state is still notified once and the run ends in
+    its latest state, by last_update. Deliveries are sent concurrently, so the receiver's arrival order
+    is not what is checked."""
     project = unique("p")
     await rule_for(sources.worker, project, receiver.url("/order"), ["running", "completed", "error"])
     uids = [f"run-{i}" for i in range(6)]
+    final = {uid: "error" if uid == "run-5" else "completed" for uid in uids}
     records = []
-    for state in ("running", "completed"):
+    for step, state in enumerate(("running", "completed")):
         for uid in uids:
             key = project.encode() if keying == "project" else uuid.uuid4().bytes
-            final = "error" if state == "completed" and uid == "run-5" else state
-            records.append((key, generic(project, uid, final), []))
+            event = generic(project, uid, final[uid] if step else state)
+            event["last_update"] = f"2026-12-05T08:00:0{step}+00:00"
+            records.append((key, event, []))
     await produce(sources.settings, sources.topic, *records)
-    await wait_for(lambda: len(notified(receiver, "/order")) >= 12, timeout=30)
-    seen = notified(receiver, "/order")
+    expected = sorted((uid, state) for uid in uids for state in ("running", final[uid]))
+    finals = sorted(final.items())
+    await wait_for(lambda: set(finals) <= set(notified(receiver, "/order")), timeout=30)
+    await asyncio.sleep(1.0)  # nothing more arrives
+    got = sorted(notified(receiver, "/order"))
+    if keying == "project":
+        assert got == expected
+    else:  # a running state read after its run's final one is older by last_update: dropped, not sent
+        assert set(got) <= set(expected) and len(got) == len(set(got)), got
+        assert sorted(pair for pair in got if pair[1] != "running") == finals
     for uid in uids:
-        states = [state for got, state in seen if got == uid]
-        assert states == ["running", "error" if uid == "run-5" else "completed"], (uid, seen)
+        status, run = await api_get(sources.worker, f"/api/v1/runs/{project}/{uid}")
+        assert (status, run["status"]["state"]) == (200, final[uid]), uid
+    if keying == "project":
+        republished: dict[str, list[str]] = {}
+        for key, value in await read_topic(sources.settings, "runs"):
+            run = orjson.loads(value) if value else {}
+            meta = run.get("metadata") or {}
+            if key == f"{project}/{meta.get('uid')}".encode():
+                republished.setdefault(meta["uid"], []).append(run["status"]["state"])
+        assert republished == {uid: ["running", final[uid]] for uid in uids}
 
 
 async def test_an_unrecognised_record_is_dead_lettered_with_each_reason_and_the_next_goes_on(
