@@ -1,9 +1,9 @@
 """CloudEvent channel: a webhook subscription's delivery, the run as a CloudEvent 1.0 (structured JSON).
 
 Sent as the webhook channel sends (its HTTP request, outcomes, Retry-After, Idempotency-Key and
-Standard Webhooks signature with ``webhook-id`` = the delivery id); only the body differs, plus the
-``X-Runherald-Hops`` header that stops a run from looping back through runherald's own ingress. An
-internal kind (``runherald.subscriptions.KIND``): a run's own notification cannot name it.
+Standard Webhooks signature with ``webhook-id`` = the delivery id, and the ``X-Runherald-Hops`` header
+that stops a run looping back through runherald's own ingress); only the body differs. An internal
+kind (``runherald.subscriptions.KIND``): a run's own notification cannot name it.
 """
 
 from __future__ import annotations
@@ -20,20 +20,10 @@ from runherald.evaluation import timestamp
 from runherald.subscriptions import EVENT_TYPE, KIND
 
 CONTENT_TYPE = "application/cloudevents+json"
-HOPS_HEADER = "X-Runherald-Hops"
 
 
 def _rfc3339(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def hops(run: Mapping[str, Any]) -> int:
-    """How many times runherald has already sent this run on (``runherald.hops``; 0 when unset)."""
-    marks = run.get("runherald")
-    try:
-        return int((marks.get("hops") if isinstance(marks, Mapping) else 0) or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def cloud_event(
@@ -70,9 +60,6 @@ class CloudEventNotifier(WebhookNotifier):
             created_at=delivery.created_at,
         )
         return dump_json(event), CONTENT_TYPE
-
-    def extra_headers(self, delivery: Delivery) -> dict[str, str]:
-        return {HOPS_HEADER: str(hops(delivery.runs[0] if delivery.runs else {}) + 1)}
 
     def preview(
         self,

@@ -184,10 +184,6 @@ class WebhookNotifier:
             delivery=delivery,
         )
 
-    def extra_headers(self, delivery: Delivery) -> dict[str, str]:
-        """Headers a subclass adds to every request; none here."""
-        return {}
-
     async def send(self, delivery: Delivery, params: Mapping[str, Any]) -> DeliveryOutcome:
         """Make the request once; 408, 429, 5xx, timeouts and connection errors are retryable."""
         scrubber = SecretScrubber(secret_values_of(params, delivery.notification))
@@ -208,7 +204,6 @@ class WebhookNotifier:
         }
         headers["Content-Type"] = content_type
         headers["Idempotency-Key"] = delivery.id
-        headers.update(self.extra_headers(delivery))
         headers[HOPS_HEADER] = str(next_hops(delivery.runs))  # a loop back into runherald ends (adapters)
         if params.get("signing_secret"):
             try:
