@@ -16,15 +16,21 @@ from typing import Any
 import yaml
 
 from runherald.admission import Problem, did_you_mean, notification_problems, text_problems
-from runherald.documents import NAME, NAME_RULE, InvalidConfig, name_problem, record_key, unknown_keys
+from runherald.documents import (
+    NAME,
+    NAME_RULE,
+    InvalidConfig,
+    matcher_list,
+    name_problem,
+    record_key,
+    unknown_keys,
+)
 from runherald.grouping import DEFAULT_GROUP_INTERVAL, GROUP_KEYS, grouping_dict, parse_grouping
 from runherald.inhibition import INHIBIT_KEYS, inhibits_dict, parse_inhibits
 from runherald.integrations import Integration, parse_integrations
 from runherald.matchers import (
     RUN_FIELDS,
     Matcher,
-    MatcherError,
-    parse_matcher,
 )
 from runherald.ratelimit import PARAM as RATE_LIMIT
 from runherald.ratelimit import RateLimit, parse_rate_limit, rate_limit_problems, with_limit
@@ -234,13 +240,7 @@ def parse_matchers(
     if not isinstance(value, list) or not value:
         problems.append(Problem(path, "needs a list of at least one matcher, such as 'project=\"alpha\"'"))
         return ()
-    parsed = []
-    for i, text in enumerate(value):
-        try:
-            parsed.append(parse_matcher(text, allowed))
-        except MatcherError as exc:
-            problems.append(Problem(f"{path}[{i}]", str(exc)))
-    return tuple(parsed)
+    return matcher_list(value, path, allowed, problems)
 
 
 def parse_rule(

@@ -14,6 +14,7 @@ from typing import Any
 
 from runherald.admission import Problem, did_you_mean
 from runherald.errors import RunheraldError
+from runherald.matchers import Matcher, MatcherError, parse_matcher
 from runherald.sealing import seal_value
 from runherald.secret_values import is_reference
 from runherald.secrets import REDACTED
@@ -88,11 +89,25 @@ def literal_secret(path: str) -> Problem:
     )
 
 
+def matcher_list(
+    values: list[Any], path: str, allowed: Collection[str], problems: list[Problem]
+) -> tuple[Matcher, ...]:
+    """Each text of a list parsed as a matcher over `allowed`; a problem at `path[i]` for each that is not."""
+    parsed = []
+    for i, text in enumerate(values):
+        try:
+            parsed.append(parse_matcher(text, allowed))
+        except MatcherError as exc:
+            problems.append(Problem(f"{path}[{i}]", str(exc)))
+    return tuple(parsed)
+
+
 __all__ = [
     "NAME",
     "NAME_RULE",
     "InvalidConfig",
     "literal_secret",
+    "matcher_list",
     "name_problem",
     "record_key",
     "shown_secret",

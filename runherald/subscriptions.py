@@ -23,12 +23,13 @@ from runherald.documents import (
     NAME,
     InvalidConfig,
     literal_secret,
+    matcher_list,
     name_problem,
     shown_secret,
     stored_secret,
     unknown_keys,
 )
-from runherald.matchers import RUN_FIELDS, Matcher, MatcherError, matches_all, parse_matcher
+from runherald.matchers import RUN_FIELDS, Matcher, matches_all
 from runherald.rules import Decision
 from runherald.sealing import open_sealed
 from runherald.secret_values import SecretResolutionError, is_reference, is_sealed
@@ -141,13 +142,7 @@ def _matchers(value: Any, path: str, problems: list[Problem]) -> tuple[Matcher, 
     if not isinstance(value, list):
         problems.append(Problem(path, "must be a list of matchers, such as 'project=\"alpha\"'"))
         return ()
-    parsed = []
-    for i, text in enumerate(value):
-        try:
-            parsed.append(parse_matcher(text, RUN_FIELDS))
-        except MatcherError as exc:
-            problems.append(Problem(f"{path}[{i}]", str(exc)))
-    return tuple(parsed)
+    return matcher_list(value, path, RUN_FIELDS, problems)
 
 
 def _secret_problems(secret: Any, path: str) -> list[Problem]:
