@@ -232,20 +232,12 @@ class Settings(BaseSettings):
     @field_validator("secrets_env_allow")
     @classmethod
     def _secrets_env_allow(cls, value: str) -> str:
-        names = [name.strip() for name in value.split(",") if name.strip()]
-        bad = [name for name in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
-        if bad:
-            raise ValueError(f"not environment variable names: {', '.join(bad)}")
-        return ",".join(names)
+        return _name_list(value, r"[A-Za-z_][A-Za-z0-9_]*", "environment variable names")
 
     @field_validator("run_topics")
     @classmethod
     def _run_topics(cls, value: str) -> str:
-        names = [name.strip() for name in value.split(",") if name.strip()]
-        bad = [name for name in names if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", name)]
-        if bad:
-            raise ValueError(f"not Kafka topic names: {', '.join(bad)}")
-        return ",".join(names)
+        return _name_list(value, r"[A-Za-z0-9._-]{1,249}", "Kafka topic names")
 
     @field_validator("run_topic_pattern")
     @classmethod
@@ -382,6 +374,16 @@ class Settings(BaseSettings):
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """`load` with the given environment, and overrides (not None) as if they were flags."""
         return cls.load(flags=overrides, env=env)
+
+
+def _name_list(value: str, pattern: str, what: str) -> str:
+    """A comma-separated list of names, spaces and empty items dropped; ValueError naming those that do
+    not match `pattern`."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    bad = [name for name in names if not re.fullmatch(pattern, name)]
+    if bad:
+        raise ValueError(f"not {what}: {', '.join(bad)}")
+    return ",".join(names)
 
 
 def env_name(field: str) -> str:
