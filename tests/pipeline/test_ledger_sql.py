@@ -9,6 +9,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+from sqlalchemy import select
+
+from runherald import ledger_sql
 from runherald.publish import Publisher
 from runherald.testing._server import Reply
 from runherald.testing.webhook import WebhookReceiver
@@ -34,6 +38,17 @@ async def deliveries(worker: WorkerProcess, query: str) -> dict[str, Any]:
     code, body = await api_get(worker, f"/api/v1/deliveries?{query}")
     assert code == 200, body
     return body
+
+
+async def caught_up(worker: WorkerProcess) -> None:
+    """Wait until the worker is ready and its SQL ledger holds everything its ledger view has read."""
+    worker.wait_ready()
+
+    def projected() -> bool:
+        code, health = worker.get("/healthz")
+        return code == 200 and health.get("ledger_sql") == "caught_up"
+
+    await wait_for(projected, timeout=30)
 
 
 async def publish_three(worker: WorkerProcess, receiver: WebhookReceiver) -> tuple[str, str, list[str]]:
@@ -103,14 +118,54 @@ async def test_deliveries_are_queried_across_runs_and_survive_a_restart(
     # Restarted on the same data directory: it reads the whole status topic again and writes it again.
     again = worker.restarted()
     try:
-        again.wait_ready()
-
-        def projected() -> bool:
-            code, health = again.get("/healthz")
-            return code == 200 and health.get("ledger_sql") == "caught_up"
-
-        await wait_for(projected, timeout=30)
+        await caught_up(again)
         assert sqlite_rows(data_dir, project) == before
         assert (await deliveries(again, f"project={project}"))["items"] == page["items"]
+    finally:
+        again.stop()
+
+
+def postgres_rows(project: str) -> tuple[list[Any], list[Any]]:
+    engine = ledger_sql.open_engine(POSTGRES_URL)
+    try:
+        with engine.connect() as connection:
+            found = ledger_sql.deliveries
+            rows = connection.execute(
+                select(found).where(found.c.project == project).order_by(found.c.id)
+            ).all()
+            tries = connection.execute(
+                select(ledger_sql.attempts)
+                .where(ledger_sql.attempts.c.delivery_id.in_([row.id for row in rows]))
+                .order_by(ledger_sql.attempts.c.delivery_id, ledger_sql.attempts.c.seq)
+            ).all()
+    finally:
+        engine.dispose()
+    return [tuple(row) for row in rows], [tuple(row) for row in tries]
+
+
+@pytest.mark.skipif(
+    not POSTGRES_URL, reason="RUNHERALD_TEST_POSTGRES_URL is not set (.ci/run starts Debian's PostgreSQL)"
+)
+async def test_two_workers_share_one_postgresql_ledger(start_worker: Any, receiver: WebhookReceiver) -> None:
+    prefix, group = unique("t") + ".", unique("g")
+    first: WorkerProcess = start_worker(prefix, group, RUNHERALD_LEDGER_DB=POSTGRES_URL)
+    second: WorkerProcess = start_worker(prefix, group, RUNHERALD_LEDGER_DB=POSTGRES_URL)
+    project, other, uids = await publish_three(first, receiver)
+    await sent_everywhere(first, project, other)
+
+    # Both wrote every record into the one database: one row per delivery, one per attempt, either answers.
+    rows, tries = postgres_rows(project)
+    assert len(rows) == 2 and len(tries) == 3
+    page = await deliveries(first, f"project={project}")
+    assert (await deliveries(second, f"project={project}")) == page
+    flaky = next(item for item in page["items"] if item["uid"] == uids[1])
+    assert [a["response_code"] for a in flaky["attempts"]] == [500, 200]
+
+    # A worker started again replays the whole status topic into it: nothing changes.
+    first.stop()
+    again = first.restarted()
+    try:
+        await caught_up(again)
+        assert postgres_rows(project) == (rows, tries)
     finally:
         again.stop()
