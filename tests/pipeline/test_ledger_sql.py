@@ -4,12 +4,14 @@ status topic changes none of them."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from runherald import ledger_sql
@@ -17,7 +19,7 @@ from runherald.publish import Publisher
 from runherald.testing._server import Reply
 from runherald.testing.webhook import WebhookReceiver
 
-from .harness import WorkerProcess, api_get, run_dict, unique, wait_for, webhook
+from .harness import WorkerProcess, api_get, cli, run_dict, unique, wait_for, webhook
 
 POSTGRES_URL = os.environ.get("RUNHERALD_TEST_POSTGRES_URL", "")
 
@@ -107,6 +109,20 @@ async def test_deliveries_are_queried_across_runs_and_survive_a_restart(
     assert {first["items"][0]["uid"], second["items"][0]["uid"]} == {uids[0], uids[1]}
     code, body = await api_get(worker, "/api/v1/deliveries?since=yesterday&status=lost")
     assert code == 400 and {p["path"] for p in body["problems"]} == {"since", "status"}
+
+    # `runherald deliveries`: the same, as a table, JSON or YAML, a page at a time or --all.
+    shown = await cli(worker, "deliveries", "--project", project, "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == page
+    paged = await cli(worker, "deliveries", "--project", project, "--limit", "1", "--all", "-o", "yaml")
+    assert paged.returncode == 0 and yaml.safe_load(paged.stdout) == page
+    one = await cli(worker, "deliveries", "--project", project, "--limit", "1")
+    assert one.returncode == 0 and one.stdout.splitlines()[0].split()[:3] == ["QUEUED", "RUN", "NOTIFICATION"]
+    assert len(one.stdout.splitlines()) == 2 and f"--cursor {first['next']}" in one.stderr
+    rest = await cli(worker, "deliveries", "--project", project, "--limit", "1", "--cursor", first["next"])
+    assert rest.returncode == 0 and second["items"][0]["uid"] in rest.stdout and "--cursor" not in rest.stderr
+    failed = await cli(worker, "deliveries", "--status", "error", "--since", "yesterday")
+    assert failed.returncode == 2 and "since" in failed.stderr
 
     # The rows, on disk in the worker's data directory.
     data_dir = worker.environment["RUNHERALD_DATA_DIR"]
