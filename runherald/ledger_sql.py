@@ -31,12 +31,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
     create_engine,
     delete,
     event,
-    or_,
+    literal,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -67,8 +67,10 @@ deliveries = Table(
     Column("response_code", Integer),
     Column("latency_ms", Double),
     Column("version", Double, nullable=False),  # the entry's `updated`: a later one wins
-    Index("ix_deliveries_project_status_queued", "project", "status", "queued_at"),
-    Index("ix_deliveries_queued", "queued_at"),
+    # Each ends in (queued_at, id), the queries' order: a page is read off the index, never sorted.
+    Index("ix_deliveries_project_status_queued", "project", "status", "queued_at", "id"),
+    Index("ix_deliveries_project_queued", "project", "queued_at", "id"),
+    Index("ix_deliveries_queued", "queued_at", "id"),
     Index("ix_deliveries_notification", "notification"),
     Index("ix_deliveries_kind", "kind"),
     Index("ix_deliveries_uid", "uid"),
@@ -117,8 +119,10 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 def open_engine(url: str) -> Engine:
     """An engine on `url` with the tables made if missing."""
-    engine = create_engine(url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    sqlite_file = url.startswith("sqlite")
+    # A server's connections can go stale (a restart, an idle timeout): checked before use. A file's cannot.
+    engine = create_engine(url, pool_pre_ping=not sqlite_file)
+    if sqlite_file:
         event.listen(engine, "connect", _sqlite_pragmas)
     metadata.create_all(engine)
     return engine
@@ -278,8 +282,9 @@ def query(engine: Engine, asked: Query) -> dict[str, Any]:
         conditions.append(deliveries.c.queued_at < asked.until)
     if asked.cursor is not None:
         at, last = decode_cursor(asked.cursor)
+        # A row value: both databases read it as a range of the index, however deep the page.
         conditions.append(
-            or_(deliveries.c.queued_at < at, and_(deliveries.c.queued_at == at, deliveries.c.id < last))
+            tuple_(deliveries.c.queued_at, deliveries.c.id) < tuple_(literal(at), literal(last))
         )
     statement = (
         select(deliveries)
@@ -294,7 +299,9 @@ def query(engine: Engine, asked: Query) -> dict[str, Any]:
         kept: dict[str, list[dict[str, Any]]] = {row["id"]: [] for row in found}
         if kept:
             for attempt in connection.execute(
-                select(attempts).where(attempts.c.delivery_id.in_(list(kept))).order_by(attempts.c.seq)
+                select(attempts)
+                .where(attempts.c.delivery_id.in_(list(kept)))
+                .order_by(attempts.c.delivery_id, attempts.c.seq)
             ):
                 kept[attempt.delivery_id].append(
                     {
