@@ -30,6 +30,12 @@ RETENTION_EVERY = 300.0  # seconds between retention passes
 RETRY_AFTER = 2.0  # seconds before a failed write is tried again
 
 
+def why(exc: SQLAlchemyError) -> str:
+    """The database's own first line: not SQLAlchemy's, which quotes the statement (a batch's worth)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0][:500]
+
+
 class LedgerProjection:
     """Keeps the SQL ledger up to date with the records the ledger view reads; answers its queries."""
 
@@ -101,7 +107,9 @@ class LedgerProjection:
                 try:
                     await asyncio.to_thread(self._write, list(batch.values()))
                 except SQLAlchemyError as exc:
-                    log.warning("cannot write the ledger to SQL (retrying in %.0fs): %s", RETRY_AFTER, exc)
+                    log.warning(
+                        "cannot write the ledger to SQL (retrying in %.0fs): %s", RETRY_AFTER, why(exc)
+                    )
                     self._pending = {**batch, **self._pending}  # newer values read since win
                     await asyncio.sleep(RETRY_AFTER)
             self._idle.set()
@@ -120,7 +128,7 @@ class LedgerProjection:
         try:
             deleted = await asyncio.to_thread(ledger_sql.delete_older_than, self.engine, now - self.retention)
         except SQLAlchemyError as exc:
-            log.warning("ledger retention failed: %s", exc)
+            log.warning("ledger retention failed: %s", why(exc))
             return
         if deleted:
             log.info("ledger retention: deleted %d deliveries queued before %s", deleted, self.retention)

@@ -121,7 +121,7 @@ def open_engine(url: str) -> Engine:
     """An engine on `url` with the tables made if missing."""
     sqlite_file = url.startswith("sqlite")
     # A server's connections can go stale (a restart, an idle timeout): checked before use. A file's cannot.
-    engine = create_engine(url, pool_pre_ping=not sqlite_file)
+    engine = create_engine(url, pool_pre_ping=not sqlite_file, hide_parameters=True)
     if sqlite_file:
         event.listen(engine, "connect", _sqlite_pragmas)
     metadata.create_all(engine)

@@ -4,6 +4,7 @@ RUNHERALD_TEST_POSTGRES_URL names a database (.ci/run starts one)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -11,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 
 from runherald import ledger, ledger_sql
 from runherald.api_deliveries import parse_query
+from runherald.config import Settings
+from runherald.ledger_projection import LedgerProjection
 
 NOW = 1_000_000_000.0  # 2001: retention passes of these tests delete no real rows of a shared database
 POSTGRES_URL = os.environ.get("RUNHERALD_TEST_POSTGRES_URL", "")
@@ -200,3 +204,31 @@ def test_query_parameters_are_checked() -> None:
     assert sorted(p["path"] for p in problems) == ["cursor", "limit", "since", "status", "uid"]
     _, problems = parse_query({"status": "", "limit": "", "project": ""}, NOW)
     assert sorted(p["path"] for p in problems) == ["limit", "status"]
+
+
+def test_retention_is_a_positive_duration() -> None:
+    assert Settings(ledger_retention="12h").ledger_retention == "12h"
+    for bad in ("0", "soon"):
+        with pytest.raises(ValidationError, match=r"ledger_retention|duration"):
+            Settings(ledger_retention=bad)
+
+
+async def test_the_projection_writes_what_the_view_hands_it_off_the_loop(tmp_path: Path) -> None:
+    url = ledger_sql.database_url(str(tmp_path), "")
+    assert url is not None
+    projection = LedgerProjection(url, "36500d")
+    await projection.start()
+    try:
+        did = unique("d")
+        pending = ledger.dump(record("p", "u1", entry(did, status="pending", version=NOW + 1)))
+        sent = ledger.dump(record("p", "u1", entry(did, tries=2, version=NOW + 5)))
+        projection.add({b"p/u1": pending})
+        projection.add({b"p/u1": sent})  # the same run again before the write: its latest value is written
+        await asyncio.wait_for(projection.flushed(), 10)
+        assert projection.idle
+        page = await projection.query(ledger_sql.Query(project="p"))
+        assert [(item["id"], item["status"], item["attempt_count"]) for item in page["items"]] == [
+            (did, "sent", 2)
+        ]
+    finally:
+        await projection.stop()
