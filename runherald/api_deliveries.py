@@ -73,7 +73,12 @@ def add_delivery_routes(app: web.Application, projection: LedgerProjection | Non
             return json_response({"error": "invalid query", "problems": problems}, 400)
         if projection is None:
             return json_response({"error": "the ledger in SQL is off on this worker (ledger_db=off)"}, 503)
-        return json_response(await projection.query(asked))
+        page = await projection.query(asked)
+        if page is None:
+            return json_response(
+                {"error": "the ledger in SQL is not ready: its database has not answered"}, 503
+            )
+        return json_response(page)
 
     app.router.add_get("/api/v1/deliveries", list_deliveries)
 

@@ -1,10 +1,11 @@
 """The projection of the status topic into SQL (runherald.ledger_sql), fed by the worker's ledger view.
 
 The view reads every partition of the status topic, so with SQLite every worker keeps a whole copy of its
-own. With a shared database (PostgreSQL, `ledger_db`) every worker writes every record it reads too:
-wasteful, but correct, because a write never replaces a newer version of a delivery and writing the same
-version again changes nothing. Records are parsed and written off the event loop, in batches (the latest
-value per run), and deliveries older than `ledger_retention` are deleted every few minutes.
+own. With a shared database (PostgreSQL, `ledger_db`) every worker sends every record it reads too: more
+work than needed, but correct, because a write never replaces the same or a newer version of a delivery.
+Records are parsed and written off the event loop, in batches (the latest value per run), and deliveries
+older than `ledger_retention` are deleted every few minutes. A database that does not answer is retried;
+it never stops the worker.
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from runherald import ledger, ledger_sql
-from runherald.config import Settings
+from runherald.config import Settings, env_name
+from runherald.errors import ConfigError
 from runherald.matchers import parse_duration
 
 log = logging.getLogger("runherald.ledger_projection")
 
 RECORDS_PER_WRITE = 2000  # ledger records per transaction
+# How long records read are gathered before a write: a delivery's record changes a few times within
+# milliseconds (decided, sent); gathered, only its latest value is written, and fewer, larger transactions.
+GATHER = 0.5
 RETENTION_EVERY = 300.0  # seconds between retention passes
-RETRY_AFTER = 2.0  # seconds before a failed write is tried again
+RETRY_AFTER = 2.0  # seconds before a database that failed is tried again
 
 
 def why(exc: SQLAlchemyError) -> str:
@@ -40,9 +45,10 @@ class LedgerProjection:
     """Keeps the SQL ledger up to date with the records the ledger view reads; answers its queries."""
 
     def __init__(self, url: str, retention: str) -> None:
-        self.url = url
         self.retention = parse_duration(retention)
-        self.engine: Engine | None = None
+        self._engine = ledger_sql.engine_for(url)  # not connected: ArgumentError, ImportError for a bad URL
+        self.engine: Engine | None = None  # once its tables are there
+        self.where = self._engine.url.render_as_string(hide_password=True)
         self._pending: dict[bytes, bytes] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -52,25 +58,37 @@ class LedgerProjection:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> LedgerProjection | None:
-        """The projection the settings ask for, None when the SQL ledger is off."""
-        url = ledger_sql.database_url(settings.data_dir, settings.ledger_db)
-        return None if url is None else cls(url, settings.ledger_retention)
+        """The projection the settings ask for, None when the SQL ledger is off; ConfigError for a data
+        directory it cannot make or a URL it cannot use."""
+        try:
+            url = ledger_sql.database_url(settings.data_dir, settings.ledger_db)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+            raise ConfigError(f"{env_name('data_dir')}: cannot make the data directory: {problem}") from None
+        if url is None:
+            return None
+        try:
+            return cls(url, settings.ledger_retention)
+        except (ArgumentError, ImportError) as exc:
+            raise ConfigError(
+                f"{env_name('ledger_db')}: not a database URL runherald can use: {exc}"
+            ) from None
 
     async def start(self) -> None:
-        self.engine = await asyncio.to_thread(ledger_sql.open_engine, self.url)
-        log.info("ledger in SQL: %s", self.engine.url.render_as_string(hide_password=True))
+        """Start projecting: the tables are made (or found) first, retried while the database does not
+        answer (queries answer None until then)."""
         self._task = asyncio.create_task(self._run())
 
     async def stop(self, flush_within: float = 5.0) -> None:
         """Write what is pending (for at most `flush_within` seconds), then stop."""
         if self._task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.flushed(), flush_within)
+            if self.engine is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.flushed(), flush_within)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self.engine is not None:
-            self.engine.dispose()
+        self._engine.dispose()
 
     def add(self, records: Mapping[bytes, bytes]) -> None:
         """Records read from the status topic (key -> latest value), to be written."""
@@ -88,18 +106,29 @@ class LedgerProjection:
         """Returns once everything added so far is written."""
         await self._idle.wait()
 
-    async def query(self, asked: ledger_sql.Query) -> dict[str, Any]:
-        assert self.engine is not None
+    async def query(self, asked: ledger_sql.Query) -> dict[str, Any] | None:
+        """The page `asked` for; None while the database has not answered yet."""
+        if self.engine is None:
+            return None
         return await asyncio.to_thread(ledger_sql.query, self.engine, asked)
 
-    async def _run(self) -> None:
+    async def _open(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), RETENTION_EVERY)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+                await asyncio.to_thread(ledger_sql.metadata.create_all, self._engine)
+            except SQLAlchemyError as exc:
+                log.warning("ledger in SQL: %s: %s (again in %.0fs)", self.where, why(exc), RETRY_AFTER)
+                await asyncio.sleep(RETRY_AFTER)
+                continue
+            self.engine = self._engine
+            log.info("ledger in SQL: %s", self.where)
+            return
+
+    async def _run(self) -> None:
+        await self._open()
+        while True:
             await self._retain()
+            await asyncio.sleep(GATHER)
             while self._pending:
                 batch = dict(list(self._pending.items())[:RECORDS_PER_WRITE])
                 for key in batch:
@@ -107,16 +136,26 @@ class LedgerProjection:
                 try:
                     await asyncio.to_thread(self._write, list(batch.values()))
                 except SQLAlchemyError as exc:
-                    log.warning(
-                        "cannot write the ledger to SQL (retrying in %.0fs): %s", RETRY_AFTER, why(exc)
-                    )
-                    self._pending = {**batch, **self._pending}  # newer values read since win
+                    log.warning("ledger in SQL: cannot write: %s (again in %.0fs)", why(exc), RETRY_AFTER)
+                    self._pending = {**batch, **self._pending}  # newer values read meanwhile win
                     await asyncio.sleep(RETRY_AFTER)
+                except Exception as exc:  # records it cannot read stay out; the others go on
+                    log.warning(
+                        "ledger in SQL: %d records not written: %s: %s", len(batch), type(exc).__name__, exc
+                    )
             self._idle.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RETENTION_EVERY)
+            self._wake.clear()
 
     def _write(self, values: list[bytes]) -> None:
         assert self.engine is not None
-        records = [ledger.load(value) for value in values]
+        records = []
+        for value in values:
+            try:
+                records.append(ledger.load(value))
+            except ValueError as exc:  # not JSON: not a record of ours
+                log.warning("ledger in SQL: a status record that is not JSON is left out: %s", exc)
         ledger_sql.write(self.engine, ledger_sql.rows_of(records, time.time() - self.retention))
 
     async def _retain(self) -> None:
@@ -128,10 +167,10 @@ class LedgerProjection:
         try:
             deleted = await asyncio.to_thread(ledger_sql.delete_older_than, self.engine, now - self.retention)
         except SQLAlchemyError as exc:
-            log.warning("ledger retention failed: %s", why(exc))
+            log.warning("ledger in SQL: retention failed: %s", why(exc))
             return
         if deleted:
-            log.info("ledger retention: deleted %d deliveries queued before %s", deleted, self.retention)
+            log.info("ledger in SQL: retention deleted %d deliveries", deleted)
 
 
 __all__ = ["LedgerProjection"]

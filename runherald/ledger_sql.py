@@ -1,8 +1,9 @@
 """The ledger in SQL: one row per delivery and one per kept attempt, projected from the status topic.
 
 A projection, never the truth: every row is rebuilt from the ledger records (runherald.ledger), so writing
-a record again changes nothing. A delivery is upserted by its id unless the row already holds a later
-version of it (the entry's ``updated``), and its attempts are replaced by the record's (the latest 20).
+a record again changes nothing. A delivery is upserted by its id unless the row already holds that version
+of it or a later one (the entry's ``updated``), and its attempts are replaced by the record's (the latest
+20).
 That makes it safe for several workers to project the same records into one shared database
 (PostgreSQL): whichever writes last, the newest version wins. SQLite by default, in the data directory.
 
@@ -15,7 +16,6 @@ import base64
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,12 +119,18 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 def open_engine(url: str) -> Engine:
     """An engine on `url` with the tables made if missing."""
+    engine = engine_for(url)
+    metadata.create_all(engine)
+    return engine
+
+
+def engine_for(url: str) -> Engine:
+    """An engine on `url`, not connected yet; ArgumentError or ImportError for a URL it cannot serve."""
     sqlite_file = url.startswith("sqlite")
     # A server's connections can go stale (a restart, an idle timeout): checked before use. A file's cannot.
     engine = create_engine(url, pool_pre_ping=not sqlite_file, hide_parameters=True)
     if sqlite_file:
         event.listen(engine, "connect", _sqlite_pragmas)
-    metadata.create_all(engine)
     return engine
 
 
@@ -136,67 +142,71 @@ class Rows:
     attempts: dict[str, list[dict[str, Any]]]
 
 
-def _epoch(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def rows_of(records: Iterable[ledger.Record], oldest: float = 0.0) -> Rows:
     """The rows of these records' deliveries queued at or after `oldest` (epoch seconds); for a delivery
-    that appears more than once, its latest version."""
+    that appears more than once, its latest version. The fields are ledger.delivery_items' (the item of
+    the ledger queries), read straight from the entries: this runs for every record the view reads."""
     found: dict[str, dict[str, Any]] = {}
     logs: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        entries = record.get("deliveries") or {}
-        for item in ledger.delivery_items(record):
-            entry = entries.get(item["id"]) or {}
-            queued = entry.get("created") or entry.get("updated") or 0.0
-            if queued < oldest:
+        project, uid = record.get("project") or "", record.get("uid") or ""
+        run_name = (record.get("run") or {}).get("name")
+        for did, entry in (record.get("deliveries") or {}).items():
+            did = entry.get("id", did)
+            queued = _number(entry.get("created")) or _number(entry.get("updated")) or 0.0
+            version = _number(entry.get("updated")) or queued
+            if queued < oldest or (did in found and found[did]["version"] > version):
                 continue
-            version = float(entry.get("updated") or queued)
-            if item["id"] in found and found[item["id"]]["version"] > version:
-                continue
-            found[item["id"]] = {
-                "id": item["id"],
-                "project": item["project"] or "",
-                "uid": item["uid"] or "",
-                "run_name": item["run_name"],
-                "notification": item["notification"],
-                "kind": item["kind"],
-                "state": item["state"],
-                "status": item["status"],
-                "attempts": int(item["attempt_count"] or 0),
-                "queued_at": float(queued),
-                "sent_time": item["sent_time"],
-                "reason": item["reason"],
-                "response_code": item["response_code"],
-                "latency_ms": item["latency_ms"],
+            log = entry.get("log")
+            kept = (
+                [item for item in log if isinstance(item, list) and len(item) >= 5]
+                if isinstance(log, list)
+                else []
+            )
+            last = kept[-1] if kept else None
+            found[did] = {
+                "id": did,
+                "project": project,
+                "uid": uid,
+                "run_name": run_name,
+                "notification": entry.get("name"),
+                "kind": entry.get("kind"),
+                "state": entry.get("state"),
+                "status": entry.get("status", ledger.PENDING),
+                "attempts": int(entry.get("attempts") or 0),
+                "queued_at": queued,
+                "sent_time": entry.get("sent_time"),
+                "reason": entry.get("reason"),
+                "response_code": last[2] if last and isinstance(last[2], int) else None,
+                "latency_ms": _number(last[3]) if last else None,
                 "version": version,
             }
-            logs[item["id"]] = [
+            logs[did] = [
                 {
-                    "delivery_id": item["id"],
+                    "delivery_id": did,
                     "seq": seq,
-                    "at": _epoch(attempt["at"]),
-                    "outcome": attempt["outcome"],
-                    "response_code": attempt["response_code"],
-                    "latency_ms": attempt["latency_ms"],
-                    "reason": attempt["reason"],
+                    "at": _number(at),
+                    "outcome": outcome,
+                    "response_code": code if isinstance(code, int) else None,
+                    "latency_ms": _number(ms),
+                    "reason": reason,
                 }
-                for seq, attempt in enumerate(item["attempts"])
+                for seq, (at, outcome, code, ms, reason) in enumerate(item[:5] for item in kept)
             ]
-    return Rows(list(found.values()), logs)
+    # In id order: two workers writing overlapping batches into one database lock rows in one order.
+    return Rows(sorted(found.values(), key=lambda row: row["id"]), logs)
 
 
 UPSERT_CHUNK = 500  # rows per statement: under SQLite's 32766 bound parameters at 15 columns
 
 
 def write(engine: Engine, rows: Rows) -> int:
-    """Upsert the rows in one transaction; returns how many deliveries changed (newer or equal versions)."""
+    """Upsert the rows in one transaction; returns how many deliveries changed: new ones, and newer
+    versions of stored ones (a version already stored is not written again: a replay writes nothing)."""
     if not rows.deliveries:
         return 0
     changed: list[str] = []
@@ -212,16 +222,28 @@ def write(engine: Engine, rows: Rows) -> int:
     return len(changed)
 
 
-def _upsert(connection: Connection, chunk: Sequence[Mapping[str, Any]]) -> list[str]:
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(deliveries).values(list(chunk))
-    columns = {name: statement.excluded[name] for name in chunk[0] if name != "id"}
-    upsert = statement.on_conflict_do_update(
+def _upsert_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE the stored version is older, RETURNING the ids
+    written: built once per dialect, run with many rows at a time (SQLAlchemy's insertmanyvalues)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(deliveries)
+    return statement.on_conflict_do_update(
         index_elements=[deliveries.c.id],
-        set_=columns,
-        where=deliveries.c.version <= statement.excluded.version,
+        set_={
+            column.name: statement.excluded[column.name]
+            for column in deliveries.columns
+            if column.name != "id"
+        },
+        where=deliveries.c.version < statement.excluded.version,
     ).returning(deliveries.c.id)
-    return [row[0] for row in connection.execute(upsert)]
+
+
+_UPSERTS = {name: _upsert_statement(name) for name in ("sqlite", "postgresql")}  # the two it supports
+
+
+def _upsert(connection: Connection, chunk: Sequence[Mapping[str, Any]]) -> list[str]:
+    statement = _UPSERTS[connection.dialect.name]
+    return [row[0] for row in connection.execute(statement, list(chunk))]
 
 
 def delete_older_than(engine: Engine, oldest: float) -> int:
@@ -349,6 +371,8 @@ __all__ = [
     "delete_older_than",
     "deliveries",
     "encode_cursor",
+    "engine_for",
+    "metadata",
     "open_engine",
     "query",
     "rows_of",

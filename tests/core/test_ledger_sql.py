@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select
 from runherald import ledger, ledger_sql
 from runherald.api_deliveries import parse_query
 from runherald.config import Settings
+from runherald.errors import ConfigError
 from runherald.ledger_projection import LedgerProjection
 
 NOW = 1_000_000_000.0  # 2001: retention passes of these tests delete no real rows of a shared database
@@ -107,8 +108,8 @@ def test_writing_the_same_records_again_changes_nothing(engine: Engine) -> None:
     assert ledger_sql.write(engine, ledger_sql.rows_of(records)) == 3
     first = snapshot(engine, project)
     assert len(first[0]) == 3 and len(first[1]) == 3 + 2 + 1
-    ledger_sql.write(engine, ledger_sql.rows_of(records))
-    ledger_sql.write(engine, ledger_sql.rows_of(reversed(records)))
+    assert ledger_sql.write(engine, ledger_sql.rows_of(records)) == 0  # not even written again
+    assert ledger_sql.write(engine, ledger_sql.rows_of(reversed(records))) == 0
     assert snapshot(engine, project) == first
 
 
@@ -232,3 +233,42 @@ async def test_the_projection_writes_what_the_view_hands_it_off_the_loop(tmp_pat
         ]
     finally:
         await projection.stop()
+
+
+def test_a_data_dir_or_database_it_cannot_use_is_a_setting_problem(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(ConfigError, match="RUNHERALD_DATA_DIR: cannot make the data directory"):
+        LedgerProjection.for_settings(Settings(data_dir=str(tmp_path / "file" / "data")))
+    with pytest.raises(ConfigError, match="RUNHERALD_LEDGER_DB: not a database URL"):
+        LedgerProjection.for_settings(Settings(ledger_db="nosuchdb://somewhere/ledger"))
+    assert LedgerProjection.for_settings(Settings(ledger_db="off")) is None
+
+
+async def test_a_database_that_does_not_answer_leaves_queries_unanswered_not_the_worker_stopped() -> None:
+    projection = LedgerProjection("postgresql+psycopg://nobody:secret-pw@127.0.0.1:1/none", "30d")
+    assert "secret-pw" not in projection.where
+    await projection.start()
+    try:
+        await asyncio.sleep(0.3)
+        projection.add({b"p/u": ledger.dump(record("p", "u", entry(unique("d"))))})
+        assert await projection.query(ledger_sql.Query()) is None and not projection.idle
+    finally:
+        await asyncio.wait_for(projection.stop(), 5)
+
+
+def test_a_query_answers_each_delivery_as_the_ledger_record_itself_gives_it(engine: Engine) -> None:
+    project = unique("p")
+    written = record(
+        project,
+        "u1",
+        entry(unique("d"), tries=3),
+        entry(unique("d"), status="error", tries=2, created=NOW + 10),
+        {
+            **entry(unique("d"), status="pending", created=NOW + 20),
+            "log": None,
+        },  # written before attempt logs
+    )
+    ledger_sql.write(engine, ledger_sql.rows_of([ledger.load(ledger.dump(written))]))
+    answered = ledger_sql.query(engine, ledger_sql.Query(project=project))["items"]
+    expected = sorted(ledger.delivery_items(written), key=lambda item: item["queued_at"], reverse=True)
+    assert answered == expected
