@@ -3,9 +3,10 @@
 The view reads every partition of the status topic, so with SQLite every worker keeps a whole copy of its
 own. With a shared database (PostgreSQL, `ledger_db`) every worker sends every record it reads too: more
 work than needed, but correct, because a write never replaces the same or a newer version of a delivery.
-Records are parsed and written off the event loop, in batches (the latest value per run), and deliveries
-older than `ledger_retention` are deleted every few minutes. A database that does not answer is retried;
-it never stops the worker.
+Records are parsed and written in a process of their own (a thread would hold the interpreter lock the
+worker's event loop needs: measured, it slowed the pipeline), in batches (the latest value per run), and
+deliveries older than `ledger_retention` are deleted every few minutes. A database that does not answer
+is retried; it never stops the worker. Queries run in a thread of the worker, on demand.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import os
+import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -35,10 +41,73 @@ RETENTION_EVERY = 300.0  # seconds between retention passes
 RETRY_AFTER = 2.0  # seconds before a database that failed is tried again
 
 
+T = TypeVar("T")
+
+
 def why(exc: SQLAlchemyError) -> str:
     """The database's own first line: not SQLAlchemy's, which quotes the statement (a batch's worth)."""
     text = str(getattr(exc, "orig", None) or exc).strip()
     return (text.splitlines() or [type(exc).__name__])[0][:500]
+
+
+class DatabaseFailed(Exception):
+    """The database did not answer, or refused a write (its first line): try again later."""
+
+
+# -- in the writer process ---------------------------------------------------------------------------
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def watch_parent(parent: int) -> None:
+    """The writer process's start: it ends when its worker does, even one killed outright (SIGKILL)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="runherald-ledger-parent", daemon=True).start()
+
+
+def _engine(url: str) -> Engine:
+    found = _ENGINES.get(url)
+    if found is None:
+        found = _ENGINES[url] = ledger_sql.engine_for(url)
+    return found
+
+
+def _in_child(work: Callable[[Engine], T], url: str) -> T:
+    try:
+        return work(_engine(url))
+    except SQLAlchemyError as exc:  # SQLAlchemy's errors do not all cross processes: their first line does
+        raise DatabaseFailed(why(exc)) from None
+
+
+def create_tables(url: str) -> None:
+    _in_child(ledger_sql.metadata.create_all, url)
+
+
+def write_records(url: str, oldest: float, values: list[bytes]) -> tuple[int, list[str]]:
+    """Write these status records' deliveries queued since `oldest`: (how many changed, problems)."""
+    records, problems = [], []
+    for value in values:
+        try:
+            records.append(ledger.load(value))
+        except ValueError as exc:  # not JSON: not a record of ours
+            problems.append(f"a status record that is not JSON is left out: {exc}")
+    try:
+        rows = ledger_sql.rows_of(records, oldest)
+    except Exception as exc:  # a record of a shape it cannot read: the batch is left out, the rest go on
+        return 0, [f"{len(records)} records left out: {type(exc).__name__}: {exc}"]
+    return _in_child(lambda engine: ledger_sql.write(engine, rows), url), problems
+
+
+def delete_old(url: str, oldest: float) -> int:
+    return _in_child(lambda engine: ledger_sql.delete_older_than(engine, oldest), url)
+
+
+# -- in the worker -----------------------------------------------------------------------------------
 
 
 class LedgerProjection:
@@ -55,6 +124,8 @@ class LedgerProjection:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._last_retention = 0.0
+        self._url = url
+        self._pool: ProcessPoolExecutor | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings) -> LedgerProjection | None:
@@ -88,7 +159,24 @@ class LedgerProjection:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
         self._engine.dispose()
+
+    async def _call(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(self url, *args)` in the writer process (started, or started again after it died)."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=watch_parent,
+                initargs=(os.getpid(),),
+            )
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, work, self._url, *args)
+        except BrokenProcessPool:
+            self._pool = None
+            raise DatabaseFailed("the ledger's writer process ended") from None
 
     def add(self, records: Mapping[bytes, bytes]) -> None:
         """Records read from the status topic (key -> latest value), to be written."""
@@ -115,9 +203,9 @@ class LedgerProjection:
     async def _open(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(ledger_sql.metadata.create_all, self._engine)
-            except SQLAlchemyError as exc:
-                log.warning("ledger in SQL: %s: %s (again in %.0fs)", self.where, why(exc), RETRY_AFTER)
+                await self._call(create_tables)
+            except DatabaseFailed as exc:
+                log.warning("ledger in SQL: %s: %s (again in %.0fs)", self.where, exc, RETRY_AFTER)
                 await asyncio.sleep(RETRY_AFTER)
                 continue
             self.engine = self._engine
@@ -134,40 +222,30 @@ class LedgerProjection:
                 for key in batch:
                     del self._pending[key]
                 try:
-                    await asyncio.to_thread(self._write, list(batch.values()))
-                except SQLAlchemyError as exc:
-                    log.warning("ledger in SQL: cannot write: %s (again in %.0fs)", why(exc), RETRY_AFTER)
+                    _, problems = await self._call(
+                        write_records, time.time() - self.retention, list(batch.values())
+                    )
+                except DatabaseFailed as exc:
+                    log.warning("ledger in SQL: cannot write: %s (again in %.0fs)", exc, RETRY_AFTER)
                     self._pending = {**batch, **self._pending}  # newer values read meanwhile win
                     await asyncio.sleep(RETRY_AFTER)
-                except Exception as exc:  # records it cannot read stay out; the others go on
-                    log.warning(
-                        "ledger in SQL: %d records not written: %s: %s", len(batch), type(exc).__name__, exc
-                    )
+                    continue
+                for problem in problems:
+                    log.warning("ledger in SQL: %s", problem)
             self._idle.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), RETENTION_EVERY)
             self._wake.clear()
-
-    def _write(self, values: list[bytes]) -> None:
-        assert self.engine is not None
-        records = []
-        for value in values:
-            try:
-                records.append(ledger.load(value))
-            except ValueError as exc:  # not JSON: not a record of ours
-                log.warning("ledger in SQL: a status record that is not JSON is left out: %s", exc)
-        ledger_sql.write(self.engine, ledger_sql.rows_of(records, time.time() - self.retention))
 
     async def _retain(self) -> None:
         now = time.time()
         if now - self._last_retention < RETENTION_EVERY:
             return
         self._last_retention = now
-        assert self.engine is not None
         try:
-            deleted = await asyncio.to_thread(ledger_sql.delete_older_than, self.engine, now - self.retention)
-        except SQLAlchemyError as exc:
-            log.warning("ledger in SQL: retention failed: %s", why(exc))
+            deleted = await self._call(delete_old, now - self.retention)
+        except DatabaseFailed as exc:
+            log.warning("ledger in SQL: retention failed: %s", exc)
             return
         if deleted:
             log.info("ledger in SQL: retention deleted %d deliveries", deleted)
