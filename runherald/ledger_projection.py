@@ -16,6 +16,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -60,7 +61,9 @@ _ENGINES: dict[str, Engine] = {}
 
 
 def watch_parent(parent: int) -> None:
-    """The writer process's start: it ends when its worker does, even one killed outright (SIGKILL)."""
+    """The writer process's start: it ends when its worker does, even one killed outright (SIGKILL), and
+    leaves Ctrl-C (sent to the terminal's whole process group) to the worker, which stops it in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
