@@ -46,6 +46,7 @@ PHASES = (
     "hang",
     "rss",
     "sse",
+    "ledger-query",
 )
 FETCH_MAX_WAIT_MS = EMBEDDED_FETCH_WAIT_MS  # as `runherald dev`, for the worker and both baselines
 SESSION_TIMEOUT = 6.0
@@ -683,6 +684,12 @@ class Bench:
 
         await phase_sse(self)
 
+    async def phase_ledger_query(self) -> None:
+        """(9) A query by project and status over --ledger-rows rows in SQLite: by its index, a full scan."""
+        from runherald.benchmarks.ledger_query import phase_ledger_query
+
+        await phase_ledger_query(self)
+
     def rules_ratio(self, figures: dict[str, float]) -> None:
         """evaluate events/s with 10,000 rules over with 10 (phase rules)."""
         from runherald.benchmarks import rules
@@ -796,6 +803,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sse-clients", type=int, default=100, help="SSE clients of phase sse")
     parser.add_argument("--sse-rate", type=float, default=100.0, help="offered runs/s of phase sse")
     parser.add_argument("--sse-seconds", type=float, default=10.0, help="each round of phase sse")
+    parser.add_argument(
+        "--ledger-rows", type=int, default=1_000_000, help="delivery rows in SQLite for ledger-query"
+    )
     parser.add_argument("--partitions", type=int, default=Settings().partitions, help="partitions per topic")
     parser.add_argument(
         "--worker-env",
@@ -846,7 +856,7 @@ async def run_bench(args: argparse.Namespace, log_dir: Path) -> Report:
             )
             for number, phase in enumerate(phases, 1):
                 announce(f"phase {number}/{len(phases)}: {phase}", quiet=args.quiet)
-                await getattr(bench, f"phase_{phase}")()
+                await getattr(bench, f"phase_{phase.replace('-', '_')}")()
             bench.ratios()
     finally:
         if bench is not None:

@@ -21,6 +21,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from runherald import ledger, metrics
 from runherald.api_admit import Refusal, admit_and_send
+from runherald.api_deliveries import add_delivery_routes
 from runherald.api_integrations import add_integration_routes
 from runherald.api_rule_test import add_rule_test_routes
 from runherald.api_rules import add_rule_routes
@@ -30,6 +31,7 @@ from runherald.api_subscriptions import add_subscription_routes
 from runherald.auth import TokenTable
 from runherald.delivery import run_key as delivery_key
 from runherald.ingress import Refused, request_runs
+from runherald.ledger_projection import LedgerProjection
 from runherald.openapi import OPENAPI
 from runherald.publish import Publisher
 from runherald.streams.alert_store import AlertStore
@@ -165,11 +167,13 @@ def create_api(
     tokens: TokenTable | None = None,
     alerts: AlertStore | None = None,
     feed: RunFeed | None = None,
+    deliveries: LedgerProjection | None = None,
 ) -> web.Application:
     """An aiohttp application over a publisher, the ledger (by run key) and a reader of runs by record;
     with `tokens`, every request but the public ones needs one of them (without, it is all open);
     with `alerts` (the worker's copy of the rules topic), the alert configuration routes too; with
-    `feed` (the worker's shared reader of the runs topic), the live subscription (SSE) route."""
+    `feed` (the worker's shared reader of the runs topic), the live subscription (SSE) route; the ledger
+    queries over `deliveries` (the SQL ledger; without it they answer 503)."""
 
     async def post_runs(request: web.Request) -> web.Response:
         body = await request.read()
@@ -241,6 +245,7 @@ def create_api(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.REGISTRY))
+    add_delivery_routes(app, deliveries)
     if alerts is not None:
         add_rule_routes(app, alerts)
         add_silence_routes(app, alerts)

@@ -29,6 +29,7 @@ from runherald.cli_common import (
     print_table,
     read_runs,
 )
+from runherald.cli_deliveries import COMMANDS as DELIVERY_COMMANDS
 from runherald.cli_doctor import doctor_command
 from runherald.cli_integrations import COMMANDS as INTEGRATION_COMMANDS
 from runherald.cli_keys import keys as keys_group
@@ -83,6 +84,7 @@ for _command in [
     *SUBSCRIPTION_COMMANDS,
     *INTEGRATION_COMMANDS,
     *SUBSCRIBE_COMMANDS,
+    *DELIVERY_COMMANDS,
 ]:
     cli.add_command(_command)
 for _command in RULE_TEST_COMMANDS:

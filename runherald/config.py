@@ -34,6 +34,7 @@ from runherald.kafka_checks import (
     SECURITY_PROTOCOLS,
     kafka_security_problem,
 )
+from runherald.matchers import parse_duration
 
 CONFIG_ENV = "RUNHERALD_CONFIG"
 SLACK_API_URL = "https://slack.com/api/"
@@ -156,6 +157,14 @@ class Settings(BaseSettings):
     run_topic_pattern: str = ""
     # A run that came back through runherald's own ingress more than this many times is refused (a loop).
     max_hops: int = 3
+    # Where a worker keeps what outlives it (runherald.ledger_sql: the ledger's SQLite database); empty
+    # means $XDG_DATA_HOME/runherald (~/.local/share/runherald).
+    data_dir: str = ""
+    # The ledger in SQL: empty for SQLite in data_dir, an SQLAlchemy URL (postgresql+psycopg://...) for a
+    # database all workers share, "off" for none (GET /api/v1/deliveries then answers 503).
+    ledger_db: str = ""
+    # Deliveries queued longer ago than this are deleted from the SQL ledger (checked every few minutes).
+    ledger_retention: str = "30d"
 
     # Where each value came from ("env RUNHERALD_BROKER", "file x.yaml", "flag --broker"); see source_of.
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -246,6 +255,13 @@ class Settings(BaseSettings):
             re.compile(value)
         except re.error as exc:
             raise ValueError(f"run_topic_pattern is not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("ledger_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError("ledger_retention must be a positive duration such as 30d")
         return value
 
     @field_validator("max_hops")

@@ -15,6 +15,8 @@ from runherald.openapi_ingress import PATHS as INGRESS_PATHS
 from runherald.openapi_ingress import SCHEMAS as INGRESS_SCHEMAS
 from runherald.openapi_integrations import PATHS as INTEGRATION_PATHS
 from runherald.openapi_integrations import SCHEMAS as INTEGRATION_SCHEMAS
+from runherald.openapi_ledger import PATHS as LEDGER_PATHS
+from runherald.openapi_ledger import SCHEMAS as LEDGER_SCHEMAS
 from runherald.openapi_parts import ERROR_RESPONSES, NULLABLE_TEXT, errors, json_body, operation, ref
 from runherald.openapi_subscribe import PATHS as SUBSCRIBE_PATHS
 from runherald.openapi_subscriptions import PATHS as SUBSCRIPTION_PATHS
@@ -161,6 +163,11 @@ _SCHEMAS: dict[str, Any] = {
             "assigned_partitions": {"type": "integer"},
             "in_flight": {"type": "integer"},
             "runs_known": {"type": "integer"},
+            "ledger_sql": {
+                "type": "string",
+                "enum": ["off", "catching_up", "caught_up"],
+                "description": "the ledger in SQL: caught_up once it holds all the ledger view has read",
+            },
         },
     },
 }
@@ -196,6 +203,7 @@ _PATHS: dict[str, Any] = {
     **SUBSCRIPTION_PATHS,
     **INTEGRATION_PATHS,
     **SUBSCRIBE_PATHS,
+    **LEDGER_PATHS,
     "/api/v1/openapi.json": {
         "get": operation(
             "This document",
@@ -253,6 +261,7 @@ OPENAPI: dict[str, Any] = {
             **SUBSCRIPTION_SCHEMAS,
             **INTEGRATION_SCHEMAS,
             **INGRESS_SCHEMAS,
+            **LEDGER_SCHEMAS,
         },
         "responses": {
             name: json_body(ref("Error"), description) for name, description in ERROR_RESPONSES.values()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -18,8 +19,11 @@ log = logging.getLogger("runherald.view")
 class LedgerView:
     """Follows the status topic (the ledger) from the beginning; values are kept as the bytes read."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, on_records: Callable[[Mapping[bytes, bytes]], None] | None = None
+    ) -> None:
         self.settings = settings
+        self._on_records = on_records  # handed each fetch's records (key -> latest value): the projection
         self.status_topic = settings.topic("status")
         self._records: dict[bytes, bytes] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -71,20 +75,25 @@ class LedgerView:
             self.caught_up.set()
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=5000)
+            read: dict[bytes, bytes] = {}
             for tp, messages in batches.items():
                 for message in messages:
                     if message.key is None:
                         continue
                     if message.value is None:
                         self._records.pop(message.key, None)
+                        read.pop(message.key, None)
                     else:
                         self._records[message.key] = message.value
+                        read[message.key] = message.value
                 if tp in pending and messages and messages[-1].offset + 1 >= ends[tp]:
                     pending.discard(tp)
             if pending and not self.caught_up.is_set():
                 for tp in list(pending):
                     if await self._consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)
+            if read and self._on_records is not None:
+                self._on_records(read)
             if not pending:
                 self.caught_up.set()
 

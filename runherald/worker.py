@@ -22,6 +22,7 @@ from runherald.broker import EMBEDDED_FETCH_WAIT_MS, EmbeddedBroker, free_port
 from runherald.config import Settings
 from runherald.connect import quiet_kafka_log
 from runherald.kafka_clients import Cluster, Plan, plan_for, probe_cluster
+from runherald.ledger_projection import LedgerProjection
 from runherald.notifiers import Notifiers, NotifierSettings
 from runherald.publish import Publisher
 from runherald.rules import redact_run
@@ -68,7 +69,8 @@ class ApiService(mode.Service):
         self.kafka_line = kafka_line
         self.settings = pipeline.settings
         self.announce = announce
-        self.view = LedgerView(self.settings)
+        self.projection = LedgerProjection.for_settings(self.settings)
+        self.view = LedgerView(self.settings, self.projection.add if self.projection else None)
         self.feed = RunFeed(self.settings)  # live subscriptions' shared reader: starts with the first
         self.publisher = Publisher(self.settings, create_topics=False, idempotent=idempotent)
         self._runner: web.AppRunner | None = None
@@ -114,6 +116,14 @@ class ApiService(mode.Service):
             "assigned_partitions": assigned,
             "in_flight": len(self.pipeline.dispatcher.in_flight),
             "runs_known": len(self.view),
+            # the SQL ledger (GET /api/v1/deliveries): "caught_up" once it holds all the view has read
+            "ledger_sql": (
+                "off"
+                if self.projection is None
+                else "caught_up"
+                if ready and self.projection.idle
+                else "catching_up"
+            ),
         }
 
     async def on_start(self) -> None:
@@ -125,6 +135,8 @@ class ApiService(mode.Service):
         if self.kafka_line:
             log.info("%s", self.kafka_line)
         await self.publisher.start()
+        if self.projection is not None:
+            await self.projection.start()
         await self.view.start()
         api = create_api(
             publisher=self.publisher,
@@ -135,6 +147,7 @@ class ApiService(mode.Service):
             tokens=self.tokens,
             alerts=self.pipeline.alerts,
             feed=self.feed,
+            deliveries=self.projection,
         )
         self._runner = web.AppRunner(api, access_log=None)
         await self._runner.setup()
@@ -156,6 +169,8 @@ class ApiService(mode.Service):
         if self._runner is not None:
             await self._runner.cleanup()
         await self.view.stop()
+        if self.projection is not None:
+            await self.projection.stop()
         await self.pipeline.run_fetcher.stop()
         await self.pipeline.alerts.stop()
         await self.publisher.stop()

@@ -77,6 +77,10 @@ class WorkerProcess:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("RUNHERALD_")}
         if not any(name.startswith(PRIVATE_KEYS_ENV) for name in self.env):
             environment[PRIVATE_KEYS_ENV] = TEST_SEAL_PRIVATE_KEY
+        # A data directory of its own (the SQL ledger), the same again when restarted in its place.
+        environment["RUNHERALD_DATA_DIR"] = str(
+            self.log_dir / f"data-{self.prefix.rstrip('.')}-{self.web_port}"
+        )
         environment.update(self.env)
         environment.update(
             {

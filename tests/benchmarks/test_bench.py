@@ -39,6 +39,7 @@ FIGURES = {
     "sse_p99": "ms",
     **{f"pipeline_{p}_{side}_clients": "ms" for p in ("p50", "p99") for side in ("without", "with")},
     **{f"worker_cpu_{side}_clients": "% of a core" for side in ("without", "with")},
+    **{f"ledger_query_{side}": "ms" for side in ("indexed", "full_scan", "api")},
 }
 RATIOS = (
     "evaluate_vs_bare_faust",
@@ -49,6 +50,7 @@ RATIOS = (
     "hang_p99_ratio",
     "rss_vs_target",
     "sse_pipeline_p99_ratio",
+    "ledger_index_vs_scan",
 )
 TINY = [
     "--runs",
@@ -72,6 +74,7 @@ TINY = [
     "--send-timeout",
     "1",
     *("--sse-clients", "5", "--sse-rate", "20", "--sse-seconds", "1"),
+    *("--ledger-rows", "20000"),
     "--json",
 ]
 
@@ -109,3 +112,23 @@ def test_the_bench_keeps_its_own_collector_still_while_measuring_and_restores_it
         assert gc.get_freeze_count() > 0
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
+
+
+LEDGER_ONLY = ("--ledger-rows", "20000", "--partitions", "1", "--json")
+
+
+def test_the_ledger_query_phase_times_the_index_and_a_full_scan_of_one_table() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runherald.benchmarks.pipeline", "--only", "ledger-query", *LEDGER_ONLY],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout
+    assert result.returncode == 0, f"bench failed:\n{output}\n{result.stderr}"
+    summary = json.loads(output[output.index("\n{") + 1 :])
+    assert set(summary["figures"]) == {"ledger_query_indexed", "ledger_query_full_scan", "ledger_query_api"}
+    indexed = value_of(output, "ledger_query_indexed", "ms")
+    scan = value_of(output, "ledger_query_full_scan", "ms")
+    assert value_of(output, "ledger_index_vs_scan", "x") == pytest.approx(scan / indexed, rel=0.01)
+    assert "USING INDEX ix_deliveries_project_status_queued" in output and "SCAN deliveries" in output
