@@ -7,7 +7,8 @@ Besides the count in ``attempts``, an entry keeps its latest attempts (ATTEMPT_L
 a compact ``[at, outcome, response_code, latency_ms, reason]`` (epoch seconds; outcome as
 DeliveryOutcome's kind; the code and latency null when there was none; reason shortened and already
 scrubbed of secrets by whoever made the outcome). When the delivery was decided (its queued time) is
-``created``: the entry is made by the stage that decides. ``record["run"]["name"]`` is the run's name.
+``created``: the entry is made by the stage that decides. ``record["run"]["name"]`` is the run's name, and
+``record["run"]["recorded"]`` when the evaluate stage last recorded the run (epoch seconds).
 Records written before these existed lack them and read as having no attempt log.
 """
 
