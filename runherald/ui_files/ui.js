@@ -296,8 +296,12 @@ function dryRunForm() {
     body.replaceChildren();
     if (!answer.ok) { table.hidden = true; say($("dry-run-result"), problemText(answer), false); return; }
     const rules = answer.body.rules || [];
-    const firing = rules.filter((r) => r.matched).map((r) => r.rule);
-    say($("dry-run-result"), firing.length ? "Would fire: " + firing.join(", ") : "No rule would fire.", true);
+    const sends = (r) => r.matched && (r.receivers || []).some((x) => x.send);
+    const firing = rules.filter(sends).map((r) => r.rule);
+    const quiet = rules.filter((r) => r.matched && !sends(r)).map((r) => r.rule);
+    let text = firing.length ? "Would fire: " + firing.join(", ") + "." : "No rule would fire.";
+    if (quiet.length) text += " Matched without sending: " + quiet.join(", ") + ".";
+    say($("dry-run-result"), text, true);
     for (const rule of rules) {
       const receivers = rule.receivers && rule.receivers.length ? rule.receivers : [{}];
       for (const r of receivers) {

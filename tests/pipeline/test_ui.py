@@ -179,7 +179,7 @@ async def test_rules_dry_run_from_the_form(secured: WorkerProcess) -> None:
         secured,
         "PUT",
         f"/api/v1/rules/{rule}",
-        {"matchers": ['state="error"'], "receivers": ["ui-hook"]},
+        {"matchers": ['state="error"'], "when": ["error"], "receivers": ["ui-hook"]},
         TOKENS["ops"][0],
     )
     assert code in (200, 201), body
@@ -189,8 +189,9 @@ async def test_rules_dry_run_from_the_form(secured: WorkerProcess) -> None:
         await page.fill("#dry-run-rules", rule)
         await page.click("#dry-run")
         await page.locator("#dry-run-result.ok").wait_for()
-        assert rule in await page.text_content("#dry-run-result")
-        assert "ui-hook" in await page.inner_text(f"#dry-run-table tr[data-rule='{rule}']")
+        assert f"Would fire: {rule}." in await page.text_content("#dry-run-result")
+        fired = await page.inner_text(f"#dry-run-table tr[data-rule='{rule}']")
+        assert "ui-hook" in fired and "yes" in fired
         await shot(page, "dry-run")
 
 
@@ -257,3 +258,15 @@ async def test_chart_draws_bars_for_the_deliveries(secured: WorkerProcess, recei
         total = sum(int(await bars.nth(i).get_attribute("data-count")) for i in range(await bars.count()))
         assert total == 3
         await shot(page, "deliveries-chart")
+
+
+async def test_without_a_tokens_file_the_dashboard_is_open(worker: WorkerProcess) -> None:
+    async with browser_page(worker) as page:
+        await page.goto("/ui")
+        await page.wait_for_url("**/ui/runs")  # no login page: the worker's API is open
+        assert "no tokens file" in await page.text_content("#who")
+        await page.wait_for_selector("#live.live")
+        assert await page.locator("#logout").count() == 0
+        await page.goto("/ui/login")
+        await page.wait_for_url("**/ui/runs")
+        await shot(page, "runs-open")
