@@ -21,6 +21,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from runherald import ledger, metrics
 from runherald.api_admit import Refusal, admit_and_send
+from runherald.api_dead_letter import add_dead_letter_routes
 from runherald.api_deliveries import add_delivery_routes
 from runherald.api_integrations import add_integration_routes
 from runherald.api_rule_test import add_rule_test_routes
@@ -252,6 +253,7 @@ def create_api(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.REGISTRY))
     add_delivery_routes(app, deliveries)
+    add_dead_letter_routes(app, publisher.settings)
     if alerts is not None:
         add_rule_routes(app, alerts)
         add_silence_routes(app, alerts)

@@ -252,7 +252,7 @@ def dead_letter_list(ctx: click.Context, limit: int | None) -> None:
 @click.pass_context
 def dead_letter_replay(ctx: click.Context, ids: tuple[str, ...], replay_all: bool) -> None:
     """Re-publish failed deliveries (sent again despite `error`) and dead-lettered runs."""
-    from runherald.deadletter import read_dead_letters, replay
+    from runherald.deadletter import chosen, read_dead_letters, replay, replay_report
 
     if bool(ids) == replay_all:
         raise click.UsageError("give --id ID (repeatable) or --all", ctx)
@@ -260,18 +260,14 @@ def dead_letter_replay(ctx: click.Context, ids: tuple[str, ...], replay_all: boo
     settings = state.settings()
     topic = settings.topic("dead-letter")
 
-    async def read_and_replay() -> tuple[list[str], list[Any]]:
+    async def read_and_replay() -> list[dict[str, Any]]:
         with Waiting(f"reading {topic}", quiet=state.quiet):
             letters = await read_dead_letters(settings)
-        by_id = {letter.id: letter for letter in letters}
-        wanted = letters if replay_all else [by_id[i] for i in ids if i in by_id]
-        missing = [] if replay_all else [i for i in ids if i not in by_id]
+        wanted, unknown = chosen(letters, None if replay_all else ids)
         with Progress("replayed", len(wanted), quiet=state.quiet) as progress:
-            return missing, await replay(settings, wanted, progress.update)
+            return replay_report(settings, unknown, await replay(settings, wanted, progress.update))
 
-    missing, results = kafka_client(state, settings, read_and_replay())
-    report = [{"id": i, "replayed": False, "detail": f"no such record on {topic}"} for i in missing]
-    report += [{"id": r.id, "replayed": r.replayed, "detail": r.detail} for r in results]
+    report = kafka_client(state, settings, read_and_replay())
 
     def table() -> None:
         for item in report:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -242,6 +242,32 @@ def replay_message(letter: DeadLetter, token: str | None = None) -> tuple[str, s
     raise NotReplayable(f"records of stage {letter.stage!r} cannot be replayed")
 
 
+def refusal(letter: DeadLetter) -> str | None:
+    """Why the record cannot be replayed, None when it can (nothing is sent)."""
+    try:
+        replay_message(letter)
+    except NotReplayable as exc:
+        return str(exc)
+    return None
+
+
+def listed(letter: DeadLetter) -> dict[str, Any]:
+    """A record as the API lists it: as ``dead-letter list --json`` prints it, plus ``at`` (its time, RFC
+    3339), ``replayable`` and, when it is not, ``not_replayable`` (why)."""
+    why = refusal(letter)
+    return {**letter.to_json(), "at": letter.time or None, "replayable": why is None, "not_replayable": why}
+
+
+def chosen(letters: Sequence[DeadLetter], ids: Sequence[str] | None) -> tuple[list[DeadLetter], list[str]]:
+    """The records `ids` names (each once, in the order asked; every record for None), and the ids that
+    name no record (unknown)."""
+    if ids is None:
+        return list(letters), []
+    by_id = {letter.id: letter for letter in letters}
+    wanted = list(dict.fromkeys(ids))
+    return [by_id[i] for i in wanted if i in by_id], [i for i in wanted if i not in by_id]
+
+
 @dataclass(frozen=True)
 class ReplayResult:
     """What happened to one record asked to be replayed."""
@@ -282,13 +308,26 @@ async def replay(
     return [results[letter.id] for letter in letters]
 
 
+def replay_report(
+    settings: Settings, unknown: Sequence[str], results: Sequence[ReplayResult]
+) -> list[dict[str, Any]]:
+    """``[{id, replayed, detail}]``: the ids that name no record first, then each record's result."""
+    topic = settings.topic("dead-letter")
+    report = [{"id": i, "replayed": False, "detail": f"no such record on {topic}"} for i in unknown]
+    return report + [{"id": r.id, "replayed": r.replayed, "detail": r.detail} for r in results]
+
+
 __all__ = [
     "DeadLetter",
     "NotReplayable",
     "ReplayResult",
     "TopicRecord",
+    "chosen",
+    "listed",
     "read_dead_letters",
     "read_records",
+    "refusal",
     "replay",
     "replay_message",
+    "replay_report",
 ]

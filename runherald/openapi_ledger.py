@@ -1,4 +1,5 @@
-"""The OpenAPI description of the ledger queries: ``GET /api/v1/deliveries`` (DESIGN.md "Ledger queries")."""
+"""The OpenAPI description of the ledger queries (DESIGN.md "Ledger queries"): ``GET /api/v1/deliveries``,
+the dead letter (``GET /api/v1/dead-letter``, ``POST /api/v1/dead-letter/replay``)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,132 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+_PAGE_PARAMETERS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "items per page (default 100)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
+    _text("cursor", "the next page: the `next` of the page before (opaque)"),
+]
+
+
+def _page(item: str, description: str) -> dict[str, Any]:
+    return json_body(
+        {
+            "type": "object",
+            "required": ["items", "next"],
+            "properties": {
+                "items": {"type": "array", "items": ref(item)},
+                "next": {**NULLABLE_TEXT, "description": "the cursor of the next page; null: no more"},
+            },
+        },
+        description,
+    )
+
+
+SCHEMAS["DeadLetter"] = {
+    "type": "object",
+    "description": "a dead-letter record as `runherald dead-letter list --json` prints it (secrets redacted)",
+    "required": ["id", "partition", "offset", "key", "replayable", "not_replayable", "at"],
+    "properties": {
+        "id": {"type": "string", "description": "`<partition>:<offset>` on the dead-letter topic"},
+        "partition": {"type": "integer"},
+        "offset": {"type": "integer"},
+        "key": {**NULLABLE_TEXT, "description": "the record's key: `{project}/{uid}` for a run's"},
+        "at": {**NULLABLE_TEXT, "description": "when it was dead-lettered (RFC 3339)"},
+        "time": {"type": "string", "description": "the same, as the record has it"},
+        "stage": {
+            "type": "string",
+            "description": "the stage that dead-lettered it: evaluate, dispatch, ...",
+        },
+        "reason": {"type": "string"},
+        "source": {"type": "object", "description": "where it came from (topic, partition, offset, ...)"},
+        "payload": {"description": "what can be replayed: a delivery or a run dict (secrets redacted)"},
+        "replayable": {"type": "boolean"},
+        "not_replayable": {**NULLABLE_TEXT, "description": "why it cannot be replayed; null when it can"},
+    },
+}
+
+_REPLAY_BODY = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["ids"],
+            "additionalProperties": False,
+            "properties": {
+                "ids": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "minLength": 1},
+                    "description": "record ids (`<partition>:<offset>`)",
+                },
+                "all": {"const": False},
+            },
+        },
+        {
+            "type": "object",
+            "required": ["all"],
+            "additionalProperties": False,
+            "properties": {"all": {"const": True, "description": "every record"}},
+        },
+    ]
+}
+
+_REPLAYED = {
+    "type": "object",
+    "required": ["replayed", "unknown", "not_replayed", "results"],
+    "properties": {
+        "replayed": {"type": "integer", "description": "how many records were re-published"},
+        "unknown": {"type": "array", "items": {"type": "string"}, "description": "ids that name no record"},
+        "not_replayed": {
+            "type": "array",
+            "description": "records found that cannot be replayed, and why",
+            "items": {
+                "type": "object",
+                "required": ["id", "reason"],
+                "properties": {"id": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        },
+        "results": {
+            "type": "array",
+            "description": "each id asked (unknown ones first), as `runherald dead-letter replay -o json`",
+            "items": {
+                "type": "object",
+                "required": ["id", "replayed", "detail"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "replayed": {"type": "boolean"},
+                    "detail": {"type": "string", "description": "where it went, or why not"},
+                },
+            },
+        },
+    },
+}
+
 PATHS: dict[str, Any] = {
+    "/api/v1/dead-letter": {
+        "get": operation(
+            "The dead-letter topic's records, newest first, a page at a time",
+            "read",
+            {"200": _page("DeadLetter", "one page of dead-letter records"), **errors("400", "503")},
+            operationId="listDeadLetters",
+            parameters=[
+                _text("stage", "only records of this stage (evaluate, dispatch, ...)"),
+                *_PAGE_PARAMETERS,
+            ],
+        )
+    },
+    "/api/v1/dead-letter/replay": {
+        "post": operation(
+            "Re-publish dead-letter records (as `runherald dead-letter replay`): by id, or all",
+            "admin",
+            {"200": json_body(_REPLAYED, "what was replayed"), **errors("400", "413", "503")},
+            operationId="replayDeadLetters",
+            requestBody={"required": True, "content": {"application/json": {"schema": _REPLAY_BODY}}},
+        )
+    },
     "/api/v1/deliveries": {
         "get": operation(
             "Deliveries across runs from the ledger in SQL, newest queued first, a page at a time",
