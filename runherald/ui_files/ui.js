@@ -224,7 +224,11 @@ function deadLetterPage() {
     const answer = await api("POST", "/api/v1/dead-letter/replay", request);
     if (!answer.ok) { say(result, "Replay refused: " + problemText(answer), false); return; }
     const unknown = answer.body.unknown || [];
-    say(result, "Replayed " + answer.body.replayed + (unknown.length ? "; unknown: " + unknown.join(", ") : "") + ".", true);
+    const skipped = (answer.body.not_replayed || []).map((r) => r.id + " (" + r.reason + ")");
+    let text = "Replayed " + answer.body.replayed + ".";
+    if (skipped.length) text += " Not replayed: " + skipped.join(", ") + ".";
+    if (unknown.length) text += " Unknown: " + unknown.join(", ") + ".";
+    say(result, text, true);
     load();
   }
 
@@ -238,6 +242,7 @@ function deadLetterPage() {
       const button = el("button", "Replay", "replay");
       button.type = "button";
       button.disabled = item.replayable === false;
+      if (item.not_replayable) button.title = item.not_replayable;
       button.addEventListener("click", () => replay({ ids: [item.id] }));
       const tr = row([when(item.at), item.stage, item.key, item.reason, item.id, button]);
       tr.dataset.id = item.id;

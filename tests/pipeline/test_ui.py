@@ -222,8 +222,19 @@ async def test_dead_letter_replay_refused_to_a_reader_and_done_for_an_admin(
         await row.locator("button.replay").click()
         done = page.locator("#replay-result.ok")
         await done.wait_for()
-        assert "Replayed 1" in await done.inner_text()
+        assert "Replayed 1." in await done.inner_text()
         await shot(page, "dead-letter-replayed")
+
+        # Replay all asks first: dismissed, nothing is sent; accepted, every letter is replayed.
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        await page.evaluate("document.getElementById('replay-result').textContent = ''")
+        await page.click("#replay-all")
+        await page.wait_for_timeout(500)
+        assert await page.text_content("#replay-result") == ""
+        page.once("dialog", lambda dialog: dialog.accept())
+        await page.click("#replay-all")
+        await page.locator("#replay-result", has_text="Replayed").wait_for()
+        assert "Replayed " in await page.text_content("#replay-result")
     await receiver.wait_for_requests(2, path="/dead", within=20)
 
 
