@@ -89,7 +89,7 @@ function runsPage() {
       el("span", item.state, "state-" + item.state), counts(item.notifications),
     ]);
     tr.dataset.key = key;
-    tr.dataset.updated = item.updated || item.last_update || "";
+    tr.dataset.lastUpdate = item.last_update || "";
     if (fresh) tr.classList.add("fresh");
     const old = rows.get(key);
     if (old) old.replaceWith(tr);
@@ -111,16 +111,28 @@ function runsPage() {
     };
   }
 
-  api("GET", "/api/v1/runs?limit=100").then((answer) => {
+  async function refresh() {  // the list's notification counts, for the rows the stream added too
+    const answer = await api("GET", "/api/v1/runs?limit=100");
     if (!answer.ok) { $("runs-note").textContent = "The runs list is not available: " + problemText(answer); return; }
-    for (const item of answer.body.items || []) if (!rows.has(item.project + "/" + item.uid)) upsert(item, false);
-  });
+    $("runs-note").textContent = "";
+    for (const item of answer.body.items || []) {
+      const shown = rows.get(item.project + "/" + item.uid);
+      if (shown && Date.parse(shown.dataset.lastUpdate) > Date.parse(item.last_update)) continue;  // older
+      upsert(item, false);
+    }
+  }
+  let pending = null;
+  function refreshSoon() {
+    if (pending === null) pending = setTimeout(() => { pending = null; refresh(); }, 1500);
+  }
+  refresh();
   const live = $("live");
   const source = new EventSource("/api/v1/subscribe?since=1m", { withCredentials: true });
   source.onopen = () => { live.textContent = "live"; live.className = "badge live"; };
   source.onerror = () => { live.textContent = "reconnecting…"; live.className = "badge"; };
   source.addEventListener("run", (event) => {
-    try { upsert(fromEvent(JSON.parse(event.data)), true); } catch (error) { /* not a run */ }
+    try { upsert(fromEvent(JSON.parse(event.data)), true); } catch (error) { return; /* not a run */ }
+    refreshSoon();
   });
 }
 
