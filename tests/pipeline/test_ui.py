@@ -147,6 +147,10 @@ async def test_login_live_run_its_attempts_and_silence_this(
         await page.wait_for_url("**/ui/login")
         await page.goto("/ui/config")
         assert "/ui/login" in page.url
+    log = secured.log_path.read_text(errors="replace")
+    assert "a login with an unknown token was refused" in log
+    assert not [token for token, _ in TOKENS.values() if token in log]
+    assert "rh_not-a-token-of-this-worker" not in log
 
 
 async def test_a_cookie_change_needs_the_dashboard_header_and_pages_carry_a_csp(
