@@ -181,7 +181,12 @@ def evaluate_event(
             f"{latest.get('last_update')} already seen"
         )
         return result
-    record["run"] = {"state": state, "last_update": status.get("last_update"), "offset": list(source)}
+    record["run"] = {
+        "state": state,
+        "last_update": status.get("last_update"),
+        "offset": list(source),
+        "recorded": round(time.time(), 3),  # when runherald recorded it (the SQL runs list's `updated`)
+    }
     if meta.get("name"):
         record["run"]["name"] = meta["name"]  # the ledger's run name (ledger.delivery_items)
     result.record = record

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from runherald import ledger, ledger_sql
+from runherald import ledger, ledger_runs, ledger_sql
 from runherald.config import Settings, env_name
 from runherald.errors import ConfigError
 from runherald.matchers import parse_duration
@@ -43,6 +43,7 @@ RETRY_AFTER = 2.0  # seconds before a database that failed is tried again
 
 
 T = TypeVar("T")
+Q = TypeVar("Q")
 
 
 def why(exc: SQLAlchemyError) -> str:
@@ -88,7 +89,7 @@ def _in_child(work: Callable[[Engine], T], url: str) -> T:
 
 
 def create_tables(url: str) -> None:
-    _in_child(ledger_sql.metadata.create_all, url)
+    _in_child(ledger_sql.create_tables, url)
 
 
 def write_records(url: str, oldest: float, values: list[bytes]) -> tuple[int, list[str]]:
@@ -100,10 +101,15 @@ def write_records(url: str, oldest: float, values: list[bytes]) -> tuple[int, li
         except ValueError as exc:  # not JSON: not a record of ours
             problems.append(f"a status record that is not JSON is left out: {exc}")
     try:
-        rows = ledger_sql.rows_of(records, oldest)
+        rows, run_rows = ledger_sql.rows_of(records, oldest), ledger_runs.rows_of(records, oldest)
     except Exception as exc:  # a record of a shape it cannot read: the batch is left out, the rest go on
         return 0, [f"{len(records)} records left out: {type(exc).__name__}: {exc}"]
-    return _in_child(lambda engine: ledger_sql.write(engine, rows), url), problems
+
+    def both(engine: Engine) -> int:
+        ledger_sql.write_runs(engine, run_rows)
+        return ledger_sql.write(engine, rows)
+
+    return _in_child(both, url), problems
 
 
 def delete_old(url: str, oldest: float) -> int:
@@ -199,9 +205,14 @@ class LedgerProjection:
 
     async def query(self, asked: ledger_sql.Query) -> dict[str, Any] | None:
         """The page `asked` for; None while the database has not answered yet."""
+        return await self.ask(ledger_sql.query, asked)
+
+    async def ask(self, work: Callable[[Engine, Q], T], asked: Q) -> T | None:
+        """`work(engine, asked)` in a thread of the worker: a query; None while the database has not
+        answered yet."""
         if self.engine is None:
             return None
-        return await asyncio.to_thread(ledger_sql.query, self.engine, asked)
+        return await asyncio.to_thread(work, self.engine, asked)
 
     async def _open(self) -> None:
         while True:

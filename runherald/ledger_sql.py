@@ -86,7 +86,37 @@ attempts = Table(
     Column("response_code", Integer),
     Column("latency_ms", Double),
     Column("reason", Text),
+    Index("ix_attempts_at", "at"),  # attempts per minute (runherald.ledger_rates)
 )
+
+# One row per run the ledger knows (runherald.ledger_runs), notifications or not.
+runs = Table(
+    "runs",
+    metadata,
+    Column("key", String(512), primary_key=True),  # "{project}/{uid}"
+    Column("project", String(255), nullable=False),
+    Column("uid", String(255), nullable=False),
+    Column("name", Text),
+    Column("state", String(32)),
+    Column("last_update", String(64)),  # the run's own, RFC 3339 when it parses
+    Column("updated", Double, nullable=False),  # when runherald last recorded it: also the version
+    Column("pending", Integer, nullable=False),  # its deliveries by status
+    Column("sent", Integer, nullable=False),
+    Column("error", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),
+    Index("ix_runs_project_updated", "project", "updated", "key"),
+    Index("ix_runs_state_updated", "state", "updated", "key"),
+    Index("ix_runs_updated", "updated", "key"),
+)
+
+
+def create_tables(engine: Engine) -> None:
+    """The tables made when missing, and the indexes added since a table was made."""
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(connection, checkfirst=True)
 
 
 def database_url(data_dir: str, ledger_db: str) -> str | None:
@@ -120,7 +150,7 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 def open_engine(url: str) -> Engine:
     """An engine on `url` with the tables made if missing."""
     engine = engine_for(url)
-    metadata.create_all(engine)
+    create_tables(engine)
     return engine
 
 
@@ -222,35 +252,49 @@ def write(engine: Engine, rows: Rows) -> int:
     return len(changed)
 
 
-def _upsert_statement(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE the stored version is older, RETURNING the ids
-    written: built once per dialect, run with many rows at a time (SQLAlchemy's insertmanyvalues)."""
+def upsert_statement(table: Table, dialect: str, version: str) -> Any:
+    """INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE the stored `version` column is older, RETURNING
+    the keys written: built once per dialect, run with many rows at a time (insertmanyvalues)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(deliveries)
+    statement = insert(table)
+    [key] = table.primary_key.columns
     return statement.on_conflict_do_update(
-        index_elements=[deliveries.c.id],
-        set_={
-            column.name: statement.excluded[column.name]
-            for column in deliveries.columns
-            if column.name != "id"
-        },
-        where=deliveries.c.version < statement.excluded.version,
-    ).returning(deliveries.c.id)
+        index_elements=[key],
+        set_={column.name: statement.excluded[column.name] for column in table.columns if column is not key},
+        where=table.c[version] < statement.excluded[version],
+    ).returning(key)
 
 
-_UPSERTS = {name: _upsert_statement(name) for name in ("sqlite", "postgresql")}  # the two it supports
+# Per dialect (the two it supports): deliveries by id, runs by key.
+_UPSERTS = {name: upsert_statement(deliveries, name, "version") for name in ("sqlite", "postgresql")}
+_RUN_UPSERTS = {name: upsert_statement(runs, name, "updated") for name in ("sqlite", "postgresql")}
 
 
-def _upsert(connection: Connection, chunk: Sequence[Mapping[str, Any]]) -> list[str]:
-    statement = _UPSERTS[connection.dialect.name]
+def _upsert(
+    connection: Connection, chunk: Sequence[Mapping[str, Any]], table: Table = deliveries
+) -> list[str]:
+    statement = (_UPSERTS if table is deliveries else _RUN_UPSERTS)[connection.dialect.name]
     return [row[0] for row in connection.execute(statement, list(chunk))]
 
 
+def write_runs(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Upsert run rows (runherald.ledger_runs.rows_of) in one transaction: how many changed (a version
+    already stored is not written again)."""
+    changed = 0
+    if rows:
+        with engine.begin() as connection:
+            for start in range(0, len(rows), UPSERT_CHUNK):
+                changed += len(_upsert(connection, rows[start : start + UPSERT_CHUNK], runs))
+    return changed
+
+
 def delete_older_than(engine: Engine, oldest: float) -> int:
-    """Delete the deliveries queued before `oldest` (epoch seconds), and their attempts; how many."""
+    """Delete the deliveries queued before `oldest` (epoch seconds), and their attempts, and the runs last
+    recorded before it; how many deliveries."""
     with engine.begin() as connection:
         old = select(deliveries.c.id).where(deliveries.c.queued_at < oldest).scalar_subquery()
         connection.execute(delete(attempts).where(attempts.c.delivery_id.in_(old)))
+        connection.execute(delete(runs).where(runs.c.updated < oldest))
         result = connection.execute(delete(deliveries).where(deliveries.c.queued_at < oldest))
         return int(result.rowcount or 0)
 
@@ -366,6 +410,7 @@ __all__ = [
     "Query",
     "Rows",
     "attempts",
+    "create_tables",
     "database_url",
     "decode_cursor",
     "delete_older_than",
@@ -376,5 +421,8 @@ __all__ = [
     "open_engine",
     "query",
     "rows_of",
+    "runs",
+    "upsert_statement",
     "write",
+    "write_runs",
 ]

@@ -16,6 +16,7 @@ from runherald.openapi_ingress import SCHEMAS as INGRESS_SCHEMAS
 from runherald.openapi_integrations import PATHS as INTEGRATION_PATHS
 from runherald.openapi_integrations import SCHEMAS as INTEGRATION_SCHEMAS
 from runherald.openapi_ledger import PATHS as LEDGER_PATHS
+from runherald.openapi_ledger import RUN_LIST
 from runherald.openapi_ledger import SCHEMAS as LEDGER_SCHEMAS
 from runherald.openapi_parts import ERROR_RESPONSES, NULLABLE_TEXT, errors, json_body, operation, ref
 from runherald.openapi_subscribe import PATHS as SUBSCRIBE_PATHS
@@ -175,6 +176,7 @@ _SCHEMAS: dict[str, Any] = {
 
 _PATHS: dict[str, Any] = {
     **INGRESS_PATHS,
+    "/api/v1/runs": {**INGRESS_PATHS["/api/v1/runs"], **RUN_LIST},
     "/api/v1/runs/{project}/{uid}": {
         "parameters": _RUN_PARAMETERS,
         "get": operation(

@@ -112,6 +112,57 @@ SCHEMAS["DeadLetter"] = {
     },
 }
 
+SCHEMAS["LedgerRun"] = {
+    "type": "object",
+    "required": ["project", "uid", "name", "state", "last_update", "updated", "notifications"],
+    "properties": {
+        "project": {"type": "string"},
+        "uid": {"type": "string"},
+        "name": NULLABLE_TEXT,
+        "state": {**NULLABLE_TEXT, "description": "the run's state, as last recorded"},
+        "last_update": {**NULLABLE_TEXT, "description": "the run's own last_update (RFC 3339)"},
+        "updated": {**NULLABLE_TEXT, "description": "when runherald last recorded the run (RFC 3339)"},
+        "notifications": {
+            "type": "object",
+            "description": "the run's deliveries counted by status",
+            "required": ["pending", "sent", "error", "skipped"],
+            "additionalProperties": {"type": "integer"},
+        },
+    },
+}
+
+_LIST = {"type": "array", "items": {"type": "string"}}
+
+# GET beside the publishing POST of /api/v1/runs (runherald.openapi puts the two together).
+RUN_LIST: dict[str, Any] = {
+    "get": operation(
+        "Runs the ledger knows (with or without notifications), last recorded first, a page at a time",
+        "read",
+        {"200": _page("LedgerRun", "one page of runs"), **errors("400", "503")},
+        operationId="listRuns",
+        parameters=[
+            {
+                "name": "project",
+                "in": "query",
+                "description": "only these projects' runs: repeated, or comma-separated",
+                "schema": _LIST,
+                "style": "form",
+                "explode": True,
+            },
+            {
+                "name": "state",
+                "in": "query",
+                "description": "only runs in one of these states: repeated, or comma-separated",
+                "schema": _LIST,
+                "style": "form",
+                "explode": True,
+            },
+            _text("since", f"only runs recorded at or after this: {_TIME}"),
+            *_PAGE_PARAMETERS,
+        ],
+    )
+}
+
 _REPLAY_BODY = {
     "oneOf": [
         {
@@ -217,4 +268,4 @@ PATHS: dict[str, Any] = {
     },
 }
 
-__all__ = ["PATHS", "SCHEMAS"]
+__all__ = ["PATHS", "RUN_LIST", "SCHEMAS"]

@@ -3,6 +3,7 @@ API knows it; order is kept the same way as for runs with notifications."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from runherald import ledger
@@ -24,6 +25,7 @@ def test_a_run_without_notifications_is_recorded_and_kept_in_order() -> None:
         bare_run("running", "2026-01-02T00:00:00"), record=record, source=(3, 7), settings=Settings()
     )
     assert first.record is record and first.deliveries == [] and not first.dropped
+    assert time.time() - 5 < record["run"].pop("recorded") <= time.time()  # when it was recorded
     assert record["run"] == {
         "state": "running",
         "last_update": "2026-01-02T00:00:00",

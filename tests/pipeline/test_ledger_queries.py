@@ -10,7 +10,17 @@ from runherald.publish import Publisher
 from runherald.testing._server import Reply
 from runherald.testing.webhook import WebhookReceiver
 
-from .harness import WorkerProcess, api_get, publish_foreign, request, run_dict, unique, wait_for, webhook
+from .harness import (
+    WorkerProcess,
+    api_get,
+    cli,
+    publish_foreign,
+    request,
+    run_dict,
+    unique,
+    wait_for,
+    webhook,
+)
 
 SECRET = "h16-dead-letter-secret-81f2"
 
@@ -87,3 +97,79 @@ async def test_dead_letters_are_listed_without_secrets_and_replayed_over_http(
     assert SECRET not in json.dumps(done)
     await receiver.wait_for_requests(2, path="/dl", within=20)
     assert receiver.requests_to("/dl")[1].headers["X-Token"] == SECRET
+
+
+async def runs_page(worker: WorkerProcess, query: str) -> dict[str, Any]:
+    code, body = await api_get(worker, f"/api/v1/runs?{query}")
+    assert code == 200, body
+    return body
+
+
+async def test_every_run_is_listed_with_its_notifications_counted_by_status(
+    start_worker: Any, receiver: WebhookReceiver
+) -> None:
+    worker: WorkerProcess = start_worker()
+    project, other = unique("p"), unique("p")
+    receiver.fail("/bad", 400)
+    async with Publisher(worker.settings) as publisher:
+        await publisher.publish(run_dict(project, "bare", "running", [], last_update="2026-01-02T03:04:05"))
+        await publisher.publish(
+            run_dict(
+                project,
+                "hooked",
+                "error",
+                [webhook("ok", receiver.url("/ok")), webhook("bad", receiver.url("/bad"))],
+                name="trainer",
+            )
+        )
+        await publisher.publish(run_dict(other, "elsewhere", "completed", []))
+
+    async def settled() -> dict[str, Any]:
+        page = await runs_page(worker, f"project={project}")
+        counts = [item["notifications"] for item in page["items"]]
+        done = len(counts) == 2 and any(c["sent"] == 1 and c["error"] == 1 for c in counts)
+        return page if done else {}
+
+    page = await wait_for(settled, timeout=40)
+    assert page["next"] is None
+    hooked, bare = page["items"]  # last recorded first: the hooked run's deliveries came after
+    assert (hooked["uid"], hooked["name"], hooked["state"]) == ("hooked", "trainer", "error")
+    assert hooked["notifications"] == {"pending": 0, "sent": 1, "error": 1, "skipped": 0}
+    assert bare["notifications"] == {"pending": 0, "sent": 0, "error": 0, "skipped": 0}
+    assert bare["last_update"] == "2026-01-02T03:04:05+00:00" and bare["state"] == "running"
+    assert hooked["updated"] > bare["updated"]
+
+    # project and state: repeated or comma-separated; since; a page at a time.
+    both = await runs_page(worker, f"project={project},{other}&since=10m")
+    assert {item["uid"] for item in both["items"]} == {"elsewhere", "hooked", "bare"}
+    times = [item["updated"] for item in both["items"]]
+    assert times == sorted(times, reverse=True)
+    assert (await runs_page(worker, f"project={project}&project={other}")) == both
+    failed = await runs_page(worker, f"project={project}&project={other}&state=error,completed")
+    assert [item["uid"] for item in failed["items"]] == [
+        i["uid"] for i in both["items"] if i["uid"] != "bare"
+    ]
+    first = await runs_page(worker, f"project={project}&limit=1")
+    second = await runs_page(worker, f"project={project}&limit=1&cursor={first['next']}")
+    assert [i["uid"] for i in first["items"] + second["items"]] == ["hooked", "bare"] and second[
+        "next"
+    ] is None
+    code, body = await api_get(worker, "/api/v1/runs?state=lost&since=soon")
+    assert code == 400 and {p["path"] for p in body["problems"]} == {"state", "since"}
+
+    # `runherald runs`: the same filters, paging and output as `runherald deliveries`.
+    shown = await cli(
+        worker, "runs", "--project", project, "--project", other, "--since", "10m", "-o", "json"
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == both
+    paged = await cli(worker, "runs", "--project", project, "--limit", "1", "--all", "-o", "json")
+    assert paged.returncode == 0 and json.loads(paged.stdout) == page
+    table = await cli(worker, "runs", "--project", project, "--state", "error", "--limit", "1")
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.split()[:4] == ["UPDATED", "RUN", "NAME", "STATE"]
+    assert row.split()[1:6] == [f"{project}/hooked", "trainer", "error", "1", "1"]
+    assert "--cursor" not in table.stderr
+    wrong = await cli(worker, "runs", "--state", "lost")
+    assert wrong.returncode == 2 and "state" in wrong.stderr

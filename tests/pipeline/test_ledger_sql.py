@@ -24,8 +24,9 @@ from .harness import WorkerProcess, api_get, cli, run_dict, unique, wait_for, we
 POSTGRES_URL = os.environ.get("RUNHERALD_TEST_POSTGRES_URL", "")
 
 
-def sqlite_rows(data_dir: str, project: str) -> tuple[list[Any], list[Any]]:
-    """Every delivery row of the project, and their attempt rows, read from the worker's SQLite file."""
+def sqlite_rows(data_dir: str, project: str) -> tuple[list[Any], list[Any], list[Any]]:
+    """Every delivery row of the project, their attempt rows and its run rows, read from the worker's
+    SQLite file."""
     with sqlite3.connect(Path(data_dir) / "ledger.sqlite3") as db:
         rows = db.execute("SELECT * FROM deliveries WHERE project = ? ORDER BY id", (project,)).fetchall()
         tries = db.execute(
@@ -33,7 +34,8 @@ def sqlite_rows(data_dir: str, project: str) -> tuple[list[Any], list[Any]]:
             " WHERE d.project = ? ORDER BY a.delivery_id, a.seq",
             (project,),
         ).fetchall()
-    return rows, tries
+        runs = db.execute("SELECT * FROM runs WHERE project = ? ORDER BY key", (project,)).fetchall()
+    return rows, tries, runs
 
 
 async def deliveries(worker: WorkerProcess, query: str) -> dict[str, Any]:
@@ -127,7 +129,7 @@ async def test_deliveries_are_queried_across_runs_and_survive_a_restart(
     # The rows, on disk in the worker's data directory.
     data_dir = worker.environment["RUNHERALD_DATA_DIR"]
     before = sqlite_rows(data_dir, project)
-    assert len(before[0]) == 2 and len(before[1]) == 3
+    assert len(before[0]) == 2 and len(before[1]) == 3 and len(before[2]) == 2
     worker.stop()
     assert sqlite_rows(data_dir, project) == before  # survives the worker
 
