@@ -84,14 +84,17 @@ function runsPage() {
 
   function upsert(item, fresh) {
     const key = item.project + "/" + item.uid;
+    const old = rows.get(key);
+    // An event without counts keeps the row's until the list is read again (refreshSoon).
+    const noted = counts(item.notifications) || (old ? old.dataset.counts : "");
     const tr = row([
       when(item.updated || item.last_update), item.project, link(runPath(item.project, item.uid), item.name || item.uid),
-      el("span", item.state, "state-" + item.state), counts(item.notifications),
+      el("span", item.state, "state-" + item.state), noted,
     ]);
+    tr.dataset.counts = noted;
     tr.dataset.key = key;
     tr.dataset.lastUpdate = item.last_update || "";
     if (fresh) tr.classList.add("fresh");
-    const old = rows.get(key);
     if (old) old.replaceWith(tr);
     rows.set(key, tr);
     if (fresh) body.insertBefore(tr, body.firstChild); else if (!old) body.appendChild(tr);

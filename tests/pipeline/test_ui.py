@@ -99,9 +99,18 @@ async def test_login_live_run_its_attempts_and_silence_this(
         assert "That token is not valid." in await page.text_content("#login-error")
         await shot(page, "login-refused")
 
+        # A run recorded before the page opens comes from the runs list, with its notifications counted.
+        earlier = unique("u")
+        await publish(secured, run_dict(project, earlier, "error", [webhook("hook", receiver.url("/ui"))]))
+        await receiver.wait_for_requests(1, path="/ui", within=20)
+        await wait_for(lambda: _listed(secured, project, earlier), timeout=20)
+
         await page.fill("#token", TOKENS["ops"][0])
         await page.click("#login")
         await page.wait_for_url("**/ui/runs")
+        listed = page.locator(f"#runs tbody tr[data-key='{project}/{earlier}']", has_text="1 sent")
+        await listed.wait_for()
+        assert "error" in await listed.inner_text()
         [cookie] = [c for c in await page.context.cookies() if c["name"] == "runherald_ui"]
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
         assert TOKENS["ops"][0] not in await page.content() and TOKENS["ops"][0] not in page.url
@@ -116,7 +125,7 @@ async def test_login_live_run_its_attempts_and_silence_this(
         assert await page.evaluate("window.pwned") is None  # the name is text, never markup
         await shot(page, "runs-live")
 
-        await receiver.wait_for_requests(1, path="/ui", within=20)
+        await receiver.wait_for_requests(2, path="/ui", within=20)
         await row.locator("a").click()
         await page.wait_for_url(f"**/ui/runs/{project}/{uid}")
         await page.wait_for_selector("#notifications .attempts tbody tr")
@@ -151,6 +160,13 @@ async def test_login_live_run_its_attempts_and_silence_this(
     assert "a login with an unknown token was refused" in log
     assert not [token for token, _ in TOKENS.values() if token in log]
     assert "rh_not-a-token-of-this-worker" not in log
+
+
+async def _listed(worker: WorkerProcess, project: str, uid: str) -> bool:
+    code, body = await request(worker, "GET", f"/api/v1/runs?project={project}", token=TOKENS["reader"][0])
+    return code == 200 and any(
+        item["uid"] == uid and item["notifications"].get("sent") for item in body["items"]
+    )
 
 
 async def test_a_cookie_change_needs_the_dashboard_header_and_pages_carry_a_csp(
