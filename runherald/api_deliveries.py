@@ -1,8 +1,10 @@
 """The ledger in SQL queried across runs (DESIGN.md "Ledger queries"): ``GET /api/v1/deliveries`` and
-``GET /api/v1/runs`` (runherald.ledger_runs), cursor-paged."""
+``GET /api/v1/runs`` (runherald.ledger_runs), cursor-paged, and ``GET /api/v1/deliveries/per-minute``
+(runherald.ledger_rates: attempts per minute by outcome)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -10,7 +12,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from multidict import MultiMapping
 
-from runherald import ledger_runs, ledger_sql
+from runherald import ledger_rates, ledger_runs, ledger_sql
 from runherald.admission import RUN_STATES
 from runherald.api_store import json_response
 from runherald.ledger import PENDING, TERMINAL
@@ -116,6 +118,29 @@ def parse_runs_query(params: MultiMapping[str], now: float) -> tuple[ledger_runs
     return asked, problems
 
 
+def parse_rates_query(params: MultiMapping[str], now: float) -> tuple[ledger_rates.RateQuery, Problems]:
+    """Attempts per minute's query: `since` (default an hour back) and `until` (default now), RFC 3339 or
+    a duration back, at most a week of minutes apart; `project` as the runs list's."""
+    problems: Problems = []
+    given = _given(params, ("since", "until"), problems)
+    since = _time(given, "since", now, problems)
+    until = _time(given, "until", now, problems)
+    since = now - ledger_rates.DEFAULT_SINCE if since is None else since
+    until = now if until is None else until
+    if not problems and until <= since:
+        problems.append({"path": "until", "message": "must be after since"})
+    elif (
+        not problems
+        and math.ceil(until / ledger_rates.STEP) - math.floor(since / ledger_rates.STEP)
+        > ledger_rates.MAX_BUCKETS
+    ):
+        problems.append(
+            {"path": "since", "message": f"at most {ledger_rates.MAX_BUCKETS} minutes before until"}
+        )
+    asked = ledger_rates.RateQuery(since=since, until=until, projects=_values(params, "project", problems))
+    return asked, problems
+
+
 def add_delivery_routes(app: web.Application, projection: LedgerProjection | None) -> None:
     async def answer(asked: Q, problems: Problems, work: Callable[[Any, Q], dict[str, Any]]) -> web.Response:
         if problems:
@@ -135,8 +160,12 @@ def add_delivery_routes(app: web.Application, projection: LedgerProjection | Non
     async def list_runs(request: web.Request) -> web.Response:
         return await answer(*parse_runs_query(request.query, time.time()), ledger_runs.query)
 
+    async def per_minute(request: web.Request) -> web.Response:
+        return await answer(*parse_rates_query(request.query, time.time()), ledger_rates.per_minute)
+
     app.router.add_get("/api/v1/deliveries", list_deliveries)
+    app.router.add_get("/api/v1/deliveries/per-minute", per_minute)
     app.router.add_get("/api/v1/runs", list_runs)
 
 
-__all__ = ["add_delivery_routes", "parse_query", "parse_runs_query"]
+__all__ = ["add_delivery_routes", "parse_query", "parse_rates_query", "parse_runs_query"]

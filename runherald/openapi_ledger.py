@@ -163,6 +163,35 @@ RUN_LIST: dict[str, Any] = {
     )
 }
 
+_COUNTS = {
+    "type": "object",
+    "description": "attempts by outcome: sent, retryable, permanent, deferred (zeros included)",
+    "required": ["sent", "retryable", "permanent", "deferred"],
+    "additionalProperties": {"type": "integer"},
+}
+
+_PER_MINUTE = {
+    "type": "object",
+    "required": ["step_seconds", "since", "until", "buckets"],
+    "properties": {
+        "step_seconds": {"type": "integer", "description": "60: one bucket a minute"},
+        "since": {"type": "string", "description": "the range's start (RFC 3339)"},
+        "until": {"type": "string", "description": "the range's end, excluded (RFC 3339)"},
+        "buckets": {
+            "type": "array",
+            "description": "every minute of the range, oldest first",
+            "items": {
+                "type": "object",
+                "required": ["at", "counts"],
+                "properties": {
+                    "at": {"type": "string", "description": "the minute's start (RFC 3339)"},
+                    "counts": _COUNTS,
+                },
+            },
+        },
+    },
+}
+
 _REPLAY_BODY = {
     "oneOf": [
         {
@@ -220,6 +249,26 @@ _REPLAYED = {
 }
 
 PATHS: dict[str, Any] = {
+    "/api/v1/deliveries/per-minute": {
+        "get": operation(
+            "Delivery attempts per minute by outcome, from the ledger in SQL (what a chart draws)",
+            "read",
+            {"200": json_body(_PER_MINUTE, "every minute of the range"), **errors("400", "503")},
+            operationId="deliveriesPerMinute",
+            parameters=[
+                _text("since", f"attempts at or after this (default 1h): {_TIME}"),
+                _text("until", f"attempts before this (default now): {_TIME}; at most 7 days after since"),
+                {
+                    "name": "project",
+                    "in": "query",
+                    "description": "only these projects' deliveries: repeated, or comma-separated",
+                    "schema": {"type": "array", "items": {"type": "string"}},
+                    "style": "form",
+                    "explode": True,
+                },
+            ],
+        )
+    },
     "/api/v1/dead-letter": {
         "get": operation(
             "The dead-letter topic's records, newest first, a page at a time",

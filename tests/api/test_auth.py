@@ -62,7 +62,17 @@ async def test_a_token_without_the_scope_is_403_naming_the_scope(api: Api) -> No
         "error": "token 'reader' lacks the 'publish' scope that POST /api/v1/runs needs"
     }
     assert 'error="insufficient_scope", scope="publish"' in headers["WWW-Authenticate"]
-    for path in ["/api/v1/runs/p/u", "/api/v1/runs/p/u/notifications"]:
+    code, _, body, _ = await call(
+        api, "POST", "/api/v1/dead-letter/replay", data=b'{"all": true}', **bearer(TOKENS["reader"])
+    )
+    assert code == 403 and "lacks the 'admin' scope" in body["error"]
+    for path in [
+        "/api/v1/runs/p/u",
+        "/api/v1/runs/p/u/notifications",
+        "/api/v1/runs",
+        "/api/v1/dead-letter",
+        "/api/v1/deliveries/per-minute",
+    ]:
         code, _, body, _ = await call(api, "GET", path, **bearer(TOKENS["pub"]))
         assert code == 403 and "lacks the 'read' scope" in body["error"]
         assert TOKENS["pub"] not in body["error"]

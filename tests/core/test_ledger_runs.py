@@ -1,6 +1,7 @@
 """The runs list in SQL (runherald.ledger_runs): one row per run, notifications or not, counted by status,
 versioned by when it was recorded (a replay changes nothing), filtered and paged last recorded first, kept
-for the retention. On SQLite always; on PostgreSQL too when RUNHERALD_TEST_POSTGRES_URL names a database."""
+for the retention; attempts per minute by outcome (runherald.ledger_rates). On SQLite always; on PostgreSQL
+too when RUNHERALD_TEST_POSTGRES_URL names a database."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from multidict import MultiDict
 from sqlalchemy import Engine, select
 
-from runherald import ledger, ledger_runs, ledger_sql
-from runherald.api_deliveries import parse_runs_query
+from runherald import ledger, ledger_rates, ledger_runs, ledger_sql
+from runherald.api_deliveries import parse_rates_query, parse_runs_query
 
 from .test_ledger_sql import NOW, engine, entry, record, unique
 
@@ -135,3 +136,48 @@ def test_the_runs_query_takes_repeated_or_comma_separated_values_and_checks_them
 def test_each_status_is_counted(state: str) -> None:
     [row] = ledger_runs.rows_of([run_record("p", "u", "completed", NOW, entry("d", status=state))])
     assert row[state] == 1 and sum(row[s] for s in ledger_runs.STATUSES) == 1
+
+
+def test_attempts_per_minute_count_every_minute_of_the_range_by_outcome(engine: Engine) -> None:
+    project, other = unique("p"), unique("p")
+    minute = 999_999_960.0  # the minute holding NOW (1e9)
+    records = [
+        # attempts at NOW, NOW+1 (retryable) and NOW+3 (sent): the first minute
+        record(project, "u1", entry(unique("d"), tries=3)),
+        # at NOW+30 (retryable) and NOW+31 (still failing: retryable): the second
+        record(project, "u2", entry(unique("d"), created=NOW + 30, status="error", tries=2)),
+        record(other, "u3", entry(unique("d"), created=NOW + 30)),
+    ]
+    ledger_sql.write(engine, ledger_sql.rows_of(records))
+    asked = ledger_rates.RateQuery(since=minute - 60, until=minute + 180, projects=(project,))
+    answer = ledger_rates.per_minute(engine, asked)
+    assert answer["step_seconds"] == 60
+    assert [bucket["at"] for bucket in answer["buckets"]] == [
+        ledger.iso_time(minute + step) for step in (-60, 0, 60, 120)
+    ]
+    zero = dict.fromkeys(ledger_rates.OUTCOMES, 0)
+    assert [bucket["counts"] for bucket in answer["buckets"]] == [
+        zero,
+        {**zero, "retryable": 2, "sent": 1},
+        {**zero, "retryable": 2},
+        zero,
+    ]
+    both = ledger_rates.per_minute(engine, ledger_rates.RateQuery(minute, minute + 120, (project, other)))
+    assert [bucket["counts"]["sent"] for bucket in both["buckets"]] == [1, 1]
+    # `until` is excluded, `since` included, to the second.
+    cut = ledger_rates.per_minute(engine, ledger_rates.RateQuery(NOW + 1, NOW + 3, (project,)))
+    assert [bucket["counts"] for bucket in cut["buckets"]] == [{**zero, "retryable": 1}]
+
+
+def test_the_per_minute_query_defaults_to_the_last_hour_and_checks_its_range() -> None:
+    asked, problems = parse_rates_query(MultiDict([("project", "a,b")]), NOW)
+    assert problems == [] and (asked.since, asked.until, asked.projects) == (NOW - 3600, NOW, ("a", "b"))
+    # an hour not on a minute's edge touches 61 minutes: both partial ones are there
+    assert len(ledger_rates.minutes(asked.since, asked.until)) == 61
+    assert len(ledger_rates.minutes(600.0, 4200.0)) == 60
+    _, problems = parse_rates_query(MultiDict([("since", "1h"), ("until", "2h")]), NOW)
+    assert [p["path"] for p in problems] == ["until"]
+    _, problems = parse_rates_query(MultiDict([("since", "8d")]), NOW)
+    assert [p["path"] for p in problems] == ["since"]
+    _, problems = parse_rates_query(MultiDict([("since", "then")]), NOW)
+    assert [p["path"] for p in problems] == ["since"]

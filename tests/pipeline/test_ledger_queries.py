@@ -173,3 +173,37 @@ async def test_every_run_is_listed_with_its_notifications_counted_by_status(
     assert "--cursor" not in table.stderr
     wrong = await cli(worker, "runs", "--state", "lost")
     assert wrong.returncode == 2 and "state" in wrong.stderr
+
+
+async def test_attempts_per_minute_count_a_retried_delivery_by_outcome(
+    start_worker: Any, receiver: WebhookReceiver
+) -> None:
+    worker: WorkerProcess = start_worker()
+    project = unique("p")
+    receiver.script("/flaky", Reply(status=500, body="try later"), Reply(status=200))
+    async with Publisher(worker.settings) as publisher:
+        await publisher.publish(
+            run_dict(project, "u1", "completed", [webhook("flaky", receiver.url("/flaky"))])
+        )
+
+    async def counted() -> dict[str, Any]:
+        code, body = await api_get(worker, f"/api/v1/deliveries/per-minute?project={project}&since=10m")
+        assert code == 200, body
+        total = {o: sum(b["counts"][o] for b in body["buckets"]) for o in body["buckets"][0]["counts"]}
+        return body if total["sent"] == 1 else {}
+
+    body = await wait_for(counted, timeout=40)
+    assert body["step_seconds"] == 60 and len(body["buckets"]) in (10, 11)  # 10 minutes: 11 when unaligned
+    starts = [bucket["at"] for bucket in body["buckets"]]
+    assert starts == sorted(starts) and all(at.endswith(":00+00:00") for at in starts)
+    for bucket in body["buckets"]:
+        assert set(bucket["counts"]) == {"sent", "retryable", "permanent", "deferred"}
+    total = {o: sum(b["counts"][o] for b in body["buckets"]) for o in body["buckets"][0]["counts"]}
+    assert total == {"sent": 1, "retryable": 1, "permanent": 0, "deferred": 0}
+
+    # The default range is the last hour; another project's attempts are not counted.
+    code, hour = await api_get(worker, f"/api/v1/deliveries/per-minute?project={unique('p')}")
+    assert code == 200 and len(hour["buckets"]) in (60, 61)
+    assert all(not any(bucket["counts"].values()) for bucket in hour["buckets"])
+    code, wrong = await api_get(worker, "/api/v1/deliveries/per-minute?since=1h&until=2h")
+    assert code == 400 and [p["path"] for p in wrong["problems"]] == ["until"]
