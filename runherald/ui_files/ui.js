@@ -344,7 +344,7 @@ function configPage() {
 }
 
 // ---- deliveries per minute ----
-const OUTCOMES = ["sent", "error", "retry", "skipped"];
+const OUTCOMES = ["sent", "retryable", "permanent", "deferred"];  // the outcomes of an attempt
 
 function chartPage() {
   const svgNS = "http://www.w3.org/2000/svg";

@@ -268,11 +268,16 @@ async def _reloaded_shows(page: Any, row: Any) -> bool:
 
 async def test_chart_draws_bars_for_the_deliveries(secured: WorkerProcess, receiver: WebhookReceiver) -> None:
     project = unique("p")
+    receiver.fail("/c-bad", 400)  # a permanent failure: one attempt
     for _ in range(3):
         await publish(
             secured, run_dict(project, unique("u"), "completed", [webhook("hook", receiver.url("/c"))])
         )
+    await publish(
+        secured, run_dict(project, unique("u"), "completed", [webhook("bad", receiver.url("/c-bad"))])
+    )
     await receiver.wait_for_requests(3, path="/c", within=20)
+    await receiver.wait_for_requests(1, path="/c-bad", within=20)
     async with browser_page(secured) as page:
         await log_in(page, "reader", "/ui/deliveries")
         await page.fill("#chart-project", project)
@@ -280,15 +285,22 @@ async def test_chart_draws_bars_for_the_deliveries(secured: WorkerProcess, recei
         async def drawn() -> bool:
             await page.click("#chart-form button")
             await page.wait_for_timeout(500)
-            legend = await page.text_content("#chart-legend")
-            return "sent: 3" in (legend or "")
+            legend = await page.text_content("#chart-legend") or ""
+            return "sent: 3" in legend and "permanent: 1" in legend
 
         await wait_for(drawn, timeout=30, interval=0.5)
-        bars = page.locator("#chart svg rect.bar[data-outcome='sent']")
-        assert await bars.count() >= 1
-        total = sum(int(await bars.nth(i).get_attribute("data-count")) for i in range(await bars.count()))
-        assert total == 3
+        for outcome, expected in (("sent", 3), ("permanent", 1), ("retryable", 0)):
+            bars = page.locator(f"#chart svg rect.bar[data-outcome='{outcome}']")
+            counted = [
+                int(await bars.nth(i).get_attribute("data-count") or 0) for i in range(await bars.count())
+            ]
+            assert sum(counted) == expected, (outcome, counted)
+            assert all(height > 0 for height in [await _height(bars.nth(i)) for i in range(len(counted))])
         await shot(page, "deliveries-chart")
+
+
+async def _height(bar: Any) -> float:
+    return float(await bar.get_attribute("height") or 0)
 
 
 async def test_without_a_tokens_file_the_dashboard_is_open(worker: WorkerProcess) -> None:
