@@ -151,6 +151,9 @@ async def test_login_live_run_its_attempts_and_silence_this(
         assert f'project="{project}"' in await listed.inner_text()
         assert "maintenance of the hook" in await listed.inner_text()
         await shot(page, "config")
+        await listed.locator("button.expire").click()
+        await page.locator("#silences-result.ok", has_text=f"Silence {silence_id} expired.").wait_for()
+        await listed.wait_for(state="detached")  # the list shows the silences not expired
 
         await page.click("#logout")
         await page.wait_for_url("**/ui/login")
