@@ -37,6 +37,8 @@ from runherald.openapi import OPENAPI
 from runherald.publish import Publisher
 from runherald.streams.alert_store import AlertStore
 from runherald.streams.run_feed import RunFeed
+from runherald.ui import add_ui_routes
+from runherald.ui_session import csrf_refusal, is_ui_path, presented_token
 
 log = logging.getLogger("runherald.api")
 
@@ -108,8 +110,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 def required_scope(request: web.Request) -> str | None:
     """The scope the matched route needs (admin for any change not listed), "" for a request that
     matched no route (a token, any scope, before 404 or 405), None for the public paths and for those
-    the route authenticates itself (SELF_AUTHENTICATED)."""
-    if request.path in PUBLIC_PATHS:
+    the route authenticates itself (SELF_AUTHENTICATED), and the dashboard's pages (runherald.ui)."""
+    if request.path in PUBLIC_PATHS or is_ui_path(request.path):  # the dashboard checks its own
         return None
     resource = request.match_info.route.resource
     if resource is None or request.match_info.http_exception is not None:
@@ -122,15 +124,16 @@ def required_scope(request: web.Request) -> str | None:
 
 
 def bearer_auth(tokens: TokenTable) -> Middleware:
-    """Middleware: 401 (WWW-Authenticate: Bearer) without a known token, 403 without the route's scope."""
+    """Middleware: 401 (WWW-Authenticate: Bearer) without a known token, 403 without the route's scope.
+    The dashboard's session cookie (runherald.ui_session) is taken as the bearer token, and a change
+    authenticated by it needs the dashboard's header too (403 without)."""
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         scope = required_scope(request)
         if scope is None:
             return await handler(request)
-        kind, _, presented = request.headers.get("Authorization", "").partition(" ")
-        presented = presented.strip() if kind.lower() == "bearer" else ""
+        presented, by_cookie = presented_token(request)
         if not presented:
             raise web.HTTPUnauthorized(
                 text="this request needs a bearer token (Authorization: Bearer <token>)",
@@ -153,6 +156,9 @@ def bearer_auth(tokens: TokenTable) -> Middleware:
                     f'scope="{scope}"'
                 },
             )
+        refusal = csrf_refusal(request) if by_cookie else None
+        if refusal:
+            raise web.HTTPForbidden(text=refusal)
         return await handler(request)
 
     return authenticate
@@ -256,4 +262,5 @@ def create_api(
         add_integration_routes(app, alerts, publisher)
     if feed is not None:
         add_subscribe_routes(app, feed)
+    add_ui_routes(app, tokens)
     return app

@@ -94,6 +94,14 @@ def test_wheel_without_extras_runs_every_command_and_the_bench(tmp_path: Path) -
             [str(python), "-c", f"import {test_only}"], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL
         )
         assert probe.returncode != 0, f"{test_only} is installed without the test extra"
+    # The dashboard's templates, script and stylesheet (package data) are installed beside runherald/ui.py.
+    shipped = run(
+        [str(python), "-c", "from runherald import ui; print(*sorted(p.name for p in ui.FILES.iterdir()))"],
+        tmp_path,
+        env,
+        60,
+    ).split()
+    assert {path.name for path in (ROOT / "runherald" / "ui_files").iterdir()} <= set(shipped), shipped
 
     started = time.monotonic()
     runherald = str(venv / "bin" / "runherald")
