@@ -3,10 +3,12 @@
 The dispatcher sends every delivery as its own task, so two states of one run (``running`` and
 ``completed``, read in one fetch) would otherwise be sent at once, and both would start a conversation.
 A delivery of a conversing kind (runherald.conversation) takes its conversation's turn before it reads
-the conversation from the ledger, and gives it back only once its outcome is recorded and, when it
-started or changed the conversation, once that record is on the status topic: so the next state reads
-the parent's ``ts`` from the ledger, and a worker killed before that leaves the ledger without it (the
-next owner posts a parent again: a duplicate at worst, never an update aimed at nothing).
+the conversation from the ledger, and gives it back once its outcome (with the conversation it started
+or changed) is recorded: so the next state reads the parent's ``ts`` from the ledger. That next state
+is sent only once the record holding the conversation is on the status topic (the dispatcher waits for
+it after reading it), so a worker killed in between leaves a ledger without the ``ts`` and without any
+update aimed at it: the next owner posts a parent again (a duplicate at worst, never an update aimed
+at a message the ledger does not hold).
 
 Turns are FIFO (asyncio.Lock wakes its waiters in order) and tasks reach them in the order they were
 created, which is the order the deliveries were read from their partition.

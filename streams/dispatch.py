@@ -197,7 +197,7 @@ class Dispatcher:
         try:
             async with self.turns.turn(delivery, self._slots):
                 if conversation.converses(delivery.kind):
-                    delivery.thread = conversation.thread_of(self._read(self.key_of(delivery)), delivery.name)
+                    await self._read_thread(delivery)
                 outcome = await self._send(delivery, partition)
                 fault_point("after-send")
                 recorded = await self._record(delivery, partition, offset, outcome)
@@ -215,6 +215,14 @@ class Dispatcher:
             if recorded:
                 for acknowledge in ([done] if done is not None else []) + waiters:
                     acknowledge()
+
+    async def _read_thread(self, delivery: Delivery) -> None:
+        """The conversation this delivery continues, from the ledger; when there is one, only once the
+        record holding it is on the status topic (streams.conversations)."""
+        key = self.key_of(delivery)
+        delivery.thread = conversation.thread_of(self._read(key), delivery.name)
+        if delivery.thread is not None and self._wait_written is not None:
+            await self._wait_written(key)
 
     async def _send(self, delivery: Delivery, partition: int) -> DeliveryOutcome:
         try:
@@ -317,8 +325,6 @@ class Dispatcher:
             self.schedule(retry_at, delivery.id, key, partition)
             self._keep_for_retry(delivery, partition)
         await self._write(delivery, partition, record)
-        if outcome.thread is not None and self._wait_written is not None:
-            await self._wait_written(key)  # the next state of this conversation reads it from the ledger
         return True
 
     def _keep_for_retry(self, delivery: Delivery, partition: int) -> None:

@@ -1,0 +1,88 @@
+"""One conversation per run through the pipeline: a worker SIGKILLed between a run's states leaves at most
+one extra Slack parent, and every later update and reply is aimed at the parent the ledger recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+
+from runherald.publish import Publisher
+from runherald.testing.slack import SlackServer
+
+from .harness import read_topic, run_dict, unique, wait_for
+
+NAME = "chat"
+
+
+def _notification(token: str) -> dict[str, Any]:
+    return {
+        "kind": "slack",
+        "name": NAME,
+        "message": "nightly",
+        "severity": "info",
+        "when": ["running", "completed", "error"],
+        "params": {"channel": "#ml"},
+        "secret_params": {"token": token},
+    }
+
+
+def _states(worker: Any, project: str, uid: str) -> dict[str, Any]:
+    code, body = worker.get(f"/api/v1/runs/{project}/{uid}/notifications")
+    return (body.get(NAME) or {}).get("states", {}) if code == 200 else {}
+
+
+async def _recorded_thread(settings: Any, key: bytes) -> dict[str, Any] | None:
+    """The conversation in the run's latest record on the status topic."""
+    for record_key, value in reversed(await read_topic(settings, "status")):
+        if record_key == key and value:
+            thread: dict[str, Any] | None = (orjson.loads(value).get("conversations") or {}).get(NAME)
+            return thread
+    return None
+
+
+@pytest.mark.parametrize(
+    ("fault", "parent_count"),
+    [
+        ("after-send@1", {2}),  # the parent posted, never recorded: the next owner posts it again
+        ("after-record@1", {1, 2}),  # recorded in memory, perhaps not yet on the status topic
+        ("after-send@2", {1}),  # the second state waited for the parent's record on the topic
+    ],
+)
+async def test_a_worker_killed_between_states_leaves_at_most_one_extra_parent(
+    fault: str, parent_count: set[int], start_worker: Any
+) -> None:
+    async with SlackServer() as slack:
+        prefix, group = unique("t") + ".", unique("g")
+        first = start_worker(
+            prefix=prefix, group=group, RUNHERALD_SLACK_BASE_URL=slack.api_url, RUNHERALD_FAULT_POINT=fault
+        )
+        project, uid = unique("p"), unique("u")
+        notification = _notification(slack.token)
+        async with Publisher(first.settings) as publisher:
+            await publisher.publish(run_dict(project, uid, "running", [notification]))
+            await publisher.publish(
+                run_dict(project, uid, "error", [notification], extra_status={"error": "OOMKilled"})
+            )
+        await wait_for(lambda: not first.alive, timeout=30)  # the fault point killed it
+        second = start_worker(prefix=prefix, group=group, RUNHERALD_SLACK_BASE_URL=slack.api_url)
+        await wait_for(
+            lambda: (
+                {s.get("status") for s in _states(second, project, uid).values()} == {"sent"}
+                and len(_states(second, project, uid)) == 2
+            ),
+            timeout=40,
+        )
+        key = f"{project}/{uid}".encode()
+        thread = await wait_for(lambda: _recorded_thread(second.settings, key), timeout=10)
+        await asyncio.sleep(0.5)  # nothing more is on its way
+    parents = slack.parents()
+    assert len(parents) in parent_count, [p.ts for p in parents]
+    assert thread["ts"] == parents[-1].ts and thread["state"] == "error"
+    assert slack.updates and all(u.ts == thread["ts"] for u in slack.updates)
+    replies = [m for m in slack.messages if m.thread_ts]
+    assert replies and all(r.thread_ts == thread["ts"] for r in replies)
+    assert all(r.broadcast for r in replies)  # the error reply, sent once or twice
+    assert "*OOMKilled*" in str(slack.current[thread["ts"]]["blocks"])
