@@ -1,5 +1,6 @@
 """One conversation per run through the pipeline: a worker SIGKILLed between a run's states leaves at most
-one extra Slack parent, and every later update and reply is aimed at the parent the ledger recorded."""
+one extra Slack parent, and every later update and reply is aimed at the parent the ledger recorded;
+one run's mails thread in order."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from runherald.publish import Publisher
 from runherald.testing.slack import SlackServer
+from runherald.testing.smtp import SmtpServer
 
 from .harness import read_topic, run_dict, unique, wait_for
 
@@ -86,3 +88,34 @@ async def test_a_worker_killed_between_states_leaves_at_most_one_extra_parent(
     assert replies and all(r.thread_ts == thread["ts"] for r in replies)
     assert all(r.broadcast for r in replies)  # the error reply, sent once or twice
     assert "*OOMKilled*" in str(slack.current[thread["ts"]]["blocks"])
+
+
+async def test_one_runs_mails_thread_in_order(start_worker: Any) -> None:
+    async with SmtpServer("plain") as smtp:
+        worker = start_worker()
+        project, uid = unique("p"), unique("u")
+        mail = {
+            "kind": "mail",
+            "name": "m",
+            "message": "nightly",
+            "severity": "info",
+            "when": ["running", "completed", "error"],
+            "params": {
+                "server_host": smtp.host,
+                "server_port": smtp.port,
+                "sender_address": "herald@example.com",
+                "email_addresses": ["a@example.com"],
+                "use_tls": False,
+                "start_tls": False,
+                "validate_certs": False,
+            },
+        }
+        async with Publisher(worker.settings) as publisher:
+            for state in ("running", "completed"):
+                await publisher.publish(run_dict(project, uid, state, [mail]))
+            await wait_for(lambda: len(smtp.messages) >= 2, timeout=30)
+    first, second = (received.message for received in smtp.messages)
+    assert first["In-Reply-To"] is None and "started" in first["Subject"]
+    assert (second["In-Reply-To"], second["References"]) == (first["Message-ID"], first["Message-ID"])
+    assert second["Subject"] == f"Re: {first['Subject']}"
+    assert second["Message-ID"] != first["Message-ID"]
