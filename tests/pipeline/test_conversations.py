@@ -5,6 +5,7 @@ one run's mails thread in order."""
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from typing import Any
 
 import orjson
@@ -119,3 +120,65 @@ async def test_one_runs_mails_thread_in_order(start_worker: Any) -> None:
     assert (second["In-Reply-To"], second["References"]) == (first["Message-ID"], first["Message-ID"])
     assert second["Subject"] == f"Re: {first['Subject']}"
     assert second["Message-ID"] != first["Message-ID"]
+
+
+def _slack_rules(base: str, token: str, **grouping: Any) -> dict[str, Any]:
+    return {
+        "receivers": [
+            {"name": "team", "kind": "slack", "params": {"channel": "#ml"}, "secret_params": {"token": token}}
+        ],
+        "rules": [
+            {
+                "name": "failures",
+                "matchers": [f'project=~"{base}-.*"'],
+                "when": ["running", "error"],
+                "receivers": ["team"],
+                **grouping,
+            }
+        ],
+    }
+
+
+async def _configure(worker: Any, document: dict[str, Any]) -> None:
+    def put() -> tuple[int, Any]:
+        body = orjson.dumps({"document": document})
+        sent = urllib.request.Request(worker.api + "/api/v1/config", data=body, method="PUT")
+        with urllib.request.urlopen(sent, timeout=15) as response:
+            return response.status, orjson.loads(response.read())
+
+    code, answer = await asyncio.to_thread(put)
+    assert code == 200, answer
+
+
+async def test_an_alert_rules_notification_and_a_groups_digests_converse(start_worker: Any) -> None:
+    async with SlackServer() as slack:
+        worker = start_worker(RUNHERALD_SLACK_BASE_URL=slack.api_url)
+        base = unique("p")
+        await _configure(worker, _slack_rules(base, slack.token))
+        async with Publisher(worker.settings) as publisher:
+            await publisher.publish(run_dict(f"{base}-0", "u1", "running", []))
+            await slack.wait_for_messages(1, within=20)
+            await publisher.publish(
+                run_dict(f"{base}-0", "u1", "error", [], extra_status={"error": "OOMKilled"})
+            )
+            await slack.wait_for_messages(2, within=20)
+        (parent,) = slack.parents()
+        assert [u.ts for u in slack.updates] == [parent.ts]
+        (reply,) = slack.replies(str(parent.ts))
+        assert reply.broadcast and (reply.metadata or {})["event_payload"]["notification"] == "failures/team"
+
+        # Grouped: each window's digest of one group goes in the first digest's thread.
+        grouped = unique("g")
+        await _configure(
+            worker,
+            _slack_rules(grouped, slack.token, group_by=["project"], group_wait="1s", group_interval="1s"),
+        )
+        before = len(slack.messages)
+        async with Publisher(worker.settings) as publisher:
+            for i, uid in enumerate(("d1", "d2", "d3")):
+                await publisher.publish(run_dict(f"{grouped}-0", uid, "error", []))
+                await slack.wait_for_messages(before + i + 1, within=20)
+    digests = slack.messages[before:]
+    first = digests[0]
+    assert first.thread_ts is None and [d.thread_ts for d in digests[1:]] == [first.ts, first.ts]
+    assert [u.ts for u in slack.updates[1:]] == [first.ts, first.ts]
