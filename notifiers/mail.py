@@ -111,8 +111,21 @@ def message_id(delivery_id: str, sender_address: str) -> str:
     return f"<{delivery_id}.runherald@{domain}>"
 
 
+def mail_thread(delivery: Delivery) -> dict[str, Any] | None:
+    """The mail conversation the delivery continues (runherald.conversation), if it has one."""
+    thread = delivery.thread
+    if thread is None or thread.get("kind") != "mail" or not thread.get("message_id"):
+        return None
+    return thread
+
+
 class MailNotifier:
-    """Sends one multipart (text + HTML) mail per delivery through an SMTP server."""
+    """Sends one multipart (text + HTML) mail per delivery through an SMTP server.
+
+    The mails of one run's notification are one conversation: the first mail's Message-ID and subject
+    are recorded in the run's ledger record, and every later mail carries ``In-Reply-To`` and
+    ``References`` pointing at it, with the subject ``Re: <the first mail's subject>``.
+    """
 
     kind = MAIL.name
 
@@ -138,9 +151,13 @@ class MailNotifier:
         mail = EmailMessage()
         mail["From"] = params["sender_address"]
         mail["To"] = params["email_addresses"]
-        mail["Subject"] = parts["subject"]
+        thread = mail_thread(delivery)
+        mail["Subject"] = parts["subject"] if thread is None else f"Re: {thread.get('subject', '')}"
         mail["Date"] = formatdate(localtime=False, usegmt=True)
         mail["Message-ID"] = message_id(delivery.id, params["sender_address"])
+        if thread is not None:
+            mail["In-Reply-To"] = thread["message_id"]
+            mail["References"] = thread["message_id"]
         mail["X-Runherald-Delivery"] = delivery.id
         mail.set_content(parts["text"])
         mail.add_alternative(parts["html"], subtype="html")
@@ -200,7 +217,17 @@ class MailNotifier:
             )
         except Exception as exc:
             return _classify_smtp_error(exc, scrubber, timeout)
-        return DeliveryOutcome.sent(response_code=SMTP_ACCEPTED)
+        if mail_thread(delivery) is not None:
+            return DeliveryOutcome.sent(response_code=SMTP_ACCEPTED)
+        # The first mail: the conversation every later mail of this run's notification replies to.
+        thread = {
+            "kind": "mail",
+            "message_id": str(mail["Message-ID"]),
+            "subject": str(mail["Subject"]),
+            "latest": delivery.created_at,
+            "state": delivery.state,
+        }
+        return DeliveryOutcome.sent(response_code=SMTP_ACCEPTED, thread=thread)
 
     async def close(self) -> None:
         """Nothing to release: every send opens and closes its own SMTP connection."""

@@ -1,4 +1,5 @@
-"""Slack channel: MLRun's Block Kit message, by incoming webhook or by bot token (chat.postMessage)."""
+"""Slack channel: MLRun's Block Kit message, by incoming webhook or by bot token (chat.postMessage, and
+chat.update and threads for one conversation per run: runherald.notifiers.slack_thread)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from runherald.notifiers._http import (
 )
 from runherald.notifiers.base import ChannelPreview
 from runherald.notifiers.settings import NotifierSettings
+from runherald.notifiers.slack_thread import SlackConversation, classify_api_error
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from runherald import conversation
 from runherald.channels import SLACK
 from runherald.delivery import Delivery, DeliveryOutcome
 from runherald.secrets import SecretScrubber, redact_url, secret_values_of
@@ -34,9 +37,6 @@ STATE_EMOJIS = {
     "error": ":x:",
     "skipped": ":zzz:",
 }
-RETRYABLE_API_ERRORS = frozenset(
-    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
-)
 METADATA_EVENT_TYPE = "runherald_delivery"
 
 # slack_sdk logs full request URLs at debug level; a webhook URL is a secret, so keep that quiet.
@@ -170,11 +170,15 @@ class SlackNotifier:
                 "Parameter 'channel' is required with 'token' for SlackNotification"
             )
         try:
+            mode = "new" if webhook else conversation.slack_mode(params)
+        except ValueError as exc:
+            return DeliveryOutcome.permanent(str(exc))
+        try:
             blocks = self._blocks(delivery.message, delivery.severity, delivery.runs, delivery.name)
             if webhook:
                 outcome = await self._send_webhook(str(webhook), blocks)
             else:
-                outcome = await self._post_message(str(token), str(channel), blocks, delivery)
+                outcome = await self._post_message(str(token), str(channel), blocks, delivery, mode)
         except Exception as exc:
             outcome = classify_exception(exc, self.settings.timeout)
         return scrubbed(outcome, scrubber)
@@ -202,7 +206,7 @@ class SlackNotifier:
         return outcome
 
     async def _post_message(
-        self, token: str, channel: str, blocks: list[dict[str, Any]], delivery: Delivery
+        self, token: str, channel: str, blocks: list[dict[str, Any]], delivery: Delivery, mode: str
     ) -> DeliveryOutcome:
         client = AsyncWebClient(
             token=token,
@@ -212,42 +216,23 @@ class SlackNotifier:
             logger=_sdk_logger,
             retry_handlers=[],
         )
+        metadata = {
+            "event_type": METADATA_EVENT_TYPE,
+            "event_payload": {
+                "delivery_id": delivery.id,
+                "project": delivery.project,
+                "uid": delivery.uid,
+                "notification": delivery.name,
+                "state": delivery.state,
+            },
+        }
         try:
-            response = await client.chat_postMessage(
-                channel=channel,
-                blocks=blocks,
-                text=blocks[0]["text"]["text"],
-                metadata={
-                    "event_type": METADATA_EVENT_TYPE,
-                    "event_payload": {
-                        "delivery_id": delivery.id,
-                        "project": delivery.project,
-                        "uid": delivery.uid,
-                        "notification": delivery.name,
-                        "state": delivery.state,
-                    },
-                },
-            )
+            return await SlackConversation(client, channel, blocks, metadata, delivery).send(mode)
         except SlackApiError as exc:
-            return _classify_api_error(exc)
+            return classify_api_error(exc)
         except SlackClientError as exc:
             return DeliveryOutcome.permanent(f"Slack client error: {type(exc).__name__}")
-        return DeliveryOutcome.sent(response_code=int(response.status_code or 0) or None)
 
     async def close(self) -> None:
         """Close the HTTP session."""
         await self.sessions.aclose()
-
-
-def _classify_api_error(exc: SlackApiError) -> DeliveryOutcome:
-    response = exc.response
-    status = int(getattr(response, "status_code", 0) or 0)
-    data = getattr(response, "data", None)
-    error = str(data.get("error", "")) if isinstance(data, dict) else ""
-    headers = dict(getattr(response, "headers", None) or {})
-    if status == 429 or status >= 500 or status == 408 or error in RETRYABLE_API_ERRORS:
-        base = classify_status(status if status >= 400 else 503, headers, what="Slack")
-        return DeliveryOutcome.retryable(
-            f"Slack API error: {error or status}", base.retry_after, response_code=status or None
-        )
-    return DeliveryOutcome.permanent(f"Slack API error: {error or status}", response_code=status or None)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runherald import channels
+from runherald import channels, conversation
 from runherald.errors import PublishError
 from runherald.events import InvalidEvent, validate_run
 from runherald.model import NotificationSeverity, RunStates
@@ -260,7 +260,12 @@ def _key_of_value(params: Mapping[str, Any], text: str) -> str | None:
 
 
 def _slack_problems(params: Mapping[str, Any], path: str, *, slack_fallback: bool) -> list[Problem]:
-    """MLRun requires a webhook; runherald also sends as a bot, with token and channel."""
+    """MLRun requires a webhook; runherald also sends as a bot, with token and channel (and a known
+    ``slack_mode``)."""
+    try:
+        conversation.slack_mode(params)
+    except ValueError as exc:
+        return [Problem(f"{path}.params.slack_mode", str(exc))]
     if params.get("webhook") or slack_fallback:
         return []
     if params.get("token"):

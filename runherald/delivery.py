@@ -45,10 +45,15 @@ class DeliveryOutcome:
     # the SMTP reply code (mail); None when there was no answer or nothing was asked.
     response_code: int | None = None
     latency_ms: float | None = None  # how long the send took (measured by the dispatcher)
+    # The run's conversation with the receiver as it stands after this send (runherald.conversation),
+    # when the send started or changed one: the dispatcher records it in the run's ledger record.
+    thread: dict[str, Any] | None = None
 
     @classmethod
-    def sent(cls, *, response_code: int | None = None) -> DeliveryOutcome:
-        return cls(OutcomeKind.SENT, response_code=response_code)
+    def sent(
+        cls, *, response_code: int | None = None, thread: dict[str, Any] | None = None
+    ) -> DeliveryOutcome:
+        return cls(OutcomeKind.SENT, response_code=response_code, thread=thread)
 
     @classmethod
     def retryable(
@@ -92,6 +97,9 @@ class Delivery:
     attempts: int = 0
     created_at: float = 0.0  # epoch seconds when the pipeline decided to send it
     replay: str = ""  # set by `runherald dead-letter replay`: send again although the ledger says error
+    # The conversation this run's notification already has (runherald.conversation), read from the
+    # ledger by the dispatcher before each send; never carried on the deliveries topic.
+    thread: dict[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The delivery as carried on the deliveries topic."""

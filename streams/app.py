@@ -200,6 +200,7 @@ def create_pipeline(
             hang_after=settings.send_timeout / 2,
         ),
         throttle=Throttle(RateLimiter(), settings.slack_rate_limit),
+        wait_written=lambda key: ledger_writer.written(key.encode()),
     )
     metrics.IN_FLIGHT.set_function(lambda: len(dispatcher.in_flight))
     metrics.OPEN_CIRCUITS.set_function(dispatcher.breakers.open_endpoints)

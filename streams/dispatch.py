@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from faust.types import TP
 
-from runherald import ledger, metrics
+from runherald import conversation, ledger, metrics
 from runherald.breaker import CircuitBreakers
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind, run_key
 from runherald.faults import fault_point
@@ -30,6 +30,7 @@ from runherald.outcomes import outcome_fields
 from runherald.retry import RetryPolicy
 from runherald.secrets import SecretResolutionError, SecretScrubber, resolve_params_and_secrets
 
+from .conversations import Turns
 from .throttle import Abandoned, Throttle
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class Dispatcher:
         on_outcome: Callable[[Delivery, DeliveryOutcome, float], None] | None = None,
         breakers: CircuitBreakers | None = None,
         throttle: Throttle | None = None,
+        wait_written: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._notifier_for = notifier_for
         self._read = read_record
@@ -95,6 +97,9 @@ class Dispatcher:
         self._on_outcome = on_outcome
         self.breakers = breakers or CircuitBreakers(0, 0.0, 0.0)
         self.throttle = throttle  # destination rate limits (None: none)
+        # Returns once a run's record, as it stands, is on the status topic (streams.conversations).
+        self._wait_written = wait_written
+        self.turns = Turns()  # one send at a time per conversation (run and notification)
         self.scrubber = SecretScrubber()  # every secret value met so far, for the log filter
         self.in_flight: set[str] = set()
         self._waiters: dict[str, list[Callable[[], Any]]] = {}  # delivery id -> events to acknowledge
@@ -190,10 +195,13 @@ class Dispatcher:
         started = time.monotonic()
         recorded = False
         try:
-            outcome = await self._send(delivery, partition)
-            fault_point("after-send")
-            recorded = await self._record(delivery, partition, offset, outcome)
-            fault_point("after-record")
+            async with self.turns.turn(delivery, self._slots):
+                if conversation.converses(delivery.kind):
+                    await self._read_thread(delivery)
+                outcome = await self._send(delivery, partition)
+                fault_point("after-send")
+                recorded = await self._record(delivery, partition, offset, outcome)
+                fault_point("after-record")
             if self._on_outcome is not None:
                 self._on_outcome(delivery, outcome, time.monotonic() - started)
         except Abandoned:  # its partition left while it waited for a rate limit: the new owner sends it
@@ -207,6 +215,14 @@ class Dispatcher:
             if recorded:
                 for acknowledge in ([done] if done is not None else []) + waiters:
                     acknowledge()
+
+    async def _read_thread(self, delivery: Delivery) -> None:
+        """The conversation this delivery continues, from the ledger; when there is one, only once the
+        record holding it is on the status topic (streams.conversations)."""
+        key = self.key_of(delivery)
+        delivery.thread = conversation.thread_of(self._read(key), delivery.name)
+        if delivery.thread is not None and self._wait_written is not None:
+            await self._wait_written(key)
 
     async def _send(self, delivery: Delivery, partition: int) -> DeliveryOutcome:
         try:
@@ -303,6 +319,8 @@ class Dispatcher:
             return False
         record = self._read(key)
         ledger.put_entry(record, delivery.id, **fields)
+        if outcome.thread is not None:
+            conversation.put_thread(record, delivery.name, outcome.thread)
         if retry_at is not None:
             self.schedule(retry_at, delivery.id, key, partition)
             self._keep_for_retry(delivery, partition)

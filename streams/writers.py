@@ -72,6 +72,7 @@ class LedgerWriter:
         # rebalance only for the keys it knows the partition of.
         self.partitions: dict[bytes, int] = table.data._key_partition
         self._marked: dict[bytes, int] = {}  # run key -> partition: changed since its last append
+        self._appending: dict[bytes, asyncio.Future[Any]] = {}  # run key -> its last append, until acked
         self._lock = asyncio.Lock()
 
     def get(self, key: bytes) -> bytes | None:
@@ -112,12 +113,25 @@ class LedgerWriter:
         """Runs changed in memory and not yet queued."""
         return len(self._marked)
 
+    async def written(self, key: bytes) -> None:
+        """Return once the run's record, as it stood when last queued (see put), is on the status topic."""
+        future = self._appending.get(key)
+        if future is not None:
+            await asyncio.wait([future])  # a failed write crashes the worker (Writer._check)
+
     async def _append(self, key: bytes, partition: int) -> None:
         value = self.table.data.get(key)
         if value is not None:
             # Records of one run are written by both stages and by retry timers: the partition is
             # given, not taken from faust's current event.
-            await self._writer.send(self._topic, key, value, partition)
+            future = await self._writer.send(self._topic, key, value, partition)
+            if isinstance(future, asyncio.Future):  # (a test's writer may hand back none)
+                self._appending[key] = future
+                future.add_done_callback(lambda done: self._forget_append(key, done))
+
+    def _forget_append(self, key: bytes, done: asyncio.Future[Any]) -> None:
+        if self._appending.get(key) is done:
+            del self._appending[key]
 
 
 class DeadLetterWriter:

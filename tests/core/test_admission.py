@@ -100,6 +100,22 @@ CORPUS: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "slack with an unknown slack_mode",
+        run(
+            {
+                "kind": "slack",
+                "name": "s",
+                "params": {"webhook": "https://hooks.example/x", "slack_mode": "edit"},
+            }
+        ),
+        [
+            (
+                f"{N0}.params.slack_mode",
+                "Parameter 'slack_mode' must be one of new, update, thread, update+thread",
+            )
+        ],
+    ),
+    (
         "slack bot without channel",
         run({"kind": "slack", "name": "s", "secret_params": {"token": "${RUNHERALD_SECRET_BOT}"}}),
         [(f"{N0}.params.channel", "Parameter 'channel' is required with 'token' for SlackNotification")],

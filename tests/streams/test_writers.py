@@ -106,3 +106,31 @@ async def test_dead_letter_records_say_why_where_from_and_carry_no_literal_secre
     assert record["reason"] == "gave up after 8 attempts: 503" and record["stage"] == "dispatch"
     assert record["source"] == {"delivery_id": "d1", "name": "hook", "state": "error"}
     assert b"s3cret-value" not in value
+
+
+class AckingWriter(RecordingWriter):
+    """Hands back each append's future, as aiokafka does: resolved when the broker acknowledges it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acks: list[asyncio.Future[Any]] = []
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> Any:
+        await super().send(topic, key, value, partition)
+        self.acks.append(asyncio.get_running_loop().create_future())
+        return self.acks[-1]
+
+
+async def test_written_returns_once_the_last_append_of_the_key_is_acknowledged() -> None:
+    writer = AckingWriter()
+    ledger_writer = LedgerWriter(Table(), writer, "status")  # type: ignore[arg-type]
+    await ledger_writer.written(b"p/u")  # nothing appended: nothing to wait for
+    await ledger_writer.put(0, b"p/u", record_with(ledger.PENDING))
+    await ledger_writer.put(0, b"p/u", record_with(ledger.SENT))
+    waiting = asyncio.create_task(ledger_writer.written(b"p/u"))
+    writer.acks[0].set_result(None)
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # the first append is acknowledged, not the last
+    writer.acks[1].set_result(None)
+    await asyncio.wait_for(waiting, 1)
+    assert not ledger_writer._appending  # forgotten once acknowledged
