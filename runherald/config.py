@@ -67,6 +67,7 @@ NOT_SETTINGS = {
 }
 NOT_SETTINGS_PREFIXES = (
     "RUNHERALD_SECRET_",  # secrets that secret_params refer to as ${RUNHERALD_SECRET_...}
+    "RUNHERALD_TEST_",  # the test suite's own (a PostgreSQL URL, the Chromium path), never read by runherald
 )
 
 

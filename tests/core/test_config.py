@@ -157,6 +157,7 @@ def test_unknown_variables_are_warned_about_with_a_suggestion() -> None:
         "RUNHERALD_SEAL_KEY": "k",
         "RUNHERALD_FAULT_POINT": "dispatch",
         "RUNHERALD_SECRET_SLACK": "s",
+        "RUNHERALD_TEST_POSTGRES_URL": "postgresql+psycopg://runherald@127.0.0.1:5432/t",
         "OTHER_TOOL_VARIABLE": "x",
     }
     with warnings.catch_warnings(record=True) as caught:

@@ -2,7 +2,7 @@
 
 The conversation (running, then error) goes through SlackNotifier to the loopback Slack server; what
 the channel then shows (the parent as it stands after chat.update, and its thread) must equal the JSON
-between the README's markers. ``RUNHERALD_WRITE_README=1`` writes it there instead.
+between the README's markers. ``RUNHERALD_TEST_WRITE_README=1`` writes it there instead.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ async def test_the_readme_shows_the_real_conversation_of_a_failed_run() -> None:
     rendered = await render_failed_run_conversation()
     text = README.read_text(encoding="utf-8")
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    if os.environ.get("RUNHERALD_WRITE_README"):
+    if os.environ.get("RUNHERALD_TEST_WRITE_README"):
         README.write_text(text[:start] + rendered + text[end:], encoding="utf-8")
         text = README.read_text(encoding="utf-8")
     assert text[start : text.index(END)] == rendered
