@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import sys
+import tempfile
 import threading
 from typing import Any
 
@@ -307,6 +308,7 @@ def run_dev(
             flush=True,
         )
     broker = None
+    scratch: tempfile.TemporaryDirectory[str] | None = None
     if not external_broker:
         port = broker_port or 9092
         if broker_port is None and not _port_free(port):
@@ -323,10 +325,16 @@ def run_dev(
             session_timeout=min(settings.session_timeout, 6.0),
             allow_loopback_egress=True,
         )
+        if settings.source_of("data_dir") == "default" and settings.source_of("ledger_db") == "default":
+            # The broker forgets everything at exit: so does the SQL ledger, which would otherwise list
+            # runs that the next `runherald dev` knows nothing about.
+            scratch = tempfile.TemporaryDirectory(prefix="runherald-dev-")
+            settings = settings.replace(data_dir=scratch.name)
     kind = "embedded, memory only: nothing survives a restart" if broker else "external"
     announce = "\n".join(
         [
             f"runherald dev: broker {settings.broker} ({kind})",
+            f"runherald dev: dashboard http://{settings.web_host}:{settings.web_port}/ui",
             f"runherald dev: try: RUNHERALD_BROKER={settings.broker} {seal_hint}runherald publish run.json",
             "runherald dev: Ctrl-C stops it" + ("" if verbose else " (--verbose shows the worker's log)"),
         ]
@@ -340,6 +348,8 @@ def run_dev(
     finally:
         if broker is not None:
             broker.stop()
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def _port_free(port: int) -> bool:

@@ -117,6 +117,7 @@ async def test_runherald_dev_end_to_end(receiver: WebhookReceiver, tmp_path) -> 
         assert [line for line in lines if not line.startswith("runherald: warning:")] == [
             f"runherald API listening on {api}",
             f"runherald dev: broker {broker} (embedded, memory only: nothing survives a restart)",
+            f"runherald dev: dashboard {api}/ui",
             f"runherald dev: try: RUNHERALD_BROKER={broker} runherald publish run.json",
             "runherald dev: Ctrl-C stops it (--verbose shows the worker's log)",
         ]
