@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from runherald.notifiers import MailNotifier, NotifierSettings, SlackNotifier
 from runherald.notifiers.slack import render_slack_blocks
+from test_mail_notifier import smtp_params  # tests/notifiers is no package: pytest puts it on sys.path
 
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind, delivery_id
 from runherald.templating import TemplateRenderer
@@ -63,18 +64,6 @@ def blocks_of(delivery: Delivery) -> list[dict[str, Any]]:
 
 
 BOT = {"token": "xoxb-1", "channel": "#runs"}
-
-
-def smtp_params(server: SmtpServer) -> dict[str, Any]:
-    return {
-        "server_host": server.host,
-        "server_port": server.port,
-        "sender_address": "runherald@example.com",
-        "email_addresses": "a@example.com",
-        "use_tls": False,
-        "start_tls": False,
-        "validate_certs": True,
-    }
 
 
 async def test_running_then_completed_is_one_parent_updated_and_one_reply(
@@ -232,7 +221,9 @@ async def test_mails_of_one_run_thread_in_order(state_delivery: Builder) -> None
         state_delivery("mail", state, at) for at, state in enumerate(("running", "completed", "error"), 1)
     ]
     async with SmtpServer("plain") as server:
-        outcomes, thread = await converse(MailNotifier(NotifierSettings()), deliveries, smtp_params(server))
+        outcomes, thread = await converse(
+            MailNotifier(NotifierSettings()), deliveries, smtp_params(server, email_addresses="a@example.com")
+        )
     assert [o.kind for o in outcomes] == [OutcomeKind.SENT] * 3
     first, *later = [mail.message for mail in server.messages]
     root = f"<{deliveries[0].id}.runherald@example.com>"
