@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, literal, select, tuple_
+from sqlalchemy import ColumnElement, Engine
 
 from runherald import ledger, ledger_sql
 
@@ -106,24 +106,11 @@ def query(engine: Engine, asked: RunQuery) -> dict[str, Any]:
         conditions.append(runs.c.state.in_(asked.states))
     if asked.since is not None:
         conditions.append(runs.c.updated >= asked.since)
-    if asked.cursor is not None:
-        at, last = ledger_sql.decode_cursor(asked.cursor)
-        conditions.append(tuple_(runs.c.updated, runs.c.key) < tuple_(literal(at), literal(last)))
-    statement = (
-        select(runs)
-        .where(*conditions)
-        .order_by(runs.c.updated.desc(), runs.c.key.desc())
-        .limit(asked.limit + 1)
-    )
     with engine.connect() as connection:
-        found = [dict(row._mapping) for row in connection.execute(statement)]
-    more = len(found) > asked.limit
-    found = found[: asked.limit]
-    last_row = found[-1] if found else None
-    return {
-        "items": [_item(row) for row in found],
-        "next": ledger_sql.encode_cursor(last_row["updated"], last_row["key"]) if more and last_row else None,
-    }
+        found, next_cursor = ledger_sql.keyset_page(
+            connection, runs, conditions, (runs.c.updated, runs.c.key), asked.limit, asked.cursor
+        )
+    return {"items": [_item(row) for row in found], "next": next_cursor}
 
 
 def _item(row: Mapping[str, Any]) -> dict[str, Any]:

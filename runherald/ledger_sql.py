@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Double,
     Engine,
     ForeignKey,
@@ -329,6 +330,35 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     return float(queued_at), delivery_id
 
 
+def keyset_page(
+    connection: Connection,
+    table: Table,
+    conditions: Sequence[ColumnElement[bool]],
+    order: tuple[Column[Any], Column[Any]],
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of `table`'s rows matching `conditions`, newest first by `order` (a time, then a unique
+    key): at most `limit` rows after `cursor`, and the cursor of the next page (None: no more). One row
+    more than the page is read to know whether there are more; the cursor is the last row's (time, key)."""
+    at_column, key_column = order
+    if cursor is not None:
+        at, last = decode_cursor(cursor)
+        # A row value: both databases read it as a range of the index, however deep the page.
+        conditions = [*conditions, tuple_(at_column, key_column) < tuple_(literal(at), literal(last))]
+    statement = (
+        select(table).where(*conditions).order_by(at_column.desc(), key_column.desc()).limit(limit + 1)
+    )
+    found = [dict(row._mapping) for row in connection.execute(statement)]
+    more = len(found) > limit
+    found = found[:limit]
+    last_row = found[-1] if found else None
+    next_cursor = (
+        encode_cursor(last_row[at_column.name], last_row[key_column.name]) if more and last_row else None
+    )
+    return found, next_cursor
+
+
 def query(engine: Engine, asked: Query) -> dict[str, Any]:
     """``{"items": [...], "next": cursor | None}``: deliveries matching `asked`, newest queued first."""
     conditions = [
@@ -346,22 +376,15 @@ def query(engine: Engine, asked: Query) -> dict[str, Any]:
         conditions.append(deliveries.c.queued_at >= asked.since)
     if asked.until is not None:
         conditions.append(deliveries.c.queued_at < asked.until)
-    if asked.cursor is not None:
-        at, last = decode_cursor(asked.cursor)
-        # A row value: both databases read it as a range of the index, however deep the page.
-        conditions.append(
-            tuple_(deliveries.c.queued_at, deliveries.c.id) < tuple_(literal(at), literal(last))
-        )
-    statement = (
-        select(deliveries)
-        .where(*conditions)
-        .order_by(deliveries.c.queued_at.desc(), deliveries.c.id.desc())
-        .limit(asked.limit + 1)
-    )
     with engine.connect() as connection:
-        found = [dict(row._mapping) for row in connection.execute(statement)]
-        more = len(found) > asked.limit
-        found = found[: asked.limit]
+        found, next_cursor = keyset_page(
+            connection,
+            deliveries,
+            conditions,
+            (deliveries.c.queued_at, deliveries.c.id),
+            asked.limit,
+            asked.cursor,
+        )
         kept: dict[str, list[dict[str, Any]]] = {row["id"]: [] for row in found}
         if kept:
             for attempt in connection.execute(
@@ -379,8 +402,6 @@ def query(engine: Engine, asked: Query) -> dict[str, Any]:
                     }
                 )
     items = [_item(row, kept[row["id"]]) for row in found]
-    last_row = found[-1] if found else None
-    next_cursor = encode_cursor(last_row["queued_at"], last_row["id"]) if more and last_row else None
     return {"items": items, "next": next_cursor}
 
 
@@ -417,6 +438,7 @@ __all__ = [
     "deliveries",
     "encode_cursor",
     "engine_for",
+    "keyset_page",
     "metadata",
     "open_engine",
     "query",

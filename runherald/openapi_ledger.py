@@ -14,6 +14,28 @@ def _text(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "description": description, "schema": {"type": "string"}}
 
 
+def _repeated(name: str, description: str) -> dict[str, Any]:
+    """A query parameter of several values: repeated, or comma-separated."""
+    return {
+        "name": name,
+        "in": "query",
+        "description": f"{description}: repeated, or comma-separated",
+        "schema": {"type": "array", "items": {"type": "string"}},
+        "style": "form",
+        "explode": True,
+    }
+
+
+_PAGE_PARAMETERS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "items per page (default 100)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
+    _text("cursor", "the next page: the `next` of the page before (opaque)"),
+]
+
 _QUERY = [
     _text("project", "only this project's deliveries"),
     _text("uid", "only this run's (its uid)"),
@@ -27,13 +49,7 @@ _QUERY = [
     },
     _text("since", f"only deliveries queued at or after this: {_TIME}"),
     _text("until", f"only deliveries queued before this: {_TIME}"),
-    {
-        "name": "limit",
-        "in": "query",
-        "description": "items per page (default 100)",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-    },
-    _text("cursor", "the next page: the `next` of the page before (opaque)"),
+    *_PAGE_PARAMETERS,
 ]
 
 SCHEMAS: dict[str, Any] = {
@@ -63,16 +79,6 @@ SCHEMAS: dict[str, Any] = {
         },
     },
 }
-
-_PAGE_PARAMETERS = [
-    {
-        "name": "limit",
-        "in": "query",
-        "description": "items per page (default 100)",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-    },
-    _text("cursor", "the next page: the `next` of the page before (opaque)"),
-]
 
 
 def _page(item: str, description: str) -> dict[str, Any]:
@@ -131,8 +137,6 @@ SCHEMAS["LedgerRun"] = {
     },
 }
 
-_LIST = {"type": "array", "items": {"type": "string"}}
-
 # GET beside the publishing POST of /api/v1/runs (runherald.openapi puts the two together).
 RUN_LIST: dict[str, Any] = {
     "get": operation(
@@ -141,22 +145,8 @@ RUN_LIST: dict[str, Any] = {
         {"200": _page("LedgerRun", "one page of runs"), **errors("400", "503")},
         operationId="listRuns",
         parameters=[
-            {
-                "name": "project",
-                "in": "query",
-                "description": "only these projects' runs: repeated, or comma-separated",
-                "schema": _LIST,
-                "style": "form",
-                "explode": True,
-            },
-            {
-                "name": "state",
-                "in": "query",
-                "description": "only runs in one of these states: repeated, or comma-separated",
-                "schema": _LIST,
-                "style": "form",
-                "explode": True,
-            },
+            _repeated("project", "only these projects' runs"),
+            _repeated("state", "only runs in one of these states"),
             _text("since", f"only runs recorded at or after this: {_TIME}"),
             *_PAGE_PARAMETERS,
         ],
@@ -258,14 +248,7 @@ PATHS: dict[str, Any] = {
             parameters=[
                 _text("since", f"attempts at or after this (default 1h): {_TIME}"),
                 _text("until", f"attempts before this (default now): {_TIME}; at most 7 days after since"),
-                {
-                    "name": "project",
-                    "in": "query",
-                    "description": "only these projects' deliveries: repeated, or comma-separated",
-                    "schema": {"type": "array", "items": {"type": "string"}},
-                    "style": "form",
-                    "explode": True,
-                },
+                _repeated("project", "only these projects' deliveries"),
             ],
         )
     },

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -13,7 +13,7 @@ from aiohttp import web
 
 from runherald import ledger
 from runherald.api import create_api
-from runherald.auth import TokenTable
+from runherald.auth import ApiToken, TokenTable, hash_token
 from runherald.broker import free_port
 from runherald.config import Settings
 from runherald.publish import Publisher
@@ -48,6 +48,13 @@ class Api:
             max_body_bytes=MAX_BODY,
             tokens=self.tokens,
         )
+
+
+def token_table(tokens: Mapping[str, str], scopes: Mapping[str, Iterable[str]]) -> TokenTable:
+    """A table of `tokens` (name -> token), each name with its `scopes`."""
+    return TokenTable(
+        ApiToken(name, hash_token(token), frozenset(scopes[name])) for name, token in tokens.items()
+    )
 
 
 @pytest.fixture

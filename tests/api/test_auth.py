@@ -10,13 +10,12 @@ from runherald.streams.alert_store import AlertStore
 from runherald.streams.run_feed import RunFeed
 
 from runherald.api import create_api
-from runherald.auth import ApiToken, TokenTable, hash_token
 from runherald.config import Settings
 from runherald.openapi import OPENAPI
 from runherald.publish import Publisher
 from runherald.ui_session import is_ui_path
 
-from .test_api import Api, call, serve
+from .test_api import Api, call, serve, token_table
 
 TOKENS = {"pub": "rh_publisher-token", "reader": "rh_reader-token", "root": "rh_admin-token"}
 SCOPES = {"pub": {"publish"}, "reader": {"read"}, "root": {"admin"}}
@@ -24,10 +23,7 @@ SCOPES = {"pub": {"publish"}, "reader": {"read"}, "root": {"admin"}}
 
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
-    table = TokenTable(
-        ApiToken(name, hash_token(token), frozenset(SCOPES[name])) for name, token in TOKENS.items()
-    )
-    async with serve(Api(table)) as served:
+    async with serve(Api(token_table(TOKENS, SCOPES))) as served:
         yield served
 
 

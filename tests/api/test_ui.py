@@ -9,11 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from runherald.auth import ApiToken, TokenTable, hash_token
 from runherald.ui import CSP
 from runherald.ui_session import COOKIE, UI_HEADER
 
-from .test_api import Api, serve
+from .test_api import Api, serve, token_table
 
 TOKENS = {"reader": "rh_ui-reader", "root": "rh_ui-admin", "pub": "rh_ui-publisher"}
 SCOPES = {"reader": {"read"}, "root": {"admin"}, "pub": {"publish"}}
@@ -21,10 +20,7 @@ SCOPES = {"reader": {"read"}, "root": {"admin"}, "pub": {"publish"}}
 
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
-    table = TokenTable(
-        ApiToken(name, hash_token(token), frozenset(SCOPES[name])) for name, token in TOKENS.items()
-    )
-    async with serve(Api(table)) as served:
+    async with serve(Api(token_table(TOKENS, SCOPES))) as served:
         yield served
 
 

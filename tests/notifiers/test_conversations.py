@@ -4,15 +4,19 @@ a send, recording what the outcome carries) is played here by `converse`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from runherald.notifiers import MailNotifier, NotifierSettings, SlackNotifier
 from runherald.notifiers.slack import render_slack_blocks
+from test_mail_notifier import smtp_params  # tests/notifiers is no package: pytest puts it on sys.path
 
 from runherald.delivery import Delivery, DeliveryOutcome, OutcomeKind, delivery_id
 from runherald.templating import TemplateRenderer
 from runherald.testing import SlackServer, SmtpServer
+
+Builder = Callable[..., Delivery]  # conftest's make_delivery (the delivery_for fixture), and state_delivery
 
 
 def run_in(state: str, **status: Any) -> dict[str, Any]:
@@ -22,34 +26,16 @@ def run_in(state: str, **status: Any) -> dict[str, Any]:
     }
 
 
-def make_delivery(
-    kind: str,
-    *,
-    message: str = "test-message",
-    severity: str = "info",
-    runs: list[dict[str, Any]] | None = None,
-    name: str = "n1",
-    state: str = "completed",
-) -> Delivery:
-    notification = {"kind": kind, "name": name, "message": message, "severity": severity, "params": {}}
-    return Delivery(
-        id=delivery_id("p1", "uid-1", name, state),
-        project="p1",
-        uid="uid-1",
-        name=name,
-        state=state,
-        kind=kind,
-        message=message,
-        severity=severity,
-        runs=list(runs or []),
-        notification=notification,
-    )
+@pytest.fixture
+def state_delivery(delivery_for: Builder) -> Builder:
+    """A slack or mail delivery of notification n1 for the run in `state`, created at `at`."""
 
+    def build(kind: str, state: str, at: float, **status: Any) -> Delivery:
+        delivery = delivery_for(kind, name="n1", state=state, runs=[run_in(state, **status)])
+        delivery.created_at = at
+        return delivery
 
-def state_delivery(kind: str, state: str, at: float, **status: Any) -> Delivery:
-    delivery = make_delivery(kind, name="n1", state=state, runs=[run_in(state, **status)])
-    delivery.created_at = at
-    return delivery
+    return build
 
 
 STATES = [
@@ -80,19 +66,9 @@ def blocks_of(delivery: Delivery) -> list[dict[str, Any]]:
 BOT = {"token": "xoxb-1", "channel": "#runs"}
 
 
-def smtp_params(server: SmtpServer) -> dict[str, Any]:
-    return {
-        "server_host": server.host,
-        "server_port": server.port,
-        "sender_address": "runherald@example.com",
-        "email_addresses": "a@example.com",
-        "use_tls": False,
-        "start_tls": False,
-        "validate_certs": True,
-    }
-
-
-async def test_running_then_completed_is_one_parent_updated_and_one_reply(settings: NotifierSettings) -> None:
+async def test_running_then_completed_is_one_parent_updated_and_one_reply(
+    settings: NotifierSettings, state_delivery: Builder
+) -> None:
     deliveries = [
         state_delivery("slack", state, at, **status) for at, (state, status) in enumerate(STATES, 1)
     ]
@@ -114,7 +90,7 @@ async def test_running_then_completed_is_one_parent_updated_and_one_reply(settin
     assert "accuracy=0.93" in str(reply.blocks)
 
 
-async def test_an_error_reply_is_broadcast(settings: NotifierSettings) -> None:
+async def test_an_error_reply_is_broadcast(settings: NotifierSettings, state_delivery: Builder) -> None:
     deliveries = [
         state_delivery("slack", "running", 1),
         state_delivery("slack", "completed", 2),
@@ -133,13 +109,13 @@ async def test_an_error_reply_is_broadcast(settings: NotifierSettings) -> None:
 
 
 async def test_slack_mode_new_gives_mlruns_messages_exactly(
-    settings: NotifierSettings, reference: dict[str, Any]
+    settings: NotifierSettings, reference: dict[str, Any], delivery_for: Builder
 ) -> None:
     case = next(c for c in reference["slack"] if c["id"] == "five-runs-named-ui")
     settings.ui_url = case.get("ui_url")
     deliveries = []
     for at, state in enumerate(("running", "completed", "error"), 1):
-        delivery = make_delivery(
+        delivery = delivery_for(
             "slack", message=case["message"], severity=case["severity"], runs=case["runs"], name=case["name"]
         )
         delivery.id = delivery_id("p1", "uid-1", case["name"], state)
@@ -158,7 +134,7 @@ async def test_slack_mode_new_gives_mlruns_messages_exactly(
 
 @pytest.mark.parametrize(("mode", "updates", "replies"), [("update", 2, 0), ("thread", 0, 2)])
 async def test_update_or_thread_alone(
-    mode: str, updates: int, replies: int, settings: NotifierSettings
+    mode: str, updates: int, replies: int, settings: NotifierSettings, state_delivery: Builder
 ) -> None:
     deliveries = [state_delivery("slack", s, at) for at, s in enumerate(("running", "completed", "error"), 1)]
     async with SlackServer(token="xoxb-1") as slack:
@@ -170,7 +146,9 @@ async def test_update_or_thread_alone(
     assert len(slack.updates) == updates and len(slack.replies(str(parent.ts))) == replies
 
 
-async def test_webhooks_keep_posting_new_messages(settings: NotifierSettings) -> None:
+async def test_webhooks_keep_posting_new_messages(
+    settings: NotifierSettings, state_delivery: Builder
+) -> None:
     deliveries = [state_delivery("slack", s, at) for at, s in enumerate(("running", "completed"), 1)]
     async with SlackServer() as slack:
         notifier = SlackNotifier(settings)
@@ -180,7 +158,9 @@ async def test_webhooks_keep_posting_new_messages(settings: NotifierSettings) ->
     assert [m.via for m in slack.messages] == ["webhook", "webhook"] and not slack.updates
 
 
-async def test_a_deleted_parent_is_posted_anew_and_the_new_one_returned(settings: NotifierSettings) -> None:
+async def test_a_deleted_parent_is_posted_anew_and_the_new_one_returned(
+    settings: NotifierSettings, state_delivery: Builder
+) -> None:
     async with SlackServer(token="xoxb-1") as slack:
         settings.slack_base_url = slack.api_url
         notifier = SlackNotifier(settings)
@@ -195,7 +175,9 @@ async def test_a_deleted_parent_is_posted_anew_and_the_new_one_returned(settings
     assert not slack.updates and not slack.replies(first["ts"])
 
 
-async def test_a_ratelimited_update_is_retryable_with_retry_after(settings: NotifierSettings) -> None:
+async def test_a_ratelimited_update_is_retryable_with_retry_after(
+    settings: NotifierSettings, state_delivery: Builder
+) -> None:
     async with SlackServer(token="xoxb-1") as slack:
         settings.slack_base_url = slack.api_url
         notifier = SlackNotifier(settings)
@@ -212,7 +194,9 @@ async def test_a_ratelimited_update_is_retryable_with_retry_after(settings: Noti
     assert len(slack.replies(thread["ts"])) == 1
 
 
-async def test_an_older_state_retried_late_replies_but_leaves_the_parent(settings: NotifierSettings) -> None:
+async def test_an_older_state_retried_late_replies_but_leaves_the_parent(
+    settings: NotifierSettings, state_delivery: Builder
+) -> None:
     running, completed = state_delivery("slack", "running", 1), state_delivery("slack", "completed", 2)
     async with SlackServer(token="xoxb-1") as slack:
         settings.slack_base_url = slack.api_url
@@ -224,18 +208,22 @@ async def test_an_older_state_retried_late_replies_but_leaves_the_parent(setting
     assert slack.current[thread["ts"]]["blocks"] == blocks_of(completed)
 
 
-async def test_an_unknown_slack_mode_is_permanent(settings: NotifierSettings) -> None:
+async def test_an_unknown_slack_mode_is_permanent(
+    settings: NotifierSettings, state_delivery: Builder
+) -> None:
     notifier = SlackNotifier(settings)
     outcome = await notifier.send(state_delivery("slack", "running", 1), {**BOT, "slack_mode": "edit"})
     assert outcome.kind is OutcomeKind.PERMANENT and "slack_mode" in outcome.reason
 
 
-async def test_mails_of_one_run_thread_in_order() -> None:
+async def test_mails_of_one_run_thread_in_order(state_delivery: Builder) -> None:
     deliveries = [
         state_delivery("mail", state, at) for at, state in enumerate(("running", "completed", "error"), 1)
     ]
     async with SmtpServer("plain") as server:
-        outcomes, thread = await converse(MailNotifier(NotifierSettings()), deliveries, smtp_params(server))
+        outcomes, thread = await converse(
+            MailNotifier(NotifierSettings()), deliveries, smtp_params(server, email_addresses="a@example.com")
+        )
     assert [o.kind for o in outcomes] == [OutcomeKind.SENT] * 3
     first, *later = [mail.message for mail in server.messages]
     root = f"<{deliveries[0].id}.runherald@example.com>"
