@@ -211,10 +211,11 @@ function runPage() {
     $("run-name").textContent = meta.name || "";
     $("run-state").textContent = status.state || "";
     $("run-state").className = "state-" + status.state;
-    $("run-updated").textContent = when(status.last_update);
     const labels = meta.labels || {};
-    $("run-labels").textContent = Object.keys(labels).map((k) => k + "=" + labels[k]).join(", ");
-    $("run-error").textContent = status.error || "";
+    const text = (value) => value || "\u2014"; // an em dash, not an empty cell, where the run has none
+    $("run-updated").textContent = text(when(status.last_update));
+    $("run-labels").textContent = text(Object.keys(labels).map((k) => k + "=" + labels[k]).join(", "));
+    $("run-error").textContent = text(status.error);
     if (!prefilled) {
       prefilled = true;
       silenceForm(["project=" + quoted(meta.project || project), "name=" + quoted(meta.name || "")].join("\n"));

@@ -9,6 +9,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,16 @@ async def test_login_live_run_its_attempts_and_silence_this(
         await page.wait_for_selector("#live.live")
 
         await publish(
-            secured, run_dict(project, uid, "completed", [webhook("hook", receiver.url("/ui"))], name=name)
+            secured,
+            run_dict(
+                project,
+                uid,
+                "completed",
+                [webhook("hook", receiver.url("/ui"))],
+                name=name,
+                labels={"team": "ml"},
+                last_update=datetime.now(UTC).isoformat(),
+            ),
         )
         row = page.locator(f"#runs tbody tr[data-key='{project}/{uid}']")
         await row.wait_for()
@@ -131,6 +141,9 @@ async def test_login_live_run_its_attempts_and_silence_this(
         await page.wait_for_selector("#notifications .attempts tbody tr")
         assert await page.text_content("#run-name") == name
         assert await page.text_content("#run-state") == "completed"
+        assert await page.text_content("#run-labels") == "team=ml"
+        assert await page.text_content("#run-updated") not in ("", "\u2014")
+        assert await page.text_content("#run-error") == "\u2014"  # none: a dash, not an empty cell
         block = await page.inner_text("#notifications .notification[data-name='hook']")
         assert "sent" in block and "200" in block
         assert await page.evaluate("window.pwned") is None
