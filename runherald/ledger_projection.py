@@ -74,6 +74,17 @@ def watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="runherald-ledger-parent", daemon=True).start()
 
 
+async def _shut_down(pool: ProcessPoolExecutor, within: float) -> None:
+    """Stop the writer process: in order if it ends within `within` seconds, else killed (a write that
+    hangs must not hold the worker's shutdown; the topic still has everything it was writing)."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(pool.shutdown, True, cancel_futures=True), within)
+    except TimeoutError:
+        log.warning("the ledger's writer process did not stop within %.0fs: killed", within)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+
+
 def _engine(url: str) -> Engine:
     found = _ENGINES.get(url)
     if found is None:
@@ -169,7 +180,7 @@ class LedgerProjection:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._pool is not None:
-            await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
+            await _shut_down(self._pool, within=flush_within)
         self._engine.dispose()
 
     async def _call(self, work: Callable[..., T], *args: Any) -> T:

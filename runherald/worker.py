@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -162,22 +163,28 @@ class ApiService(mode.Service):
             print(self.announce, flush=True)
 
     async def on_stop(self) -> None:
-        await self.pipeline.redriver.stop()
-        await self.pipeline.dispatcher.drain()
-        if self.notifiers is not None:
-            await self.notifiers.close()
-        await self.feed.stop()  # first: it ends every live stream, which the runner would wait for
-        if self._runner is not None:
-            await self._runner.cleanup()
-        await self.view.stop()
-        if self.projection is not None:
-            await self.projection.stop()
-        await self.pipeline.run_fetcher.stop()
-        await self.pipeline.alerts.stop()
-        await self.publisher.stop()
+        steps: list[tuple[str, Callable[[], Awaitable[Any]] | None]] = [
+            ("the redriver", self.pipeline.redriver.stop),
+            ("the dispatcher's sends", self.pipeline.dispatcher.drain),
+            ("the notifiers", self.notifiers.close if self.notifiers is not None else None),
+            # The live feed before the HTTP runner: it ends every live stream, which the runner waits for.
+            ("the live feed", self.feed.stop),
+            ("the HTTP API", self._runner.cleanup if self._runner is not None else None),
+            ("the ledger view", self.view.stop),
+            ("the SQL ledger", self.projection.stop if self.projection is not None else None),
+            ("the run fetcher", self.pipeline.run_fetcher.stop),
+            ("the alert rules", self.pipeline.alerts.stop),
+            ("the publisher", self.publisher.stop),
+        ]
+        for name, stop in steps:
+            if stop is not None:
+                STOPPING[0] = name
+                await stop()
+        STOPPING[0] = "faust's own services"
 
 
 SHUTDOWN_GRACE = 30.0
+STOPPING = ["faust's own services"]  # what the worker's stop is doing: named if the shutdown hangs
 
 
 class _Worker(faust.Worker):
@@ -196,7 +203,11 @@ class _Worker(faust.Worker):
 
     @staticmethod
     def _give_up() -> None:
-        print(f"runherald: shutdown did not finish within {SHUTDOWN_GRACE:.0f}s; exiting", file=sys.stderr)
+        print(
+            f"runherald: shutdown did not finish within {SHUTDOWN_GRACE:.0f}s"
+            f" (stopping {STOPPING[0]}); exiting",
+            file=sys.stderr,
+        )
         os._exit(1)
 
 

@@ -5,7 +5,9 @@ RUNHERALD_TEST_POSTGRES_URL names a database (.ci/run starts one)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -272,3 +274,31 @@ def test_a_query_answers_each_delivery_as_the_ledger_record_itself_gives_it(engi
     answered = ledger_sql.query(engine, ledger_sql.Query(project=project))["items"]
     expected = sorted(ledger.delivery_items(written), key=lambda item: item["queued_at"], reverse=True)
     assert answered == expected
+
+
+def _hang(_url: str) -> None:
+    """A write that never ends (run in the writer process)."""
+    time.sleep(600)
+
+
+async def test_a_writer_that_hangs_is_killed_and_never_holds_the_shutdown(tmp_path: Path) -> None:
+    url = ledger_sql.database_url(str(tmp_path), "")
+    assert url is not None
+    projection = LedgerProjection(url, "36500d")
+    hung = asyncio.create_task(projection._call(_hang))
+    deadline = time.monotonic() + 30
+    while not (projection._pool and projection._pool._processes):
+        assert time.monotonic() < deadline, "the writer process was never spawned"
+        await asyncio.sleep(0.1)
+    pool = projection._pool
+    await asyncio.sleep(2.0)  # the writer's time to import and take the write
+    processes = list(pool._processes.values())
+    assert processes
+    # Bounded: the writer is given `flush_within` seconds, then killed (20 s is only this test's guard).
+    await asyncio.wait_for(projection.stop(flush_within=1.0), 20)
+    for process in processes:
+        process.join(10)
+        assert not process.is_alive()
+    hung.cancel()
+    with contextlib.suppress(BaseException):
+        await hung
