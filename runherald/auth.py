@@ -73,6 +73,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def bearer_token(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header's value, "" for any other value."""
+    kind, _, presented = authorization.partition(" ")
+    return presented.strip() if kind.lower() == "bearer" else ""
+
+
 def new_token() -> str:
     """A fresh random token (256 bits from the system's CSPRNG)."""
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -174,6 +180,7 @@ __all__ = [
     "ApiToken",
     "TokenTable",
     "api_tokens",
+    "bearer_token",
     "hash_token",
     "is_loopback",
     "load_tokens_file",

@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from runherald.auth import hash_token
+from runherald.auth import bearer_token, hash_token
 from runherald.integrations import GITHUB_SECRET, HMAC_SECRET, TOKEN_SHA256, Integration
 from runherald.signing import DEFAULT_TOLERANCE, WebhookVerificationError, verify
 
@@ -79,8 +79,7 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 
 def check_bearer(digest: str, headers: Mapping[str, str]) -> None:
-    kind, _, presented = _header(headers, "Authorization").partition(" ")
-    presented = presented.strip() if kind.lower() == "bearer" else ""
+    presented = bearer_token(_header(headers, "Authorization"))
     if not presented:
         raise AuthRefused(401, "this integration needs a bearer token (Authorization: Bearer <token>)")
     if not hmac.compare_digest(hash_token(presented).encode(), digest.encode()):

@@ -11,9 +11,9 @@ their Origin instead (`same_origin`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from aiohttp import web
+
+from runherald.auth import bearer_token
 
 COOKIE = "runherald_ui"
 UI_HEADER = "X-Runherald-UI"
@@ -21,16 +21,10 @@ UI_PREFIX = "/ui"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def bearer(headers: Mapping[str, str]) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header, "" without one."""
-    kind, _, presented = headers.get("Authorization", "").partition(" ")
-    return presented.strip() if kind.lower() == "bearer" else ""
-
-
 def presented_token(request: web.Request) -> tuple[str, bool]:
     """(the token a request presents, whether it came from the dashboard's cookie): the bearer header
     first, then the cookie; ("", False) for neither."""
-    token = bearer(request.headers)
+    token = bearer_token(request.headers.get("Authorization", ""))
     if token:
         return token, False
     cookie = request.cookies.get(COOKIE, "").strip()
@@ -77,7 +71,6 @@ __all__ = [
     "COOKIE",
     "UI_HEADER",
     "UI_PREFIX",
-    "bearer",
     "csrf_refusal",
     "end_session",
     "is_ui_path",
