@@ -13,11 +13,10 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from runherald import ledger_rates, ledger_runs, ledger_sql
-from runherald.admission import RUN_STATES
 from runherald.api_store import json_response
 from runherald.ledger import PENDING, TERMINAL
 from runherald.ledger_projection import LedgerProjection
-from runherald.live import parse_since
+from runherald.live import parse_since, unknown_state
 
 STATUSES = frozenset({PENDING, *TERMINAL})
 FILTERS = ("project", "uid", "name", "kind", "status")
@@ -105,9 +104,8 @@ def parse_runs_query(params: MultiMapping[str], now: float) -> tuple[ledger_runs
     given = _given(params, ("since", "cursor", "limit"), problems)
     states = _values(params, "state", problems)
     for state in states:
-        if state not in RUN_STATES:
-            known = ", ".join(sorted(RUN_STATES))
-            problems.append({"path": "state", "message": f"unknown run state {state!r} (states: {known})"})
+        if (unknown := unknown_state(state)) is not None:
+            problems.append({"path": "state", "message": unknown})
     asked = ledger_runs.RunQuery(
         projects=_values(params, "project", problems),
         states=states,

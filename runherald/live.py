@@ -76,6 +76,13 @@ def parse_since(text: str, now: float) -> float:
     return parsed.astimezone(UTC).timestamp()
 
 
+def unknown_state(state: str) -> str | None:
+    """Why `state` is not a run state to filter on (None: it is one)."""
+    if state in RUN_STATES:
+        return None
+    return f"unknown run state {state!r} (states: {', '.join(sorted(RUN_STATES))})"
+
+
 def parse_query(
     items: Iterable[tuple[str, str]], now: float
 ) -> tuple[RunFilter, float | None, list[Problem]]:
@@ -91,9 +98,8 @@ def parse_query(
             project = value
         elif key == "state":
             for state in filter(None, (part.strip() for part in value.split(","))):
-                if state not in RUN_STATES:
-                    known = ", ".join(sorted(RUN_STATES))
-                    problems.append(Problem("state", f"unknown run state {state!r} (states: {known})"))
+                if (unknown := unknown_state(state)) is not None:
+                    problems.append(Problem("state", unknown))
                 states.add(state)
         elif key == "label":
             name, equals, wanted = value.partition("=")
